@@ -1,0 +1,1 @@
+"""One module per ``loralab`` subcommand (argparse only; heavy imports happen in ``run``)."""

@@ -1,0 +1,95 @@
+"""Every figure in one style, drawn headless.
+
+Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly, never
+through ``pyplot``: no display is needed, no backend warning appears, nothing global is left
+open, and the import is cheaper. Each ``loralab.plots.<topic>`` module draws the figures of
+one topic; this module holds the shared style and the atomic PNG writer.
+
+Chinese labels: :func:`cjk_font` finds a CJK font when one is installed (Debian's
+``fonts-wqy-microhei`` or ``fonts-noto-cjk``); callers fall back to English without one.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["COLORS", "CJK_FONT_HINT", "cjk_font", "new_figure", "png_bytes", "save_png"]
+
+# One colour per meaning, used by every figure.
+COLORS: dict[str, str] = {
+    "seed": "#d95f02",      # the seed's random BA perturbation, ||ΔW||_F
+    "theory": "#333333",    # closed-form expectations (dashed)
+    "optimal": "#1b9e77",   # Eckart–Young optimum (truncated SVD)
+    "learned": "#7570b3",   # gradient-descent LoRA fit
+    "full": "#e7298a",      # full fine-tuning
+    "lora": "#1f78b4",      # LoRA fine-tuning
+    "base": "#999999",      # the frozen base model
+}
+
+CJK_FONT_HINT = ("no CJK font found: figure labels stay English "
+                 "(install one with: apt-get install fonts-wqy-microhei)")
+
+_STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "savefig.bbox": "tight",
+    "figure.dpi": 100,
+}
+
+_CJK_CANDIDATES = (
+    "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC",
+    "Source Han Sans SC", "SimHei", "Microsoft YaHei", "PingFang SC",
+)
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """Name of an installed font that can draw Chinese, or ``None``."""
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    return next((n for n in _CJK_CANDIDATES if n in names), None)
+
+
+def new_figure(width: float = 7.0, height: float = 4.5, *, cjk: bool = False) -> Figure:
+    """A blank Agg-backed figure in the house style (``cjk=True`` picks a Chinese font)."""
+    import matplotlib
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    matplotlib.rcParams.update(_STYLE)
+    font = cjk_font() if cjk else None
+    matplotlib.rcParams["font.sans-serif"] = (
+        [font, "DejaVu Sans"] if font else ["DejaVu Sans"])
+    matplotlib.rcParams["axes.unicode_minus"] = font is None
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 120) -> bytes:
+    """The figure encoded as PNG (used to embed figures in the HTML report)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> str:
+    """Write the figure to ``path`` as PNG, atomically (temp file, then rename)."""
+    from ..fileio import atomic_write
+
+    data = png_bytes(fig, dpi)
+    return str(atomic_write(path, lambda fh: fh.write(data)))
