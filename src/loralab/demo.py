@@ -166,7 +166,7 @@ def run_demo(config: LoraConfig | None = None, *, seed: int = 42,
     gen = torch.Generator().manual_seed(seed)
 
     w0 = torch.randn(d, d, generator=gen).to(tdtype)                  # (d_out, d_in)
-    sigma = torch.linalg.svdvals(w0.double())                          # (d,), descending
+    sigma = torch.linalg.svdvals(w0).double()                          # (d,), descending
     # tail[r] = Σ_{i>r} σ_i² for every r at once (Eckart–Young), from the one SVD.
     energy = sigma.square()
     tail = torch.cat([energy.flip(0).cumsum(0).flip(0), energy.new_zeros(1)])
@@ -285,10 +285,16 @@ class LoRALinear(nn.Module):
 
 
 # Inject into the attention projections of a Transformer and train only A and B:
-#   for name, module in model.named_modules():
+#   targets = {"q_proj", "k_proj", "v_proj", "o_proj"}
+#   for module in list(model.modules()):
 #       for child_name, child in module.named_children():
-#           if child_name in {"q_proj", "k_proj", "v_proj", "o_proj"} and isinstance(child, nn.Linear):
+#           if child_name in targets and isinstance(child, nn.Linear):
 #               setattr(module, child_name, LoRALinear(child, r=8, alpha=16))
+#   for p in model.parameters():                       # train A and B only
+#       p.requires_grad_(False)
+#   for m in model.modules():
+#       if isinstance(m, LoRALinear):
+#           m.lora_a.requires_grad_(True); m.lora_b.requires_grad_(True)
 #
 # What production code adds (all in loralab.lora):
 #   * dropout on the LoRA path:        (dropout(x) @ Aᵀ) @ Bᵀ · α/r
