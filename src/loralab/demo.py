@@ -216,13 +216,11 @@ def format_table(result: DemoResult) -> str:
         "    It falls with r only because ΔW is scaled by α/r while ‖BA‖_F grows like √r:",
         "    E‖ΔW‖_F² = α²·d²/r, so it follows the theory column. It does not measure what",
         "    rank r can express.",
-        f"  * What rank r can express is the Eckart–Young optimum sqrt(Σ_{{i>r}} σ_i²). For this "
-        f"Gaussian W0 even r = {last.rank}",
-        f"    leaves {last.optimal_relative:.1%} of ‖W0‖_F = {result.w0_norm:,.1f}: a random "
-        "matrix is not low-rank.",
-        "    LoRA bets that the *update* a task needs is low-rank; see `loralab svd`, "
-        "`loralab fit`",
-        "    and `loralab finetune`.",
+        "  * What rank r can express is the Eckart–Young optimum sqrt(Σ_{i>r} σ_i²), the best",
+        f"    column. For this Gaussian W0 even r = {last.rank} leaves {last.optimal_relative:.1%} "
+        f"of ‖W0‖_F = {result.w0_norm:,.1f}:",
+        "    a random matrix is not low-rank. LoRA bets that the *update* a task needs is",
+        "    low-rank; see `loralab svd`, `loralab fit` and `loralab finetune`.",
     ]
     return "\n".join(lines)
 
