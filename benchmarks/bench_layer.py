@@ -1,0 +1,184 @@
+"""Speed of loralab's LoRALinear against PEFT's LoRA Linear and a plain frozen nn.Linear.
+
+For each (tokens, d, r) with a square d x d base layer, in one process, interleaved (the order
+rotates every repeat), median of repeats:
+
+* train step: forward + backward of one layer, base frozen, input requiring grad (a layer in
+  the middle of a network), grads cleared between steps, lora_dropout = 0 (and, ours vs
+  PEFT only, lora_dropout = 0.1);
+* inference (torch.inference_mode, forward only, 3x the repeats): the merged LoRALinear,
+  the unloaded nn.Linear and the unmerged LoRALinear / PEFT layer against the plain
+  nn.Linear (the unloaded layer *is* a plain nn.Linear: its ratio shows the noise level).
+
+Before timing, the outputs and gradients of ours and PEFT's are checked to agree.
+Prints a markdown table: median ms, ratio of medians and the median of the per-repeat
+(paired) ratios; achieved GFLOP/s of the plain layer's matmuls is shown against the
+~350 GFLOP/s fp32 peak of the 2-core reference machine.
+
+    .venv/bin/python benchmarks/bench_layer.py [--repeats 9] [--threads 2]
+        [--shapes 2048,1024,8 2048,4096,16] [--clock wall|process]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from peft import LoraConfig
+from peft.tuners.lora import Linear as PeftLinear
+from torch import nn
+
+from loralab.lora import LoRALinear
+
+PEAK_GFLOPS = 350.0
+
+
+def make_layers(d: int, r: int, seed: int) -> dict[str, nn.Module]:
+    gen = torch.Generator().manual_seed(seed)
+    base = nn.Linear(d, d)
+    with torch.no_grad():
+        base.weight.copy_(torch.randn(d, d, generator=gen) / d**0.5)
+        base.bias.copy_(torch.randn(d, generator=gen))
+    base.requires_grad_(False)
+    ours = LoRALinear(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
+    with torch.no_grad():
+        ours.lora_B.weight.copy_(torch.randn(d, r, generator=gen) / r)
+    cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0)
+    peft = PeftLinear(copy.deepcopy(base), "default", config=cfg, r=r, lora_alpha=2 * r)
+    with torch.no_grad():
+        peft.lora_A["default"].weight.copy_(ours.lora_A.weight)
+        peft.lora_B["default"].weight.copy_(ours.lora_B.weight)
+    return {"loralab LoRALinear": ours, "PEFT lora.Linear": peft, "plain nn.Linear": base}
+
+
+def train_step(mod: nn.Module, x: torch.Tensor, gy: torch.Tensor) -> None:
+    x.grad = None
+    for p in mod.parameters():
+        p.grad = None
+    mod(x).backward(gy)
+
+
+def check_agree(layers: dict[str, nn.Module], x: torch.Tensor, gy: torch.Tensor) -> None:
+    ours, peft = layers["loralab LoRALinear"], layers["PEFT lora.Linear"]
+    train_step(ours, x, gy)
+    gx_ours = x.grad.clone()
+    train_step(peft, x, gy)
+    pairs = [(ours(x), peft(x)), (gx_ours, x.grad),
+             (ours.lora_A.weight.grad, peft.lora_A["default"].weight.grad),
+             (ours.lora_B.weight.grad, peft.lora_B["default"].weight.grad)]
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+CLOCK = time.perf_counter  # --clock process: CPU time of this process (all its threads)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = CLOCK()
+    fn()
+    return CLOCK() - t0
+
+
+def interleave(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    names = list(cases)
+    for name in names:  # warm-up
+        cases[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(repeats):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            times[name].append(timed(cases[name]))
+    return times
+
+
+def rows(times: dict[str, list[float]], ref: str, ref2: str | None = None) -> list[str]:
+    med = {n: statistics.median(t) for n, t in times.items()}
+    out = []
+    for name, ts in times.items():
+        cells = [name, f"{med[name] * 1e3:.1f}"]
+        for r in (ref, ref2):
+            if r is None:
+                continue
+            paired = statistics.median(a / b for a, b in zip(ts, times[r], strict=True))
+            cells.append(f"{med[name] / med[r]:.3f} ({paired:.3f})")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def bench_shape(n: int, d: int, r: int, repeats: int) -> list[str]:
+    layers = make_layers(d, r, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, d, generator=gen).requires_grad_(True)
+    gy = torch.randn(n, d, generator=gen)
+    check_agree(layers, x, gy)
+    out = [f"\n### (tokens, d, r) = ({n}, {d}, {r}): training step (forward + backward)\n",
+           "| layer | median ms | vs PEFT (paired) | vs plain (paired) |", "|---|---|---|---|"]
+    times = interleave({k: (lambda m=m: train_step(m, x, gy)) for k, m in layers.items()},
+                       repeats)
+    out += rows(times, "PEFT lora.Linear", "plain nn.Linear")
+    plain_ms = statistics.median(times["plain nn.Linear"])
+    gflop = 2 * 2 * n * d * d / 1e9  # forward x Wᵀ and backward gy W
+    out.append(f"\nplain layer: {gflop / plain_ms:.0f} GFLOP/s achieved "
+               f"({100 * gflop / plain_ms / PEAK_GFLOPS:.0f}% of the {PEAK_GFLOPS:.0f} GFLOP/s "
+               "peak)")
+
+    drop = {"loralab, dropout 0.1": copy.deepcopy(layers["loralab LoRALinear"]),
+            "PEFT, dropout 0.1": copy.deepcopy(layers["PEFT lora.Linear"])}
+    drop["loralab, dropout 0.1"].lora_dropout_p = 0.1
+    drop["loralab, dropout 0.1"].lora_dropout = nn.Dropout(0.1)
+    drop["PEFT, dropout 0.1"].lora_dropout["default"] = nn.Dropout(0.1)
+    out += [f"\n### ({n}, {d}, {r}): training step with lora_dropout = 0.1\n",
+            "| layer | median ms | vs PEFT (paired) |", "|---|---|---|"]
+    out += rows(interleave({k: (lambda m=m: train_step(m, x, gy)) for k, m in drop.items()},
+                           repeats), "PEFT, dropout 0.1")
+
+    ours = layers["loralab LoRALinear"]
+    merged = copy.deepcopy(ours)
+    merged.merge()
+    unloaded = copy.deepcopy(merged).base
+    plain = layers["plain nn.Linear"]
+    xi = x.detach()
+    torch.testing.assert_close(merged(xi), ours(xi), rtol=1e-4, atol=1e-4)
+    cases = {"plain nn.Linear": plain, "loralab merged": merged, "loralab unloaded": unloaded,
+             "loralab unmerged": ours, "PEFT unmerged": layers["PEFT lora.Linear"]}
+
+    def infer(m: nn.Module) -> None:
+        with torch.inference_mode():
+            m(xi)
+
+    out += [f"\n### ({n}, {d}, {r}): inference (forward only)\n",
+            "| layer | median ms | vs plain (paired) |", "|---|---|---|"]
+    out += rows(interleave({k: (lambda m=m: infer(m)) for k, m in cases.items()},
+                           3 * repeats), "plain nn.Linear")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shapes", nargs="+", default=["2048,1024,8", "2048,4096,16"],
+                        help="tokens,d,r triples")
+    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
+                        help="wall time (default), or this process's CPU time, which other "
+                             "programs on a shared machine disturb less")
+    args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
+    torch.set_num_threads(args.threads)
+    import peft
+
+    print(f"torch {torch.__version__}, peft {peft.__version__}, {args.threads} threads, fp32, "
+          f"{args.clock} clock, median of {args.repeats} interleaved repeats; ratio of "
+          "medians (median of paired per-repeat ratios)")
+    for shape in args.shapes:
+        n, d, r = (int(v) for v in shape.split(","))
+        print("\n".join(bench_shape(n, d, r, args.repeats)))
+
+
+if __name__ == "__main__":
+    main()
