@@ -42,8 +42,9 @@ pytest: $(VENV)/.dev browser
 
 test: lint pytest
 
+# Speed is measured here, never in tests: each script prints side-by-side ratios.
 bench: $(VENV)/.dev
-	$(PY) benchmarks/bench_demo.py
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 report: $(VENV)/.runtime
 	$(PY) -m loralab report --out report

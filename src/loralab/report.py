@@ -1,0 +1,250 @@
+"""``loralab report``: one self-contained HTML page for the classroom, in English or Chinese.
+
+The page follows the seed's chapters (overview, flow, classes and functions, math, running
+and plots, FAQ, extensions) with this run's numbers: the seed demo, a rank explorer (a plain-JS
+slider over per-rank heatmaps and errors computed at build time), the low-rank analyses and the
+full-vs-LoRA fine-tuning experiment. Figures are embedded as base64 PNG, CSS and JS are inline,
+formulas are MathML: nothing is fetched, and the page opens from ``file://``.
+
+Three steps, each usable alone (tests build small pages from precomputed data):
+
+* :func:`collect_report` computes everything into a :class:`ReportData` (no files);
+* :func:`render_report` turns a :class:`ReportData` into the HTML string (no computation);
+* :func:`build_report` writes ``OUT/index.html`` through :func:`loralab.fileio.atomic_dir`,
+  so ``OUT`` appears only when the page is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .errors import LoralabError
+
+if TYPE_CHECKING:
+    from .demo import DemoResult
+    from .report_slider import SliderData
+
+__all__ = [
+    "LANGS",
+    "PRESETS",
+    "Extension",
+    "ReportConfig",
+    "ReportData",
+    "build_report",
+    "check_report_dir",
+    "collect_report",
+    "render_report",
+    "slider_ranks",
+]
+
+Preset = Literal["quick", "default"]
+Lang = Literal["en", "zh"]
+PRESETS: tuple[str, ...] = ("quick", "default")
+LANGS: tuple[str, ...] = ("en", "zh")
+# Files a report folder may hold; any other file makes build_report refuse to replace it.
+REPORT_FILES: frozenset[str] = frozenset({"index.html"})
+
+
+@dataclass
+class ReportConfig:
+    """What to build.
+
+    Attributes:
+        preset: ``"quick"`` (small analyses, the fine-tuning experiment's quick preset) or
+            ``"default"``; the seed demo always uses the seed's own configuration.
+        lang: ``"en"`` or ``"zh"``: the whole page, and the figure labels when a CJK font is
+            installed (otherwise English labels and a one-line hint).
+        seed: random seed of every part.
+        hidden_size: ``d`` of the demo and of the rank explorer's matrices (default: the
+            seed's 512; tests use a smaller one).
+        analyses: run the low-rank analyses (chapter 7.1–7.4).
+        finetune: run the fine-tuning experiment (chapter 7.5).
+    """
+
+    preset: Preset = "default"
+    lang: Lang = "en"
+    seed: int = 42
+    hidden_size: int = 512
+    analyses: bool = True
+    finetune: bool = True
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise LoralabError(f"preset {self.preset!r} is not allowed; choose one of "
+                               f"{', '.join(PRESETS)}")
+        if self.lang not in LANGS:
+            raise LoralabError(f"language {self.lang!r} is not allowed; choose one of "
+                               f"{', '.join(LANGS)}")
+        d = self.hidden_size
+        if isinstance(d, bool) or not isinstance(d, int) or not 2 <= d <= 4096:
+            raise LoralabError(f"hidden_size={d!r} is not allowed; it must be an integer "
+                               "in 2..4096")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise LoralabError(f"seed={self.seed!r} is not allowed; it must be an integer")
+
+
+@dataclass
+class Extension:
+    """One extension's content, already in the page's language.
+
+    Attributes:
+        key: ``"svd"``, ``"spectrum"``, ``"heatmap"``, ``"fit"`` or ``"finetune"``.
+        figures: ``(png bytes, caption html)`` pairs.
+        html: further HTML (text, tables) shown before the figures.
+        missing: why the extension is absent (then ``figures`` is empty), else ``None``.
+    """
+
+    key: str
+    figures: list[tuple[bytes, str]] = field(default_factory=list)
+    html: str = ""
+    missing: str | None = None
+
+
+@dataclass
+class ReportData:
+    """Everything :func:`render_report` needs; :func:`collect_report` fills it.
+
+    ``slider_extra`` maps a rank to extra lines for the rank explorer (LoRA's validation
+    loss at that rank), already formatted; ``results`` keeps the analyses' and the
+    experiment's own result objects (``"svd"``, ``"spectrum"``, ``"fit"``, ``"finetune"``).
+    """
+
+    config: ReportConfig
+    demo: DemoResult
+    demo_png: bytes
+    slider: SliderData
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    slider_extra: dict[int, dict[str, str]] = field(default_factory=dict)
+    cjk_font: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    built: str = ""
+    headline: str = ""            # the fine-tuning result in one line, for the overview
+    results: dict[str, object] = field(default_factory=dict)   # raw results, by chapter
+
+
+def slider_ranks(d: int) -> tuple[int, ...]:
+    """The rank explorer's stops: 2, 4, 8, … up to ``d``, and ``d`` itself (full rank).
+
+    The seed's ranks (2, 4, 8, 16, 32) come first, in the seed's order, so the random
+    updates drawn for them are the seed's own."""
+    ranks = [2**k for k in range(1, d.bit_length()) if 2**k <= d]
+    if not ranks or ranks[-1] != d:
+        ranks.append(d)
+    return tuple(ranks)
+
+
+def _figure_font(lang: str) -> str | None:
+    """The CJK font to draw Chinese labels with, or ``None`` (English labels)."""
+    if lang != "zh":
+        return None
+    from . import plots
+
+    return plots.cjk_font()
+
+
+def collect_report(config: ReportConfig | None = None, *,
+                   on_stage: Callable[[str], None] | None = None,
+                   on_steps: Callable[[str, int, int], None] | None = None) -> ReportData:
+    """Run the demo, the rank explorer, the analyses and the fine-tuning experiment (as the
+    config asks) and draw every figure. Returns the page's data; writes nothing.
+
+    ``on_stage(name)`` is called as each part starts (``"demo"``, ``"slider"``,
+    ``"analyses"``, ``"finetune"``); ``on_steps(label, steps, total)`` as fine-tuning
+    optimizer steps complete (the CLI shows them as progress)."""
+    from .demo import LoraConfig, run_demo
+    from .plots import png_bytes
+    from .plots.demo import demo_figure
+    from .plots.report import localize_figure
+    from .report_ext import finetune_extension, lowrank_extensions
+    from .report_figure_zh import FIGURE_ZH
+    from .report_slider import compute_slider
+
+    config = config if config is not None else ReportConfig()
+    stage = on_stage or (lambda _name: None)
+    font = _figure_font(config.lang)
+    seconds: dict[str, float] = {}
+    stage("demo")
+    start = time.perf_counter()
+    d = config.hidden_size
+    seed_ranks = tuple(r for r in LoraConfig().rank_candidates if r <= d)
+    demo = run_demo(LoraConfig(hidden_size=d, rank_candidates=seed_ranks), seed=config.seed)
+    fig = demo_figure(demo)
+    if font:
+        localize_figure(fig, FIGURE_ZH, font)
+    demo_png = png_bytes(fig)
+    seconds["demo"] = time.perf_counter() - start
+
+    stage("slider")
+    start = time.perf_counter()
+    slider = compute_slider(d, slider_ranks(d),
+                            seed=config.seed, lang=config.lang, cjk_font=font)
+    seconds["slider"] = time.perf_counter() - start
+    data = ReportData(config=config, demo=demo, demo_png=demo_png, slider=slider,
+                      cjk_font=font, seconds=seconds,
+                      built=time.strftime("%Y-%m-%d %H:%M"))
+    stage("analyses")
+    start = time.perf_counter()
+    data.extensions.update(lowrank_extensions(data))
+    seconds["analyses"] = time.perf_counter() - start
+    stage("finetune")
+    start = time.perf_counter()
+    data.extensions["finetune"] = finetune_extension(data, on_steps=on_steps)
+    seconds["finetune"] = time.perf_counter() - start
+    return data
+
+
+def render_report(data: ReportData) -> str:
+    """The complete HTML page (a string) for ``data``; see :mod:`loralab.report_page`."""
+    from .report_page import render_page
+
+    return render_page(data)
+
+
+def check_report_dir(out: str | os.PathLike[str]) -> Path:
+    """Check ``out`` can receive a report before any work is done.
+
+    ``out`` may be missing (its parent must then exist and be writable) or a folder holding
+    only a previous report (it is replaced as a whole). Anything else raises
+    :class:`LoralabError`, so a report never replaces a folder of other files."""
+    from .fileio import check_output_dir
+
+    path = Path(out)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.exists():
+        if not path.is_dir():
+            raise LoralabError(f"output folder {str(path)!r} exists and is not a folder")
+        if path.resolve() == Path.cwd().resolve():
+            raise LoralabError(f"output folder {str(path)!r} is the current folder; "
+                               "give a new or report-only folder such as 'report'")
+        others = sorted(p.name for p in path.iterdir() if p.name not in REPORT_FILES)
+        if others:
+            raise LoralabError(f"output folder {str(path)!r} holds files that are not a "
+                               f"loralab report (e.g. {others[0]!r}); give a new or empty "
+                               "folder")
+    check_output_dir(parent)
+    return path
+
+
+def build_report(config: ReportConfig | None = None, out: str | os.PathLike[str] = "report",
+                 *, data: ReportData | None = None) -> Path:
+    """Compute (unless ``data`` is given), render and write ``out/index.html`` atomically.
+
+    Returns the path of ``index.html``. ``out`` is checked first (see
+    :func:`check_report_dir`); on any error nothing is left behind.
+    """
+    from .fileio import atomic_dir, atomic_write_text
+
+    out_path = check_report_dir(out)
+    if data is None:
+        data = collect_report(config)
+    start = time.perf_counter()
+    page = render_report(data)
+    data.seconds["render"] = time.perf_counter() - start
+    with atomic_dir(out_path) as tmp:
+        atomic_write_text(tmp / "index.html", page)
+    return out_path / "index.html"
