@@ -55,6 +55,7 @@ def _worker(path: str) -> None:
     out = _train_all(dist)
     if dist.is_main:
         Path(path).write_text(json.dumps(out))
+    dist.barrier()          # tear down together: a peer's early exit can abort gloo's threads
     torch.distributed.destroy_process_group()
 
 

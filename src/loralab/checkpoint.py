@@ -65,7 +65,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     except Exception as exc:  # safetensors raises its own error types
         raise LoralabError(f"weights file {str(path)!r} is corrupt or not safetensors "
                            f"({type(exc).__name__}); delete it to rebuild") from None
-    return tensors, meta
+    return tensors, meta if isinstance(meta, dict) else {}
 
 
 def _paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:

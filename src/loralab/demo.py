@@ -156,11 +156,19 @@ def run_demo(config: LoraConfig | None = None, *, seed: int = 42,
     in float32 in the seed's order (``W0``, then ``B``, ``A`` per rank), so the same seed gives
     the same numbers in both dtypes and the same numbers as the seed's own script.
     """
-    import torch
+    from .threads import SMALL_NUMEL, torch_threads
 
     config = config if config is not None else LoraConfig()
     if dtype not in DTYPES:
         raise LoralabError(f"dtype={dtype!r} is not allowed; choose one of {', '.join(DTYPES)}")
+    d = config.hidden_size
+    with torch_threads(1 if d * d <= SMALL_NUMEL else None):
+        return _run_demo(config, seed, dtype)
+
+
+def _run_demo(config: LoraConfig, seed: int, dtype: DType) -> DemoResult:
+    import torch
+
     tdtype = getattr(torch, dtype)
     d = config.hidden_size
     gen = torch.Generator().manual_seed(seed)

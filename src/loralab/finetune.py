@@ -249,7 +249,13 @@ def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConf
     if done is not None and dist.broadcast_flag(done.is_file(), device):
         tensors, meta = load_weights(done)
         trainable = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
-        if set(tensors) != set(trainable):
+        try:
+            result = RunResult(**meta["result"])
+            ok = set(tensors) == set(trainable) and all(
+                tensors[n].shape == p.shape for n, p in trainable.items())
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
             raise LoralabError(f"resume file {str(done)!r} does not fit run {run.label}; "
                                "delete the .resume folder to start over")
         with torch.no_grad():
@@ -257,7 +263,7 @@ def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConf
                 p.copy_(tensors[n])
         if progress:
             progress(f"{run.label} (done before)", tc.steps)
-        return model, RunResult(**meta["result"])
+        return model, result
     t0 = time.perf_counter()
     res = train(model, ft, tc, device=device, dist=dist, bf16=config.bf16,
                 checkpoint=str(state_dir / f"{run.label}.ckpt") if state_dir else None,

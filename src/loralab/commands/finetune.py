@@ -114,5 +114,6 @@ def run(args: argparse.Namespace) -> int:
     if dist.world_size > 1:
         import torch.distributed
 
+        dist.barrier()      # tear down together: a peer's early exit can abort gloo's threads
         torch.distributed.destroy_process_group()
     return 0

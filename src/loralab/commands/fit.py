@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 # Targets up to 512 × 512 are fitted on one thread: measured 15 s against 74 s for the default
 # run on the shared 2-core machine (each Adam step's matmuls are too small to split).
-SINGLE_THREAD_MAX = 512 * 512
 
 HELP = "learn B, A by Adam (B = 0 at start) per rank vs the Eckart–Young floor; φ similarity"
 
@@ -80,23 +79,18 @@ def format_report(result: FitResult, label: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Check outputs, get the target, fit every rank, print, save."""
-    import torch
-
     from ..lowrank import check_ranks, fit_lowrank
     from ..plots.lowrank import fit_figure
+    from ..threads import SMALL_NUMEL, torch_threads
     from ._matrix import check_outputs, matrix_from_args, write_outputs
 
     check_outputs(args)
     mat = matrix_from_args(args)
     ranks = check_ranks(args.ranks, tuple(mat.tensor.shape))
-    threads = torch.get_num_threads()
-    if mat.tensor.numel() <= SINGLE_THREAD_MAX:
-        torch.set_num_threads(1)    # per-step matmuls this small lose more to thread hand-offs
-    try:
+    # per-step matmuls this small lose more to thread hand-offs than they gain
+    with torch_threads(1 if mat.tensor.numel() <= SMALL_NUMEL else None):
         result = fit_lowrank(mat.tensor, ranks, steps=args.steps, lr=args.lr,
                              alpha=args.alpha, seed=args.seed, compare=args.compare)
-    finally:
-        torch.set_num_threads(threads)
     print(format_report(result, mat.label))
     write_outputs(args, fit_figure(result), result.to_dict())
     return 0
