@@ -457,3 +457,20 @@ def test_counts_equal_peft(model: Tiny, bias: str, capsys: pytest.CaptureFixture
     assert count.percent == pytest.approx(100 * count.trainable / count.total)
     twin.print_trainable_parameters()
     assert format_parameter_count(count) == capsys.readouterr().out.strip()
+
+
+def test_float64_merge_is_not_rounded_through_float32():
+    """Merging a float64 layer stays in float64: merged = unmerged and unmerge restores W0
+    to float64 precision (a float32 round trip would leave ~1e-7)."""
+    torch.manual_seed(0)
+    base = nn.Linear(64, 32).double()
+    layer = LoRALinear(base, r=4, lora_alpha=8.0)
+    with torch.no_grad():
+        layer.lora_B.weight.normal_()
+    w0 = base.weight.detach().clone()
+    x = torch.randn(5, 64, dtype=torch.float64)
+    y = layer(x)
+    layer.merge()
+    assert (layer(x) - y).abs().max().item() < 1e-12
+    layer.unmerge()
+    assert (base.weight - w0).abs().max().item() < 1e-12

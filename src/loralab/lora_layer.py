@@ -80,6 +80,11 @@ class _FusedLoRA(torch.autograd.Function):
         return gx, gxd, gw, gbias, ga, gb, None
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32 (float64 stays float64): merge arithmetic never narrows."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 class LoRAPrecisionWarning(UserWarning):
     """Merging into a float16/bfloat16 weight rounded it; the message says by how much."""
 
@@ -186,9 +191,9 @@ class LoRALinear(nn.Module):
             return self.merge_error
         w = self.base.weight
         delta = self.delta_weight()  # (d_out, d_in), float32 for fp16/bf16
-        exact = w.float() + delta
+        exact = _wide(w) + delta
         w.copy_(exact)
-        self.merge_error = float((w.float() - exact).abs().max()) if w.dtype != exact.dtype \
+        self.merge_error = float((_wide(w) - exact).abs().max()) if w.dtype != exact.dtype \
             else 0.0
         self.merged = True
         if warn and self.merge_error > 0:
@@ -208,7 +213,7 @@ class LoRALinear(nn.Module):
         if not self.merged:
             return
         w = self.base.weight
-        w.copy_(w.float() - self.delta_weight())
+        w.copy_(_wide(w) - self.delta_weight())
         self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
