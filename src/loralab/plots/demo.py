@@ -29,9 +29,9 @@ def demo_figure(result: DemoResult) -> Figure:
 
     dense = np.geomspace(ranks.min(), ranks.max(), 200) if len(ranks) > 1 else ranks
     left.plot(dense, cfg.alpha * d / np.sqrt(dense), "--", color=COLORS["theory"],
-              label=r"theory $\alpha\,d/\sqrt{r}$")
+              label="theory α·d/√r")
     left.plot(ranks, [row.delta_norm for row in result.rows], "o-", color=COLORS["seed"],
-              label=r"seed's 'error' $\|W_0-(W_0+\Delta W)\|_F = \|\Delta W\|_F$")
+              label="seed's 'error' ‖W₀ − (W₀ + ΔW)‖ = ‖ΔW‖ (Frobenius)")
     left.set_xscale("log", base=2)
     left.set_yscale("log")
     left.set_xticks(ranks, [str(r) for r in ranks])
@@ -43,7 +43,7 @@ def demo_figure(result: DemoResult) -> Figure:
     left.set_xlabel("rank r")
     left.set_ylabel("Frobenius norm")
     left.set_title("The seed's curve: the size of a random update\n"
-                   r"$\Delta W = (\alpha/r)\,BA$ shrinks as $1/\sqrt{r}$ by construction")
+                   "ΔW = (α/r)·BA shrinks as 1/√r by construction")
     left.legend(loc="upper right")
 
     sigma = np.asarray(result.singular_values)
@@ -52,7 +52,7 @@ def demo_figure(result: DemoResult) -> Figure:
     rel = np.sqrt(tail / energy.sum())
     all_r = np.arange(len(rel))
     right.plot(all_r, rel, color=COLORS["optimal"],
-               label=r"best rank-$r$ error $\|W_0-W_{0,r}\|_F\,/\,\|W_0\|_F$ (SVD)")
+               label="best rank-r error ‖W₀ − W₀,ᵣ‖ / ‖W₀‖ (Frobenius, SVD)")
     right.plot(ranks, [row.optimal_relative for row in result.rows], "o",
                color=COLORS["optimal"], label="the seed's ranks")
     for row in result.rows[-1:]:
@@ -63,8 +63,8 @@ def demo_figure(result: DemoResult) -> Figure:
     right.set_ylim(0, 1.05)
     right.set_xlabel("rank r")
     right.set_ylabel("relative error")
-    right.set_title("What rank r can express: Eckart–Young optimum for $W_0$\n"
-                    r"a Gaussian $W_0$ has a flat spectrum, so small $r$ captures little")
+    right.set_title("What rank r can express: Eckart–Young optimum for W₀\n"
+                    "a Gaussian W₀ has a flat spectrum, so small r captures little")
     right.legend(loc="lower left")
     fig.suptitle(f"LoRA rank demo (d = {d}, α = {cfg.alpha:g}, seed = {result.seed})",
                  fontweight="bold")
