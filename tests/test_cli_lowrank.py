@@ -13,14 +13,7 @@ from safetensors.torch import save_file
 
 from loralab.cli import main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices: one thread is faster, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_cli(argv: list[str]) -> int:

@@ -20,13 +20,7 @@ from loralab.finetune_config import ExperimentConfig, parse_targets, plan_runs
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and immune to a busy machine's contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _main(argv: list[str]) -> int:

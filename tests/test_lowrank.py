@@ -17,14 +17,7 @@ from loralab.lowrank_theory import (
     mp_edges,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These matrices are tiny: one thread is faster, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # float32 SVD is accurate to ~1e-6 of σ_1; errors are compared relative to ‖W‖_F (or σ_1).

@@ -26,13 +26,7 @@ from loralab.train import (
 CFG = TinyLMConfig(d_model=16, n_layers=1, n_heads=2, block_size=12)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and immune to a busy machine's contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
