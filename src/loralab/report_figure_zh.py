@@ -14,13 +14,13 @@ __all__ = ["FIGURE_ZH"]
 # Strings that match nothing stay English.
 FIGURE_ZH: list[tuple[str, str]] = [
     # plots/demo.py
-    (r"theory \$\\alpha\\,d/\\sqrt\{r\}\$", "理论值 α·d/√r"),
+    (r"theory α·d/√r", "理论值 α·d/√r"),
     (r"seed's 'error' .*", "种子的“误差” ‖W₀−(W₀+ΔW)‖_F = ‖ΔW‖_F"),
     (r"rank r", "秩 r"),
     (r"Frobenius norm", "Frobenius 范数"),
     (r"relative error", "相对误差"),
     (r"The seed's curve: .*", "种子的曲线：随机增量的大小\nΔW = (α/r)·BA 按构造以 1/√r 缩小"),
-    (r"best rank-\$r\$ error .*", "最佳秩 r 相对误差 ‖W₀−W₀,ᵣ‖_F / ‖W₀‖_F（SVD）"),
+    (r"best rank-r error .*", "最佳秩 r 相对误差 ‖W₀−W₀,ᵣ‖_F / ‖W₀‖_F（SVD）"),
     (r"the seed's ranks", "种子的秩"),
     (r"r = (\d+): ([\d.]+%) remains", r"r = \1：仍剩 \2"),
     (r"What rank r can express: .*",
