@@ -15,20 +15,11 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
-    reason="Debian's chromium is not installed; run `make browser`")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The small reports built here are tiny tensors: one thread (restored afterwards)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
+                       reason="Debian's chromium is not installed; run `make browser`"),
+    pytest.mark.usefixtures("one_torch_thread"),       # the small reports built here
+]
 
 
 @pytest.fixture(scope="module")

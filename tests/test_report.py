@@ -31,14 +31,8 @@ from loralab.report_slider import compute_slider
 D = 64          # small d: every test builds in a few seconds
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a busy machine idle OpenMP
-    threads spin: run this module single-threaded, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny tensors: one torch thread for the whole module (conftest's fixture).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_cli(argv: list[str]) -> int:
@@ -286,6 +280,8 @@ def test_extension_chapters_show_their_results(data_ext, small_experiment):
         assert f"{run.final_val_loss:.3f}" in page and run.label in page
     assert f"{small_experiment.base_val_loss:.3f}" in page
     assert data_ext.headline and data_ext.headline in page
+    checks = small_experiment.analysis.merge_checks
+    assert f"{max(c.max_abs_logit_diff for c in checks):.1e}" in page
     for fit in data_ext.results["fit"].fits:
         assert fit.learned_error >= fit.optimal_error * (1 - 1e-6)       # Eckart–Young floor
         assert f"{fit.learned_error / fit.optimal_error:.4f}" in page

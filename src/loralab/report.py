@@ -163,34 +163,39 @@ def collect_report(config: ReportConfig | None = None, *,
     from .report_ext import finetune_extension, lowrank_extensions
     from .report_figure_zh import FIGURE_ZH
     from .report_slider import compute_slider
+    from .threads import SMALL_NUMEL, torch_threads
 
     config = config if config is not None else ReportConfig()
     stage = on_stage or (lambda _name: None)
     font = _figure_font(config.lang)
     seconds: dict[str, float] = {}
-    stage("demo")
-    start = time.perf_counter()
     d = config.hidden_size
-    seed_ranks = tuple(r for r in LoraConfig().rank_candidates if r <= d)
-    demo = run_demo(LoraConfig(hidden_size=d, rank_candidates=seed_ranks), seed=config.seed)
-    fig = demo_figure(demo)
-    if font:
-        localize_figure(fig, FIGURE_ZH, font)
-    demo_png = png_bytes(fig)
-    seconds["demo"] = time.perf_counter() - start
+    # The page's own matrices are small (d ≤ 512): one thread is as fast as two and is not
+    # slowed by a busy machine (see loralab.threads). The experiment keeps its own setting.
+    with torch_threads(1 if d * d <= SMALL_NUMEL else None):
+        stage("demo")
+        start = time.perf_counter()
+        seed_ranks = tuple(r for r in LoraConfig().rank_candidates if r <= d)
+        demo = run_demo(LoraConfig(hidden_size=d, rank_candidates=seed_ranks),
+                        seed=config.seed)
+        fig = demo_figure(demo)
+        if font:
+            localize_figure(fig, FIGURE_ZH, font)
+        demo_png = png_bytes(fig)
+        seconds["demo"] = time.perf_counter() - start
 
-    stage("slider")
-    start = time.perf_counter()
-    slider = compute_slider(d, slider_ranks(d),
-                            seed=config.seed, lang=config.lang, cjk_font=font)
-    seconds["slider"] = time.perf_counter() - start
-    data = ReportData(config=config, demo=demo, demo_png=demo_png, slider=slider,
-                      cjk_font=font, seconds=seconds,
-                      built=time.strftime("%Y-%m-%d %H:%M"))
-    stage("analyses")
-    start = time.perf_counter()
-    data.extensions.update(lowrank_extensions(data))
-    seconds["analyses"] = time.perf_counter() - start
+        stage("slider")
+        start = time.perf_counter()
+        slider = compute_slider(d, slider_ranks(d),
+                                seed=config.seed, lang=config.lang, cjk_font=font)
+        seconds["slider"] = time.perf_counter() - start
+        data = ReportData(config=config, demo=demo, demo_png=demo_png, slider=slider,
+                          cjk_font=font, seconds=seconds,
+                          built=time.strftime("%Y-%m-%d %H:%M"))
+        stage("analyses")
+        start = time.perf_counter()
+        data.extensions.update(lowrank_extensions(data))
+        seconds["analyses"] = time.perf_counter() - start
     stage("finetune")
     start = time.perf_counter()
     data.extensions["finetune"] = finetune_extension(data, on_steps=on_steps)

@@ -220,8 +220,13 @@ def finetune_from_result(data: ReportData, result, pft=None) -> Extension:
     if checks:
         worst = max(c.max_abs_logit_diff for c in checks)
         passed = sum(c.passed for c in checks)
-        parts.append(f"<p>{t('ft_merge', lang, n=len(checks), diff=f'{worst:.1e}', ok=passed)}"
-                     "</p>")
+        merge = t("ft_merge", lang, n=len(checks), diff=f"{worst:.1e}", ok=passed)
+        fp64 = [c.max_abs_logit_diff_fp64 for c in checks
+                if getattr(c, "max_abs_logit_diff_fp64", None) is not None]
+        if fp64:                  # the identity in float64, and float32's own rounding
+            noise = max(getattr(c, "fp32_error", 0.0) for c in checks)
+            merge += t("ft_merge64", lang, d64=f"{max(fp64):.1e}", noise=f"{noise:.1e}")
+        parts.append(f"<p>{merge}</p>")
     samples = getattr(a, "samples", [])
     if samples:
         keys = list(samples[0].outputs)

@@ -191,6 +191,13 @@ TEXT_EXT: dict[str, tuple[str, str]] = {
                  "合并检查：对 {n} 个 LoRA 运行，比较合并后的权重 W₀ + (α/r)·BA 与未合并的模型；"
                  "logits 的最大差异为 {diff}，{n} 个中有 {ok} 个在实验的容差（fp32 下 1e-5）之内。"
                  ""),
+    "ft_merge64": (" In float64 the merged weight and the unmerged model agree to {d64}: the "
+                   "identity W₀x + (α/r)·B(Ax) = (W₀ + (α/r)·BA)x is exact, and what float32 "
+                   "shows is its rounding (the unmerged model alone moves by up to {noise} "
+                   "between float32 and float64).",
+                   "在 float64 下合并后的权重与未合并的模型相差不超过 {d64}：恒等式 "
+                   "W₀x + (α/r)·B(Ax) = (W₀ + (α/r)·BA)x 是精确的，float32 下看到的差异来自舍入"
+                   "（未合并的模型本身在 float32 与 float64 之间就相差最多 {noise}）。"),
     "ft_unreadable": ("the experiment ran, but its results could not be read ({why})",
                       "实验已运行，但无法读取其结果（{why}）"),
     "ft_base": ("base (not fine-tuned)", "基座（未微调）"),
