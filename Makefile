@@ -1,6 +1,7 @@
 # loralab: two commands do all the set-up on a fresh machine with Python >= 3.10 and make.
 #   make demo   creates .venv, installs the package, runs the seed's demo
-#   make test   installs the test extras (and Debian's chromium for the browser test), runs ruff and pytest
+#   make test   installs the test extras (and Debian's chromium for the browser test), runs ruff,
+#               the layer contract (import-linter) and pytest
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -36,6 +37,7 @@ browser:
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 pytest: $(VENV)/.dev browser
 	$(PY) -m pytest -q

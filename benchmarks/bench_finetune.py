@@ -2,7 +2,7 @@
 
 For each width d (a 4-layer TinyLM, d_ff = 4d, T = 64, batch 16 = 1,024 tokens a step) and
 each method (full fine-tuning; LoRA r = 8 on attn; LoRA r = 8 on attn+mlp), the real
-training loop (:func:`loralab.train.train`) runs ``--steps`` steps; its median step time is
+training loop (:func:`loralab.lm.train.train`) runs ``--steps`` steps; its median step time is
 one sample. Methods and widths are interleaved and the order rotates every repeat, so machine
 noise hits all alike; the table gives the median over ``--repeats`` and the LoRA/full ratio
 of medians. It shows where LoRA's step gets cheaper than full fine-tuning's: at small width
@@ -26,10 +26,10 @@ import time
 
 import torch
 
-from loralab.corpus import build_data
-from loralab.finetune_config import RunSpec, parse_targets
-from loralab.tinylm import CharTokenizer, TinyLM, TinyLMConfig
-from loralab.train import PEAK_FLOPS, TrainConfig, train
+from loralab.experiment import RunSpec, parse_targets
+from loralab.lm.corpus import build_data
+from loralab.lm.model import CharTokenizer, TinyLM, TinyLMConfig
+from loralab.lm.train import PEAK_FLOPS, TrainConfig, train
 
 METHODS = ("full", "lora r=8 attn", "lora r=8 attn+mlp")
 
@@ -81,9 +81,7 @@ def bench(widths: list[int], repeats: int, steps: int) -> None:
 
 
 def experiment(preset: str) -> None:
-    from loralab.finetune import run_experiment
-    from loralab.finetune_config import ExperimentConfig
-    from loralab.finetune_report import format_tables
+    from loralab.experiment import ExperimentConfig, format_tables, run_experiment
 
     t0 = time.perf_counter()
     result = run_experiment(ExperimentConfig(preset=preset, device="cpu"))

@@ -18,3 +18,18 @@ def one_torch_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture
+def run_cli():
+    """``loralab.cli.main`` as a function of argv that returns the exit code (argparse's
+    ``SystemExit`` included), so a test checks ``run_cli([...]) == 2``."""
+    from loralab.cli import main
+
+    def run(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except SystemExit as exc:  # argparse errors, --help
+            return int(exc.code or 0)
+
+    return run

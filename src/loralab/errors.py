@@ -6,8 +6,19 @@ The CLI turns it (and ``ValueError`` / ``OSError`` from the layers below) into a
 
 from __future__ import annotations
 
-__all__ = ["LoralabError"]
+from collections.abc import Collection
+
+__all__ = ["LoralabError", "check_choice"]
 
 
 class LoralabError(ValueError):
     """Bad input: the message names the bad value and what is allowed."""
+
+
+def check_choice(label: str, value: object, allowed: Collection[str]) -> None:
+    """Raise ``LoralabError("<label> 'x' is not allowed; choose one of a, b")`` unless
+    ``value`` is one of ``allowed``. ``label`` may end in ``=`` (``"dtype="``)."""
+    if value not in allowed:
+        sep = "" if label.endswith("=") else " "
+        raise LoralabError(f"{label}{sep}{value!r} is not allowed; choose one of "
+                           f"{', '.join(allowed)}")

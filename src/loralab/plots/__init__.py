@@ -54,11 +54,26 @@ _CJK_CANDIDATES = (
 
 @functools.cache
 def cjk_font() -> str | None:
-    """Name of an installed font that can draw Chinese, or ``None``."""
+    """Name of an installed font that can draw Chinese, or ``None``.
+
+    Matplotlib's font cache can predate a font installed later (``make browser`` installs
+    one), so when the cache knows none, the system font folders are scanned once.
+    """
     from matplotlib import font_manager
 
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    return next((n for n in _CJK_CANDIDATES if n in names), None)
+    def known() -> str | None:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        return next((n for n in _CJK_CANDIDATES if n in names), None)
+
+    if (found := known()) is not None:
+        return found
+    for path in font_manager.findSystemFonts():
+        if any(key in path.lower() for key in ("wqy", "wenquanyi", "notosanscjk", "cjk")):
+            try:
+                font_manager.fontManager.addfont(path)
+            except (OSError, RuntimeError, ValueError):
+                continue
+    return known()
 
 
 def new_figure(width: float = 7.0, height: float = 4.5, *, cjk: bool = False,
@@ -76,8 +91,8 @@ def new_figure(width: float = 7.0, height: float = 4.5, *, cjk: bool = False,
 
     matplotlib.rcParams.update(_STYLE)
     font = cjk_font() if cjk else None
-    matplotlib.rcParams["font.sans-serif"] = (
-        [font, "DejaVu Sans"] if font else ["DejaVu Sans"])
+    # A list of families: glyphs the CJK font lacks (₀, ᵣ, …) fall back to DejaVu Sans.
+    matplotlib.rcParams["font.family"] = [font, "DejaVu Sans"] if font else ["DejaVu Sans"]
     matplotlib.rcParams["axes.unicode_minus"] = font is None
     fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)

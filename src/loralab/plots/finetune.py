@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..finetune import ExperimentResult, RunResult
+    from ..experiment.results import ExperimentResult, RunResult
 
 __all__ = ["bridge_figure", "convergence_figure", "cost_figure", "rank_colors"]
 

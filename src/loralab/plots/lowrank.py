@@ -56,8 +56,7 @@ def svd_figure(analysis: SvdAnalysis) -> Figure:
     rank ``r = 1..k``, the spectral one ``σ_{r+1}/σ_1``, and the Gaussian theory."""
     import numpy as np
 
-    from ..demo import theory_delta_norm
-    from ..lowrank_theory import gaussian_optimal_error, gaussian_relative_error
+    from ..lowrank.theory import gaussian_optimal_error, gaussian_relative_error, theory_delta_norm
 
     sw = analysis.sweep
     m, n = sw.shape
@@ -135,7 +134,7 @@ def spectrum_figure(spectra: list[Spectrum]) -> Figure:
     and, for the Gaussian matrices, the histogram of ``σ/(s√M)`` against Marchenko–Pastur."""
     import numpy as np
 
-    from ..lowrank_theory import gaussian_singular_values, mp_density, mp_edges, mp_ratio
+    from ..lowrank.theory import gaussian_singular_values, mp_density, mp_edges, mp_ratio
 
     fig = new_figure(16.0, 6.0)
     ax_s, ax_e, ax_h = fig.subplots(1, 3)

@@ -1,0 +1,119 @@
+"""Fine-tune a tiny causal LM on Pig Latin: full fine-tuning vs LoRA at several ranks.
+
+Pretrains a tiny GPT on generated English (cached), fine-tunes it on Pig Latin with full
+fine-tuning and with LoRA at each rank on each target set (plus rsLoRA at the larger
+ranks), then prints the results table, the bridge to the SVD (the full update's spectrum,
+ΔW_full truncated to rank r vs LoRA at rank r, the amplification factor, α/r vs α/√r) and
+sample generations. Writes into --out: results.md, results.json, samples.txt,
+convergence.png, bridge.png, cost.png and adapters/<run>/ (PEFT format).
+
+Ctrl-C saves a checkpoint; the same command resumes. Under
+`torchrun --nproc_per_node=N -m loralab finetune ...` it trains with DDP (gloo on CPU,
+nccl on CUDA) and rank 0 writes the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._args import add_json_option, rank_list
+
+HELP = "full fine-tuning vs LoRA on a tiny LM (table, figures, samples, adapters)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags: preset, ranks, targets, out, json, device, bf16, seed, cache, threads."""
+    parser.add_argument("--preset", choices=("quick", "default"), default="default",
+                        help="quick: ~15 s, a 2-layer d=64 model (used by the tests); "
+                             "default: a few minutes, a 4-layer d=128 model")
+    parser.add_argument("--ranks", type=rank_list, default=(1, 2, 4, 8, 16), metavar="R,R,..",
+                        help="LoRA ranks, each 1..d_model (default 1,2,4,8,16)")
+    parser.add_argument("--targets", nargs="+", default=["attn", "attn+mlp"], metavar="SET",
+                        help="target sets, each module names or presets joined by + or , "
+                             "(attn = q_proj+k_proj+v_proj+o_proj, mlp = up_proj+down_proj); "
+                             "default: attn attn+mlp")
+    parser.add_argument("--out", default="finetune_out", metavar="DIR",
+                        help="output folder (created if missing; default ./finetune_out)")
+    add_json_option(parser)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA when present, else CPU (default auto)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast for matmuls (weights and optimizer stay fp32)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="where the pretrained base is cached (default $LORALAB_CACHE "
+                             "or ~/.cache/loralab)")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="torch CPU threads (default 0: torch's default, one per core); "
+                             "on a busy machine --threads 1 avoids thread contention")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, run the experiment (resuming if interrupted before), print, save."""
+    from ..experiment.config import ExperimentConfig
+    from ..experiment.driver import run_experiment, total_steps
+    from ..experiment.tables import format_samples, format_tables
+    from ..fileio import atomic_write_json, check_output_dir, check_output_file
+    from ..lm.dist import init_distributed
+
+    if args.threads < 0:
+        from ..errors import LoralabError
+
+        raise LoralabError(f"--threads {args.threads} is not allowed; give 0 (torch's default) "
+                           "or a positive number")
+    config = ExperimentConfig(preset=args.preset, ranks=tuple(args.ranks),
+                              targets=tuple(args.targets), seed=args.seed, device=args.device,
+                              bf16=args.bf16, cache_dir=args.cache)
+    out = check_output_dir(args.out, create=True)
+    if args.json:
+        check_output_file(args.json)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    dist, device = init_distributed(args.device)
+    bar = None
+    if dist.is_main and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps(config), unit="step", file=sys.stderr, dynamic_ncols=True,
+                   desc="finetune")
+
+    def progress(label: str, steps: int) -> None:
+        if bar is not None:
+            bar.set_description(label, refresh=False)
+            bar.update(steps)
+
+    try:
+        result = run_experiment(config, out_dir=out, dist=dist, progress=progress)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if dist.is_main:
+            print(f"checkpoint saved under {out}; run the same command again to resume",
+                  file=sys.stderr)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if dist.is_main:
+        print(format_tables(result))
+        print()
+        print(format_samples(result))
+        print(f"\nwall time {result.wall_s:.1f} s on {device}"
+              f"{f' × {dist.world_size} processes' if dist.world_size > 1 else ''}"
+              f"; base {'loaded from' if result.base.cached else 'pretrained and cached in'} "
+              f"{result.base.path}")
+        print(f"saved {out}/results.md, results.json, samples.txt, convergence.png, "
+              f"bridge.png, cost.png, adapters/")
+        if args.json:
+            atomic_write_json(args.json, result.to_dict())
+            print(f"saved {args.json}")
+    if dist.world_size > 1:
+        import torch.distributed
+
+        dist.barrier()      # tear down together: a peer's early exit can abort gloo's threads
+        torch.distributed.destroy_process_group()
+    return 0

@@ -1,1 +1,0 @@
-"""One module per ``loralab`` subcommand (argparse only; heavy imports happen in ``run``)."""

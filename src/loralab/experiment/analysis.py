@@ -1,0 +1,276 @@
+"""What the fine-tuning runs mean: checks, the bridge to the SVD, samples, the targets.
+
+* **Merge check**: for every LoRA run, the merged model ``W0 + (α/r)·B A`` gives the same
+  logits (max |Δ| over a val batch, fp32; target 1e-5) and val loss as the unmerged one; the
+  adapter saved with ``save_adapter`` and loaded into a fresh base gives them too. Beside it:
+  the same comparison in fp64 (the identity itself, ~1e-14) and fp32's own error on these
+  logits (unmerged fp32 against fp64), the noise level an fp32 difference is measured against.
+* **Spectrum of ΔW_full** = W_full-FT − W0 for every targeted layer: singular values
+  σ_1 ≥ σ_2 ≥ …, and the smallest rank holding 90 % of the energy Σσ_i².
+* **Truncation**: val loss of the base with ``W0 + [ΔW_full]_r`` (best rank-r approximation,
+  Eckart–Young) on the target layers, beside LoRA trained at rank r on the same layers.
+* **Amplification** (LoRA paper, §7.3): for one layer, with U, V the top-r left/right
+  singular vectors of ΔW, the factor ``‖ΔW‖_F / ‖Uᵀ W0 V‖_F``; beside ``‖Uᵀ W0 V‖_F`` for
+  W0's own top-r directions and for random ones.
+* **rsLoRA**: final val loss with scale α/r against α/√r at the same rank.
+* **Samples**: continuations of Pig Latin prompts by the base, full FT and LoRA (sampled at
+  temperature 0.5 with a fixed seed per prompt), each read back into English, and the share
+  of valid Pig Latin words.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+
+import torch
+from torch import nn
+
+from ..lm.corpus import LMData, from_pig_latin, pig_latin_word_rate
+from ..lm.dist import DistContext
+from ..lm.model import CharTokenizer, generate
+from ..lm.train import evaluate
+from .config import parse_targets
+from .results import (
+    Amplification,
+    AmplificationRow,
+    Analysis,
+    ExperimentResult,
+    LayerSpectrum,
+    MergeCheck,
+    RsLoraRow,
+    RunResult,
+    Sample,
+    Targets,
+    TruncationRow,
+)
+
+__all__ = [
+    "amplification",
+    "analyse",
+    "delta_spectra",
+    "energy_rank",
+    "headline_lora",
+    "merge_check",
+    "truncate",
+]
+
+MERGE_TOL = 1e-5
+SAMPLE_TEMPERATURE = 0.5   # samples: softmax(logits / 0.5), seeded per prompt (reproducible)
+
+
+def energy_rank(singular_values: torch.Tensor, fraction: float = 0.9) -> int:
+    """Smallest r with Σ_{i≤r} σ_i² ≥ fraction·Σ σ_i² (0 for a zero matrix)."""
+    energy = singular_values.double().square()
+    total = float(energy.sum())
+    if total == 0:
+        return 0
+    cum = energy.cumsum(0) / total
+    return int(torch.searchsorted(cum, torch.tensor(fraction - 1e-12, dtype=cum.dtype))) + 1
+
+
+def truncate(delta: torch.Tensor, rank: int) -> torch.Tensor:
+    """Best rank-``rank`` approximation ``U_r diag(σ_r) V_rᵀ`` of ``delta: (d_out, d_in)``."""
+    u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+    return ((u[:, :rank] * s[:rank]) @ vh[:rank]).to(delta.dtype)   # (d_out, d_in)
+
+
+def _linear_deltas(base: nn.Module, tuned: nn.Module, modules: tuple[str, ...]
+                   ) -> dict[str, torch.Tensor]:
+    """``{layer path: W_tuned − W0}`` for the base's nn.Linear layers named in ``modules``."""
+    tuned_params = dict(tuned.named_parameters())
+    out = {}
+    for name, mod in base.named_modules():
+        if isinstance(mod, nn.Linear) and name.rsplit(".", 1)[-1] in modules:
+            out[name] = (tuned_params[f"{name}.weight"] - mod.weight).detach()
+    return out
+
+
+def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...]
+                  ) -> list[LayerSpectrum]:
+    """Singular values of ΔW_full for each layer in ``modules``, with the 90 %-energy rank."""
+    rows = []
+    for name, delta in _linear_deltas(base, full, modules).items():
+        s = torch.linalg.svdvals(delta.double().cpu())
+        w0 = base.get_submodule(name).weight
+        rows.append(LayerSpectrum(
+            name=name, module=name.rsplit(".", 1)[-1], layer=int(name.split(".")[1]),
+            shape=list(delta.shape), delta_norm=float(s.norm()),
+            relative_norm=float(s.norm() / w0.double().norm()), rank90=energy_rank(s),
+            singular_values=s.tolist()))
+    return rows
+
+
+def merge_check(model: nn.Module, base: nn.Module, data: LMData, *, device: torch.device,
+                dist: DistContext, val_loss: float) -> MergeCheck:
+    """Merged vs unmerged logits (fp32 and fp64) and val loss, and a save/load round trip,
+    for a LoRA model (not modified)."""
+    from ..lora import load_adapter, lora_layers, merge_lora, save_adapter
+
+    x, _ = data.val_batches(64, 1)[0]
+    x = x.to(device)
+    with torch.no_grad():
+        ref = model(x).float()                                     # (B, T, V)
+        merged = copy.deepcopy(model)
+        merge_lora(merged)
+        diff = float((merged(x).float() - ref).abs().max())
+        with tempfile.TemporaryDirectory() as tmp:
+            save_adapter(model, tmp)
+            fresh = copy.deepcopy(base)
+            load_adapter(fresh, tmp)
+            reload = float((fresh.to(device)(x).float() - ref).abs().max())
+        m64 = copy.deepcopy(model).double()
+        ref64 = m64(x)                                             # fp64 reference
+        plain64 = copy.deepcopy(base).double()                     # W0 + ΔW, formed in fp64
+        for name, layer in lora_layers(m64).items():
+            plain64.get_submodule(name).weight.add_(layer.delta_weight())
+        diff64 = float((plain64(x) - ref64).abs().max())
+    merged_loss = evaluate(merged, data, 64, device=device, dist=dist)
+    return MergeCheck(label="", max_abs_logit=float(ref.abs().max()), max_abs_logit_diff=diff,
+                      max_abs_logit_diff_fp64=diff64,
+                      fp32_error=float((ref.double() - ref64).abs().max()),
+                      reload_max_abs_logit_diff=reload, val_loss_unmerged=val_loss,
+                      val_loss_merged=merged_loss,
+                      passed=diff <= MERGE_TOL and reload <= MERGE_TOL)
+
+
+def amplification(w0: torch.Tensor, delta: torch.Tensor, rank: int, source: str,
+                  seed: int = 0) -> AmplificationRow:
+    """The LoRA paper's Table 7 numbers for one ``ΔW`` at ``rank`` (see module doc)."""
+    w = w0.double().cpu()
+    d = delta.double().cpu()
+    u, s, vh = torch.linalg.svd(d, full_matrices=False)
+    proj = (u[:, :rank].T @ w @ vh[:rank].T).norm()      # (r, d_out)(d_out, d_in)(d_in, r)
+    uw, _, vhw = torch.linalg.svd(w, full_matrices=False)
+    proj_w = (uw[:, :rank].T @ w @ vhw[:rank].T).norm()
+    gen = torch.Generator().manual_seed(seed)
+    ur = torch.linalg.qr(torch.randn(w.shape[0], rank, generator=gen, dtype=w.dtype))[0]
+    vr = torch.linalg.qr(torch.randn(w.shape[1], rank, generator=gen, dtype=w.dtype))[0]
+    proj_r = (ur.T @ w @ vr).norm()
+    norm = float(s.norm())
+    return AmplificationRow(source=source, rank=rank, delta_norm=norm, proj_delta=float(proj),
+                            proj_w=float(proj_w), proj_random=float(proj_r),
+                            factor=norm / float(proj) if proj > 0 else math.inf)
+
+
+def headline_lora(result: ExperimentResult, targets: str | None = None) -> RunResult | None:
+    """The LoRA run the targets are judged on: rank 8 (or the nearest) on ``targets``
+    (default: the last target set)."""
+    targets = targets or result.config.targets[-1]
+    cand = [r for r in result.runs if r.method == "lora" and not r.rslora
+            and r.targets == targets]
+    return min(cand, key=lambda r: (abs(r.rank - 8), -r.rank)) if cand else None
+
+
+def _judged(result: ExperimentResult) -> list[RunResult]:
+    """LoRA at r≈8 on every target set, then the rsLoRA run nearest r = 8 (if any)."""
+    runs = [headline_lora(result, t) for t in result.config.targets]
+    rs = [r for r in result.runs if r.rslora]
+    if rs:
+        runs.append(min(rs, key=lambda r: (abs(r.rank - 8), -r.rank)))
+    return [r for r in runs if r is not None]
+
+
+def _targets(result: ExperimentResult, lora: RunResult) -> Targets:
+    full = result.run("full")
+    t = Targets(
+        lora_label=lora.label, full_val_loss=full.final_val_loss,
+        lora_val_loss=lora.final_val_loss,
+        val_gap_percent=100 * (lora.final_val_loss / full.final_val_loss - 1),
+        step_time_ratio=lora.step_time_s / full.step_time_s,
+        optimizer_state_ratio=full.optimizer_state_bytes / lora.optimizer_state_bytes,
+        base_val_loss=result.base_val_loss,
+        base_over_full=result.base_val_loss / full.final_val_loss,
+        base_over_lora=result.base_val_loss / lora.final_val_loss)
+    t.met = {"val_gap <= 5%": t.val_gap_percent <= 5, "step_ratio <= 0.8": t.step_time_ratio
+             <= 0.8, "optimizer_ratio >= 20": t.optimizer_state_ratio >= 20,
+             "base clearly worse (>= 1.5x)": min(t.base_over_full, t.base_over_lora) >= 1.5}
+    return t
+
+
+def _samples(models: dict[str, nn.Module], data: LMData, tok: CharTokenizer, n: int,
+             max_new: int) -> list[Sample]:
+    out = []
+    for i, line in enumerate(data.val_lines[:n]):
+        prompt = " ".join(line.split(" ")[:2]) + " "
+        gens = {k: generate(m, tok, prompt, max_new, temperature=SAMPLE_TEMPERATURE, seed=i)
+                for k, m in models.items()}
+        out.append(Sample(prompt=prompt, prompt_english=from_pig_latin(prompt.strip()),
+                          outputs=gens,
+                          english={k: from_pig_latin((prompt + g).strip())
+                                   for k, g in gens.items()}))
+    return out
+
+
+def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
+            data: LMData, tok: CharTokenizer, *, device: torch.device,
+            dist: DistContext) -> Analysis:
+    """Every analysis of the module doc, from the trained ``models`` (not modified)."""
+    config = result.config
+    runs = {r.label: r for r in result.runs}
+    checks = []
+    for label, model in models.items():
+        if runs[label].method == "lora":
+            c = merge_check(model, base, data, device=device, dist=dist,
+                            val_loss=runs[label].final_val_loss)
+            c.label = label
+            checks.append(c)
+    full = models["full"]
+    all_modules = tuple(dict.fromkeys(m for t in config.targets for m in parse_targets(t)[1]))
+    spectra = delta_spectra(base, full, all_modules)
+    truncation = []
+    for t in config.targets:
+        label, modules = parse_targets(t)
+        deltas = _linear_deltas(base, full, modules)
+        sv = {k: torch.linalg.svdvals(v.double().cpu()) for k, v in deltas.items()}
+        for r in (*config.ranks, None):
+            model = copy.deepcopy(base)
+            with torch.no_grad():
+                for name, delta in deltas.items():
+                    upd = delta if r is None else truncate(delta, r)
+                    model.get_submodule(name).weight.add_(upd)
+            kept = [float(s[:r].square().sum() / s.square().sum()) if r else 1.0
+                    for s in sv.values()]
+            lora = runs.get(f"lora-r{r}-{label}")
+            truncation.append(TruncationRow(
+                targets=label, rank=r,
+                val_loss_truncated=evaluate(model, data, 64, device=device, dist=dist),
+                energy_kept=sum(kept) / len(kept),
+                val_loss_lora=lora.final_val_loss if lora else None))
+    amp = None
+    with_q = [t for t in config.targets if "q_proj" in parse_targets(t)[1]]
+    first = parse_targets(with_q[0] if with_q else config.targets[0])
+    module = "q_proj" if with_q else first[1][0]
+    group = "attn" if module in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
+    layer = f"blocks.{config.spec.model.n_layers // 2}.{group}.{module}"
+    w0 = base.get_submodule(layer).weight
+    amp = Amplification(layer=layer, w_norm=float(w0.double().norm()))
+    full_delta = _linear_deltas(base, full, (module,))[layer]
+    for r in config.ranks:
+        lora_label = f"lora-r{r}-{first[0]}"
+        if lora_label in models:
+            delta = models[lora_label].get_submodule(layer).delta_weight().detach()
+            amp.rows.append(amplification(w0, delta, r, "lora", config.seed))
+        amp.rows.append(amplification(w0, full_delta, r, "full", config.seed))
+    rs = []
+    for r in config.effective_rslora_ranks:
+        label = parse_targets(config.targets[-1])[0]
+        a, b = runs.get(f"lora-r{r}-{label}"), runs.get(f"rslora-r{r}-{label}")
+        if a and b:
+            rs.append(RsLoraRow(rank=r, targets=label, scaling_alpha_over_r=a.scaling,
+                                scaling_alpha_over_sqrt_r=b.scaling,
+                                val_loss_alpha_over_r=a.final_val_loss,
+                                val_loss_alpha_over_sqrt_r=b.final_val_loss))
+    head = headline_lora(result)
+    shown = {"base": base, "full": full}
+    if head is not None:
+        shown[head.label] = models[head.label]
+    samples = _samples(shown, data, tok, config.spec.n_samples, 2 * config.spec.model.block_size)
+    rates = {k: sum(pig_latin_word_rate(s.outputs[k]) for s in samples)
+             / max(1, len(samples)) for k in shown}
+    return Analysis(merge_checks=checks, spectra=spectra, truncation=truncation,
+                    amplification=amp, rslora=rs, samples=samples,
+                    pig_latin_word_rate=rates,
+                    targets=_targets(result, head) if head is not None else None,
+                    targets_by_set=[_targets(result, h) for h in _judged(result)])

@@ -1,0 +1,255 @@
+"""Result types of the fine-tuning experiment: plain dataclasses, nothing above them imported.
+
+:class:`ExperimentResult` holds the config, the base, one :class:`RunResult` per run and the
+:class:`Analysis`; ``to_dict()`` is ``results.json`` and :func:`result_from_dict` reads it
+back. :mod:`loralab.plots` and :mod:`loralab.report` read these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..errors import LoralabError
+from ..fileio import to_jsonable
+from .config import ExperimentConfig
+
+__all__ = [
+    "Amplification",
+    "AmplificationRow",
+    "Analysis",
+    "BaseInfo",
+    "ExperimentResult",
+    "LayerSpectrum",
+    "MergeCheck",
+    "RsLoraRow",
+    "RunResult",
+    "Sample",
+    "Targets",
+    "TruncationRow",
+    "result_from_dict",
+]
+
+
+@dataclass
+class MergeCheck:
+    label: str
+    max_abs_logit: float              # scale of the logits compared
+    max_abs_logit_diff: float         # fp32: merged vs unmerged
+    max_abs_logit_diff_fp64: float    # fp64: W0 + ΔW in a plain copy vs the unmerged model
+    fp32_error: float                 # fp32 vs fp64 logits of the unmerged model: fp32's noise
+    reload_max_abs_logit_diff: float  # save_adapter -> load_adapter into a fresh base
+    val_loss_unmerged: float
+    val_loss_merged: float
+    passed: bool                      # fp32 diff and reload diff <= 1e-5
+
+    @property
+    def passed_fp64(self) -> bool:
+        """The merge identity itself: merged == unmerged to 1e-9 in float64."""
+        return self.max_abs_logit_diff_fp64 <= 1e-9
+
+
+@dataclass
+class LayerSpectrum:
+    name: str              # e.g. blocks.1.attn.q_proj
+    module: str            # q_proj
+    layer: int
+    shape: list[int]       # [d_out, d_in]
+    delta_norm: float      # ‖ΔW‖_F
+    relative_norm: float   # ‖ΔW‖_F / ‖W0‖_F
+    rank90: int            # smallest r with Σ_{i≤r} σ_i² ≥ 0.9 Σ σ_i²
+    singular_values: list[float]
+
+
+@dataclass
+class TruncationRow:
+    targets: str
+    rank: int | None       # None: ΔW_full untruncated (on the target layers only)
+    val_loss_truncated: float
+    energy_kept: float     # mean over layers of Σ_{i≤r} σ_i² / Σ σ_i²
+    val_loss_lora: float | None
+
+
+@dataclass
+class AmplificationRow:
+    source: str            # "lora" (the ΔW LoRA learned at this rank) or "full" (ΔW_full)
+    rank: int
+    delta_norm: float      # ‖ΔW‖_F
+    proj_delta: float      # ‖Uᵀ W0 V‖_F, U, V: top-r singular vectors of ΔW
+    proj_w: float          # same with W0's own top-r singular vectors
+    proj_random: float     # same with random orthonormal U, V
+    factor: float          # ‖ΔW‖_F / ‖Uᵀ W0 V‖_F
+
+
+@dataclass
+class Amplification:
+    layer: str
+    w_norm: float
+    rows: list[AmplificationRow] = field(default_factory=list)
+
+
+@dataclass
+class RsLoraRow:
+    rank: int
+    targets: str
+    scaling_alpha_over_r: float
+    scaling_alpha_over_sqrt_r: float
+    val_loss_alpha_over_r: float
+    val_loss_alpha_over_sqrt_r: float
+
+
+@dataclass
+class Sample:
+    prompt: str
+    prompt_english: str
+    outputs: dict[str, str]
+    english: dict[str, str]
+
+
+@dataclass
+class Targets:
+    """The issue's four targets, measured (ratios, and whether each is met)."""
+
+    lora_label: str
+    full_val_loss: float
+    lora_val_loss: float
+    val_gap_percent: float          # target ≤ 5
+    step_time_ratio: float          # LoRA / full, target ≤ 0.8
+    optimizer_state_ratio: float    # full / LoRA, target ≥ 20
+    base_val_loss: float
+    base_over_full: float           # base / full val loss: "clearly worse" = well above 1
+    base_over_lora: float
+    met: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    merge_checks: list[MergeCheck]
+    spectra: list[LayerSpectrum]
+    truncation: list[TruncationRow]
+    amplification: Amplification | None
+    rslora: list[RsLoraRow]
+    samples: list[Sample]
+    pig_latin_word_rate: dict[str, float]
+    targets: Targets | None            # LoRA r≈8 on the last target set (the headline)
+    targets_by_set: list[Targets]      # the same for every target set, then rsLoRA r≈8
+
+
+@dataclass
+class RunResult:
+    """One fine-tuning run's numbers (``to_dict`` is its entry in ``runs`` of the JSON)."""
+
+    label: str
+    method: str
+    rank: int | None
+    targets: str
+    modules: list[str]
+    rslora: bool
+    scaling: float | None
+    trainable_params: int
+    total_params: int
+    final_val_loss: float
+    step_time_s: float
+    tokens_per_s: float
+    flops_per_s: float
+    mfu: float
+    optimizer_state_bytes: int
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    wall_s: float
+    val_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    resumed_from: int | None = None
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable_params / self.total_params
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "trainable_percent": self.trainable_percent}
+
+
+@dataclass
+class BaseInfo:
+    """The pretrained base: where it is cached and how good it is on both tasks."""
+
+    key: str
+    path: str
+    cached: bool
+    params: int
+    pretrain_val_loss: float
+    finetune_val_loss: float
+    pretrain_wall_s: float
+    pretrain_history: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentResult:
+    """Everything the experiment measured; ``to_dict()`` is what ``--json`` writes.
+
+    ``analysis`` holds the :class:`Analysis` (merge checks, ΔW spectra, truncation,
+    amplification, rsLoRA, samples, targets) once :func:`loralab.experiment.analysis.analyse`
+    has run.
+    """
+
+    config: ExperimentConfig
+    device: str
+    world_size: int
+    base: BaseInfo
+    runs: list[RunResult]
+    analysis: Analysis | None = None
+    wall_s: float = 0.0
+    out_dir: str | None = None
+
+    @property
+    def base_val_loss(self) -> float:
+        """The base model's val loss on the fine-tuning task (before any fine-tuning)."""
+        return self.base.finetune_val_loss
+
+    def run(self, label: str) -> RunResult:
+        """The run named ``label`` (``full``, ``lora-r8-attn``, ...)."""
+        for r in self.runs:
+            if r.label == label:
+                return r
+        raise KeyError(label)
+
+    def to_dict(self) -> dict:
+        cfg = {k: v for k, v in asdict(self.config).items() if k != "cache_dir"}
+        return {
+            "config": cfg, "preset": self.config.spec.to_dict(), "device": self.device,
+            "world_size": self.world_size, "base_val_loss": self.base_val_loss,
+            "base": asdict(self.base), "runs": [r.to_dict() for r in self.runs],
+            **(to_jsonable(self.analysis) if self.analysis is not None else {}),
+            "wall_s": self.wall_s,
+        }
+
+
+def result_from_dict(data: dict) -> ExperimentResult:
+    """Rebuild an :class:`ExperimentResult` from ``to_dict()`` / ``results.json`` (so tables
+    and figures can be redrawn without training again). Raises ``LoralabError`` if it is not
+    such a dict."""
+    try:
+        cfg = dict(data["config"])
+        for key in ("ranks", "targets", "rslora_ranks"):
+            cfg[key] = tuple(cfg[key]) if cfg.get(key) is not None else None
+        runs = [RunResult(**{k: v for k, v in r.items() if k != "trainable_percent"})
+                for r in data["runs"]]
+        amp = data.get("amplification")
+        analysis = Analysis(
+            merge_checks=[MergeCheck(**c) for c in data["merge_checks"]],
+            spectra=[LayerSpectrum(**x) for x in data["spectra"]],
+            truncation=[TruncationRow(**x) for x in data["truncation"]],
+            amplification=None if amp is None else Amplification(
+                layer=amp["layer"], w_norm=amp["w_norm"],
+                rows=[AmplificationRow(**x) for x in amp["rows"]]),
+            rslora=[RsLoraRow(**x) for x in data["rslora"]],
+            samples=[Sample(**x) for x in data["samples"]],
+            pig_latin_word_rate=data["pig_latin_word_rate"],
+            targets=Targets(**data["targets"]) if data.get("targets") else None,
+            targets_by_set=[Targets(**x) for x in data["targets_by_set"]])
+        return ExperimentResult(config=ExperimentConfig(**cfg), device=data["device"],
+                                world_size=data["world_size"], base=BaseInfo(**data["base"]),
+                                runs=runs, analysis=analysis, wall_s=data["wall_s"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise LoralabError(f"not a loralab finetune result ({type(exc).__name__}: {exc}); "
+                           "give a results.json written by 'loralab finetune'") from None

@@ -1,0 +1,145 @@
+"""Tables of the fine-tuning experiment (the CLI prints, this module formats).
+
+:func:`format_tables` gives the results as aligned text (terminal) or GitHub markdown;
+:func:`format_samples` the sample generations. :mod:`.outputs` writes them to files.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .results import ExperimentResult
+
+__all__ = ["format_samples", "format_tables", "human_bytes"]
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return out + ["| " + " | ".join(r) + " |" for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def _f(x: float | None, spec: str = ".3f") -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:{spec}}"
+
+
+def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
+    """All tables: runs, targets, truncation vs LoRA, ΔW spectra, amplification, rsLoRA."""
+    a = result.analysis
+    cfg, spec = result.config, result.config.spec
+    full = result.run("full")
+    h = "### " if markdown else ""
+    lines = [f"{h}Full fine-tuning vs LoRA on Pig Latin ({cfg.preset} preset: "
+             f"d={spec.model.d_model}, {spec.model.n_layers} layers, "
+             f"{result.base.params:,} parameters; {spec.lora.steps} steps of "
+             f"{spec.lora.batch_size}×{spec.model.block_size} tokens; {result.device}"
+             f"{f', {result.world_size} processes' if result.world_size > 1 else ''})", ""]
+    rows = [["base (no fine-tuning)", "0", _f(result.base_val_loss), "", "", "", "", "", ""]]
+    for r in result.runs:
+        rows.append([
+            r.label, f"{r.trainable_params:,} ({r.trainable_percent:.2f}%)",
+            _f(r.final_val_loss), f"{100 * (r.final_val_loss / full.final_val_loss - 1):+.1f}%",
+            f"{1e3 * r.step_time_s:.1f}", f"{r.tokens_per_s:,.0f}",
+            f"{r.flops_per_s / 1e9:.1f} ({100 * r.mfu:.1f}%)",
+            human_bytes(r.optimizer_state_bytes), human_bytes(r.peak_memory_bytes)])
+    lines += _table(["run", "trainable params", "val loss", "vs full", "step ms", "tokens/s",
+                     "GFLOP/s (% of peak)", "optimizer state", "peak memory"], rows, markdown)
+    lines += ["", f"(val loss: mean next-character cross-entropy in nats on held-out Pig Latin; "
+              f"peak FLOP/s taken as 350 GFLOP/s; peak memory: {full.peak_memory_kind})"]
+    if a is None:
+        return "\n".join(lines)
+    if a.targets_by_set:
+        ok = lambda b: "met" if b else "MISSED"  # noqa: E731
+        cols = [t.lora_label for t in a.targets_by_set]
+        names = ["LoRA val loss within 5% of full", "LoRA step time <= 0.8x full",
+                 "optimizer state >= 20x smaller", "base clearly worse than both"]
+        cells = [[f"{t.val_gap_percent:+.1f}%", f"{t.step_time_ratio:.2f}x",
+                  f"{t.optimizer_state_ratio:.1f}x",
+                  f"{min(t.base_over_full, t.base_over_lora):.1f}x"] for t in a.targets_by_set]
+        rows = [[name] + [f"{c[i]} {ok(list(t.met.values())[i])}"
+                          for c, t in zip(cells, a.targets_by_set, strict=True)]
+                for i, name in enumerate(names)]
+        lines += ["", f"{h}Targets (LoRA against full fine-tuning; last row: base val loss / "
+                  "the higher of the two)", ""]
+        lines += _table(["target", *cols], rows, markdown)
+    checks = a.merge_checks
+    if checks:
+        worst = max(checks, key=lambda c: c.max_abs_logit_diff)
+        over = sum(not c.passed for c in checks)
+        verdict = "within 1e-5 in every run" if not over else f"above 1e-5 in {over} run(s)"
+        scale = max(c.max_abs_logit for c in checks)
+        fp32 = max(c.fp32_error for c in checks)
+        fp64 = max(c.max_abs_logit_diff_fp64 for c in checks)
+        reload = max(c.reload_max_abs_logit_diff for c in checks)
+        lines += ["", f"Merge check ({len(checks)} LoRA runs; logits of one val batch, up to "
+                  f"{scale:.1f} in size): merged vs unmerged max |diff| in fp32 = "
+                  f"{worst.max_abs_logit_diff:.2e} ({worst.label}), {verdict}; fp32's own "
+                  f"error on these logits (fp32 vs fp64) is up to {fp32:.2e}; in fp64 merged vs "
+                  f"unmerged: {fp64:.1e}; save_adapter -> load_adapter: {reload:.1e}. Val loss "
+                  f"merged {worst.val_loss_merged:.6f} vs unmerged {worst.val_loss_unmerged:.6f}."]
+    lines += ["", f"{h}The bridge to the SVD: W0 + ΔW_full truncated to rank r "
+              "vs LoRA trained at rank r", ""]
+    rows = [[tr.targets, "all" if tr.rank is None else str(tr.rank), f"{100 * tr.energy_kept:.0f}%",
+             _f(tr.val_loss_truncated), _f(tr.val_loss_lora)] for tr in a.truncation]
+    lines += _table(["targets", "rank r", "energy of ΔW_full kept", "val W0+[ΔW_full]_r",
+                     "val LoRA r"], rows, markdown)
+    lines += ["", f"(full fine-tuning itself, embeddings and norms included: "
+              f"{full.final_val_loss:.3f}; base: {result.base_val_loss:.3f})"]
+    by_mod: dict[str, list] = {}
+    for s in a.spectra:
+        by_mod.setdefault(s.module, []).append(s)
+    rows = [[m, f"{ss[0].shape[0]}×{ss[0].shape[1]}",
+             ", ".join(str(s.rank90) for s in ss),
+             ", ".join(f"{s.relative_norm:.2f}" for s in ss)] for m, ss in by_mod.items()]
+    lines += ["", f"{h}Spectrum of ΔW_full per layer: rank holding 90% of Σσ² "
+              "(layers 0..L-1)", ""]
+    lines += _table(["module", "shape", "rank for 90% energy", "‖ΔW‖_F / ‖W0‖_F"], rows,
+                    markdown)
+    amp = a.amplification
+    if amp is not None:
+        rows = [[r.source, str(r.rank), f"{r.delta_norm:.3f}", f"{r.proj_delta:.3f}",
+                 f"{r.proj_w:.3f}", f"{r.proj_random:.3f}", f"{r.factor:.1f}"]
+                for r in amp.rows]
+        lines += ["", f"{h}Amplification factor ‖ΔW‖_F / ‖Uᵀ W0 V‖_F for {amp.layer} "
+                  f"(‖W0‖_F = {amp.w_norm:.2f})", ""]
+        lines += _table(["ΔW from", "r", "‖ΔW‖_F", "‖UᵀW0V‖ (ΔW dirs)", "(W0 dirs)",
+                         "(random dirs)", "factor"], rows, markdown)
+    if a.rslora:
+        rows = [[str(r.rank), r.targets, f"{r.scaling_alpha_over_r:g}",
+                 _f(r.val_loss_alpha_over_r), f"{r.scaling_alpha_over_sqrt_r:.3g}",
+                 _f(r.val_loss_alpha_over_sqrt_r)] for r in a.rslora]
+        lines += ["", f"{h}Scale α/r (LoRA) vs α/√r (rsLoRA), α = {cfg.lora_alpha:g}", ""]
+        lines += _table(["r", "targets", "α/r", "val loss", "α/√r", "val loss"], rows,
+                        markdown)
+    return "\n".join(lines)
+
+
+def format_samples(result: ExperimentResult) -> str:
+    """Prompts, each model's continuation, and the English it spells."""
+    a = result.analysis
+    lines = ["Sample generations (temperature 0.5, a fixed seed per prompt). Each prompt is the "
+             "start of a", "held-out Pig Latin line; 'reads as' turns Pig Latin back into "
+             "English ('?word' = not a Pig Latin word).", ""]
+    for s in a.samples:
+        lines.append(f"prompt: {s.prompt!r}   ({s.prompt_english} ...)")
+        for k, out in s.outputs.items():
+            lines.append(f"  {k:>18}: {out.rstrip()!r}")
+            lines.append(f"  {'reads as':>18}  {s.english[k]}")
+        lines.append("")
+    rates = ", ".join(f"{k} {100 * v:.0f}%" for k, v in a.pig_latin_word_rate.items())
+    lines.append(f"valid Pig Latin words in the continuations: {rates}")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Weights and resumable training checkpoints on disk: safetensors + JSON, never pickle.
+
+* :func:`save_weights` / :func:`load_weights`: a flat ``{name: tensor}`` safetensors file with
+  a JSON string in its metadata (used for the cached pretrained base).
+* :func:`save_checkpoint` / :func:`load_checkpoint`: ``<prefix>.safetensors`` holds the
+  trainable parameters (``model.<name>``) and AdamW's state (``optim.<i>.<key>``);
+  ``<prefix>.json`` holds the step, the loss history, the optimizer's param groups, a
+  ``run_key`` naming the run and the SHA-256 of the tensor file. Both are written atomically,
+  tensors first, so a JSON file always describes a complete tensor file.
+
+Loading validates everything (hash, names, shapes) before touching the model: a corrupt or
+foreign file raises :class:`LoralabError` and leaves the model and optimizer unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import LoralabError
+from ..fileio import atomic_write, atomic_write_json
+
+__all__ = [
+    "load_checkpoint",
+    "load_weights",
+    "remove_checkpoint",
+    "save_checkpoint",
+    "save_weights",
+]
+
+_FORMAT = "loralab-checkpoint-1"
+
+
+def save_weights(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
+                 metadata: dict | None = None) -> Path:
+    """Write ``tensors`` (moved to CPU, made contiguous) as safetensors, atomically."""
+    from safetensors.torch import save
+
+    cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    data = save(cpu, metadata={"loralab": json.dumps(metadata or {})})
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a file written by :func:`save_weights`: ``(tensors, metadata)``.
+
+    Raises :class:`LoralabError` naming the file if it is missing or not valid safetensors.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise LoralabError(f"weights file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get("loralab", "{}"))
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise LoralabError(f"weights file {str(path)!r} is corrupt or not safetensors "
+                           f"({type(exc).__name__}); delete it to rebuild") from None
+    return tensors, meta if isinstance(meta, dict) else {}
+
+
+def _paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
+    p = str(prefix)
+    return Path(p + ".safetensors"), Path(p + ".json")
+
+
+def save_checkpoint(prefix: str | os.PathLike[str], model: nn.Module,
+                    optimizer: torch.optim.Optimizer, step: int, history: dict,
+                    run_key: str) -> None:
+    """Save the trainable parameters, AdamW state, ``step`` and ``history`` under ``prefix``."""
+    from safetensors.torch import save
+
+    tensors = {f"model.{n}": p.detach().cpu().contiguous().clone()
+               for n, p in model.named_parameters() if p.requires_grad}
+    sd = optimizer.state_dict()
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    data = save(tensors)
+    st_path, json_path = _paths(prefix)
+    atomic_write(st_path, lambda fh: fh.write(data))
+    atomic_write_json(json_path, {
+        "format": _FORMAT, "run_key": run_key, "step": step, "history": history,
+        "param_groups": sd["param_groups"],
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
+    })
+
+
+def load_checkpoint(prefix: str | os.PathLike[str], model: nn.Module,
+                    optimizer: torch.optim.Optimizer, run_key: str) -> dict[str, Any] | None:
+    """Restore a checkpoint saved by :func:`save_checkpoint`; ``None`` if there is none.
+
+    Returns ``{"step", "history"}``. Raises :class:`LoralabError` (model untouched) when the
+    files are corrupt, belong to another run (``run_key`` differs) or do not fit the model.
+    """
+    from safetensors.torch import load
+
+    st_path, json_path = _paths(prefix)
+    if not json_path.exists():
+        return None
+    where = f"checkpoint {str(json_path)!r}"
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        data = st_path.read_bytes()
+    except (OSError, ValueError) as exc:
+        raise LoralabError(f"{where} cannot be read ({type(exc).__name__}); "
+                           "delete it to start over") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise LoralabError(f"{where} is not a loralab checkpoint; delete it to start over")
+    if meta.get("run_key") != run_key:
+        raise LoralabError(f"{where} belongs to another run ({meta.get('run_key')!r}, expected "
+                           f"{run_key!r}); delete it to start over")
+    if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
+        raise LoralabError(f"{where} is corrupt: its tensor file does not match; "
+                           "delete it to start over")
+    try:
+        tensors = load(data)
+    except Exception:
+        raise LoralabError(f"{where} is corrupt: unreadable tensors; delete it") from None
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    wanted = {f"model.{n}": p for n, p in params.items()}
+    got = {k for k in tensors if k.startswith("model.")}
+    if got != set(wanted):
+        raise LoralabError(f"{where} does not fit this model (different trainable "
+                           "parameters); delete it to start over")
+    for k, p in wanted.items():
+        if tensors[k].shape != p.shape:
+            raise LoralabError(f"{where} does not fit this model: {k[6:]} has shape "
+                               f"{tuple(tensors[k].shape)}, expected {tuple(p.shape)}")
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, key = k.split(".", 2)
+            state.setdefault(int(idx), {})[key] = v   # load_state_dict moves it
+    saved_sd = {"state": state, "param_groups": meta.get("param_groups")}
+    backup = optimizer.state_dict()
+    try:
+        optimizer.load_state_dict(saved_sd)
+    except Exception:
+        optimizer.load_state_dict(backup)
+        raise LoralabError(f"{where} does not fit this optimizer; delete it") from None
+    with torch.no_grad():
+        for k, p in wanted.items():
+            p.copy_(tensors[k].to(p.device, p.dtype))
+    return {"step": int(meta["step"]), "history": meta.get("history", {})}
+
+
+def remove_checkpoint(prefix: str | os.PathLike[str]) -> None:
+    """Delete ``<prefix>.json`` and ``<prefix>.safetensors`` if present (JSON first)."""
+    for path in reversed(_paths(prefix)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,338 @@
+"""The training loop shared by pretraining, full fine-tuning and LoRA fine-tuning.
+
+One loop, whatever is trainable: AdamW over the parameters with ``requires_grad``, a linear
+warm-up then cosine decay, gradient clipping, and the same data order for every run (the
+batch of step ``t`` is a pure function of ``(seed, t)``, see :meth:`LMData.batch`).
+
+Measured per run: train loss every step, val loss every ``eval_every`` steps, the median step
+time, tokens/s, achieved FLOP/s (an analytic FLOP count, :func:`train_flops_per_step`, over the
+median step time) against a stated peak, optimizer-state bytes and peak memory.
+
+Scale-out: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
+``DistributedDataParallel`` (gloo on CPU, nccl on CUDA); each rank takes an equal slice of the
+global batch, so the averaged gradient equals the one-process gradient of the same global batch.
+
+Ctrl-C: the first SIGINT asks the loop to stop at the end of the current step; it then saves a
+checkpoint (:mod:`loralab.checkpoint`) and raises ``KeyboardInterrupt``. Calling :func:`train`
+again with the same checkpoint prefix resumes from that step with identical numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import LoralabError
+from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
+from .corpus import LMData
+from .dist import DistContext
+from .model import CausalSelfAttention, lm_loss
+
+__all__ = [
+    "PEAK_FLOPS",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "lr_at",
+    "optimizer_state_bytes",
+    "train",
+    "train_flops_per_step",
+]
+
+PEAK_FLOPS = 350e9   # fp32 matmul peak of the reference machine (2 CPU threads), FLOP/s
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run.
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: the *global* batch (sequences per step, summed over DDP ranks).
+        lr: peak learning rate; warm-up over ``warmup_steps``, cosine down to
+            ``lr·min_lr_ratio`` at the last step.
+        weight_decay, betas: AdamW's.
+        grad_clip: max global grad norm (0 disables).
+        eval_every: val loss every this many steps (and after the last step).
+        eval_batches: val batches per evaluation (``None`` = the whole val split).
+        eval_batch_size: windows per val batch (a pure speed knob: the loss is the same).
+        seed: data-order seed.
+    """
+
+    steps: int
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_every: int = 25
+    eval_batches: int | None = 8
+    eval_batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise LoralabError(f"{name}={getattr(self, name)} is not allowed; it must be >= 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise LoralabError(f"lr={self.lr} is not allowed; it must be a finite number > 0")
+        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise LoralabError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+
+
+@dataclass
+class TrainResult:
+    """What one run measured (lists are per step / per evaluation, global over ranks)."""
+
+    steps: int
+    train_loss: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    step_time_s: float = float("nan")
+    tokens_per_step: int = 0
+    tokens_per_s: float = float("nan")
+    flops_per_step: float = 0.0
+    flops_per_s: float = float("nan")
+    mfu: float = float("nan")
+    optimizer_state_bytes: int = 0
+    peak_memory_bytes: int = 0
+    peak_memory_kind: str = ""
+    trainable_params: int = 0
+    total_params: int = 0
+    resumed_from: int | None = None
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.val_loss[-1] if self.val_loss else float("nan")
+
+    def history(self) -> dict:
+        """The per-step lists (what a checkpoint stores)."""
+        return {"train_loss": self.train_loss, "val_steps": self.val_steps,
+                "val_loss": self.val_loss, "step_times": self.step_times}
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up, then cosine to the floor."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps - 1)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def train_flops_per_step(model: nn.Module, batch: int, seq_len: int) -> float:
+    """Analytic FLOPs of one training step (forward + backward) on ``batch × seq_len`` tokens.
+
+    Per ``nn.Linear`` (d_in -> d_out) over n tokens: forward ``2·n·d_in·d_out``, input gradient
+    the same, weight gradient the same again only when its weight is trainable (a frozen
+    LoRA base layer costs 4, a trained one 6, per ``n·d_in·d_out``). Per attention layer:
+    ``Q Kᵀ`` and ``A V`` cost ``4·n·T·d`` forward and twice that backward (causal masking is
+    not discounted). Embedding look-ups, norms and the softmax are not counted.
+    """
+    n = batch * seq_len
+    flops = 0.0
+    for mod in model.modules():
+        if isinstance(mod, nn.Linear):
+            per = 2.0 * n * mod.in_features * mod.out_features
+            flops += per * (3 if mod.weight.requires_grad else 2)
+        elif isinstance(mod, CausalSelfAttention):
+            d = mod.q_proj.in_features
+            flops += 3 * 4.0 * n * seq_len * d
+    return flops
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the optimizer's state tensors (AdamW: ``exp_avg``, ``exp_avg_sq``, step)."""
+    return sum(v.numel() * v.element_size() for st in optimizer.state.values()
+               for v in st.values() if isinstance(v, torch.Tensor))
+
+
+@contextlib.contextmanager
+def _count_saved_tensors(params: list[torch.Tensor]) -> Iterator[list[int]]:
+    """Sum the bytes of distinct tensors autograd saves for backward (the activations)."""
+    skip = {p.untyped_storage().data_ptr() for p in params}
+    seen: set[int] = set()
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key not in skip and key not in seen:
+            seen.add(key)
+            total[0] += storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield total
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: LMData, batch_size: int, max_batches: int | None = None,
+             *, device: torch.device | str = "cpu", dist: DistContext | None = None,
+             bf16: bool = False) -> float:
+    """Mean next-token loss (nats) over the fixed val windows; batches are split over ranks."""
+    dist = dist or DistContext()
+    was_training = model.training
+    model.eval()
+    batches = data.val_batches(batch_size, max_batches)
+    total = torch.zeros(2, dtype=torch.float64, device=device)   # [sum of losses, tokens]
+    dev_type = torch.device(device).type
+    for i, (x, y) in enumerate(batches):
+        if i % dist.world_size != dist.rank:
+            continue
+        with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x.to(device))
+        total[0] += lm_loss(logits, y.to(device), reduction="sum").double()
+        total[1] += y.numel()
+    dist.all_reduce_sum(total)
+    model.train(was_training)
+    return float(total[0] / total[1])
+
+
+def _local_slice(x: torch.Tensor, dist: DistContext) -> torch.Tensor:
+    per = x.shape[0] // dist.world_size
+    return x[dist.rank * per:(dist.rank + 1) * per]
+
+
+class _StopFlag:
+    """First Ctrl-C sets ``requested``; the loop stops at the end of the step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:                      # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def train(model: nn.Module, data: LMData, config: TrainConfig, *,
+          device: torch.device | str = "cpu", dist: DistContext | None = None,
+          bf16: bool = False, checkpoint: str | None = None, run_key: str = "",
+          on_step: Callable[[int, float], None] | None = None,
+          peak_flops: float = PEAK_FLOPS) -> TrainResult:
+    """Train ``model``'s trainable parameters in place; return the measurements.
+
+    ``checkpoint`` is a path prefix: if ``<prefix>.json`` / ``.safetensors`` exist and match
+    ``run_key`` the run resumes from them; on Ctrl-C they are written (by rank 0) and
+    ``KeyboardInterrupt`` is raised; after the last step they are removed.
+    ``on_step(step, train_loss)`` is called after each step (e.g. a progress bar).
+    """
+    dist = dist or DistContext()
+    if config.batch_size % dist.world_size:
+        raise LoralabError(f"batch_size={config.batch_size} is not allowed with "
+                           f"{dist.world_size} processes; it must be a multiple of it")
+    device = torch.device(device)
+    model.to(device).train()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise LoralabError("the model has no trainable parameter")
+    params = [p for _, p in named]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
+                                  weight_decay=config.weight_decay)
+    result = TrainResult(steps=config.steps)
+    result.trainable_params = sum(p.numel() for p in params)
+    result.total_params = sum(p.numel() for p in model.parameters())
+    result.tokens_per_step = config.batch_size * data.block_size
+    result.flops_per_step = train_flops_per_step(model, config.batch_size, data.block_size)
+    start = 0
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, optimizer, run_key)
+        if state is not None:
+            start = state["step"]
+            for key, value in state["history"].items():
+                setattr(result, key, list(value))
+            result.resumed_from = start
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    net: nn.Module = dist.wrap(model, device)
+    activations = 0
+    with _StopFlag() as stop:
+        for step in range(start, config.steps):
+            x, y = data.batch(step, config.batch_size, config.seed)       # (B, T) global
+            x, y = _local_slice(x, dist).to(device), _local_slice(y, dist).to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            measure = step == start
+            with (_count_saved_tensors(list(model.parameters())) if measure
+                  else contextlib.nullcontext([0])) as saved:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = lm_loss(net(x), y)
+            loss.backward()
+            if measure:
+                activations = saved[0]
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            result.step_times.append(time.perf_counter() - t0)
+            # One all-reduce per step: the global mean loss and "did any rank get Ctrl-C".
+            flags = torch.tensor([float(loss.detach()), float(stop.requested)],
+                                 dtype=torch.float64, device=device)
+            dist.all_reduce_sum(flags)
+            result.train_loss.append(float(flags[0]) / dist.world_size)
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+                result.val_steps.append(step + 1)
+                result.val_loss.append(evaluate(model, data, config.eval_batch_size,
+                                                config.eval_batches, device=device,
+                                                dist=dist, bf16=bf16))
+            if on_step is not None:
+                on_step(step + 1, result.train_loss[-1])
+            if flags[1] > 0 and step + 1 < config.steps:
+                if checkpoint is not None:
+                    if dist.is_main:
+                        save_checkpoint(checkpoint, model, optimizer, step + 1,
+                                        result.history(), run_key)
+                    dist.barrier()
+                raise KeyboardInterrupt
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    _finish(result, optimizer, params, weight_bytes + activations, device, peak_flops)
+    if checkpoint is not None and dist.is_main:
+        remove_checkpoint(checkpoint)
+    return result
+
+
+def _finish(result: TrainResult, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+            weights_and_activations: int, device: torch.device, peak_flops: float) -> None:
+    times = result.step_times[3:] if len(result.step_times) > 6 else result.step_times
+    result.step_time_s = statistics.median(times) if times else float("nan")
+    result.tokens_per_s = result.tokens_per_step / result.step_time_s
+    result.flops_per_s = result.flops_per_step / result.step_time_s
+    result.mfu = result.flops_per_s / peak_flops
+    result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
+    if device.type == "cuda":
+        result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+        result.peak_memory_kind = "cuda max_memory_allocated"
+    else:
+        grads = sum(p.numel() * p.element_size() for p in params)
+        result.peak_memory_bytes = (weights_and_activations + grads
+                                    + result.optimizer_state_bytes)
+        result.peak_memory_kind = "weights + grads + optimizer state + saved activations"

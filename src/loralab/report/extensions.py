@@ -1,0 +1,235 @@
+"""The report's extension chapters (the seed's section 8): low-rank analyses and the
+fine-tuning experiment, computed by :mod:`loralab.lowrank` and :mod:`loralab.experiment`.
+
+Each function returns :class:`~loralab.report.Extension` records in the page's language.
+When a module is not installed, or the config skips it, the record says so (``missing``) and
+the page shows that line instead of the chapter.
+"""
+
+from __future__ import annotations
+
+import html as _html
+from collections.abc import Callable
+
+import torch
+
+from .. import lowrank as lr
+from ..experiment import ExperimentConfig, ExperimentResult, run_experiment, total_steps
+from ..plots import finetune as pft
+from ..plots import lowrank as plr
+from ..plots import png_bytes
+from ..plots.report import localize_figure
+from .data import Extension, ReportData
+from .figure_zh import FIGURE_ZH
+from .text import t
+
+__all__ = ["LOWRANK_KEYS", "finetune_extension", "finetune_from_result", "lowrank_extensions"]
+
+LOWRANK_KEYS: tuple[str, ...] = ("svd", "spectrum", "heatmap", "fit")
+
+
+# Sizes of the analyses per preset: the fit's target size and steps, and heatmap cells.
+LOWRANK_PRESETS: dict[str, dict] = {
+    "quick": {"fit_size": 64, "fit_ranks": (1, 2, 4, 8), "fit_steps": 300,
+              "spectral_check": False, "max_cells": 64},
+    "default": {"fit_size": 128, "fit_ranks": (1, 2, 4, 8, 16), "fit_steps": 500,
+                "spectral_check": True, "max_cells": 96},
+}
+HEAT_SCALE = 0.2        # the heatmaps' ΔW is this fraction of ‖W0‖_F (a small update)
+
+
+def _png(fig, font: str | None) -> bytes:
+    """PNG of a figure from another module, its labels translated when ``font`` is set."""
+    if font:
+        localize_figure(fig, FIGURE_ZH, font)
+    return png_bytes(fig, dpi=90)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """A table whose first column is a name (left) and the others numbers (right)."""
+    def cls(i: int) -> str:
+        return "" if i == 0 else ' class="num"'
+
+    cells = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{v}</td>" for i, v in enumerate(row))
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def lowrank_extensions(data: ReportData) -> dict[str, Extension]:
+    """Chapters 7.1–7.4 from :mod:`loralab.lowrank` and :mod:`loralab.plots.lowrank`: the
+    SVD sweep with the Eckart–Young check, the spectra, the heatmaps and the learned fits,
+    on the seed's ``W0`` and the rank explorer's structured update."""
+    cfg, lang = data.config, data.config.lang
+    if not cfg.analyses:
+        why = t("ext_skipped", lang, why="analyses=False")
+        return {k: Extension(k, missing=why) for k in LOWRANK_KEYS}
+    p = LOWRANK_PRESETS[cfg.preset]
+    font = data.cjk_font
+    d, sl = cfg.hidden_size, data.slider
+    ranks = [row.rank for row in sl.rows]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    w0 = lr.gaussian_matrix(d, d, seed=gen)               # the demo's W0, then the seed's B, A
+    upd = lr.low_rank_plus_noise(d, d, rank=sl.signal_rank, noise=sl.noise, seed=cfg.seed + 1)
+    flang = "zh" if font else "en"            # labels inside figures need a CJK font
+    names = (t("x_w0", flang), t("x_upd", flang, k=sl.signal_rank))
+    page_names = (t("x_w0", lang), t("x_upd", lang, k=sl.signal_rank))
+    g = lr.analyze_svd(w0, ranks, alpha=sl.alpha, seed=gen, label=names[0], gaussian=True,
+                       spectral_check=p["spectral_check"])
+    u = lr.analyze_svd(upd, ranks, alpha=sl.alpha, seed=cfg.seed + 2, label=names[1],
+                       spectral_check=p["spectral_check"])
+    out: dict[str, Extension] = {}
+    data.results["svd"] = (g, u)
+
+    checks = [a.check for a in (g, u) if a.check is not None]
+    fro = max(c.max_frobenius_diff for c in checks)
+    spec = [c.max_spectral_diff for c in checks if c.max_spectral_diff is not None]
+    spec_txt = t("x_svd_spec", lang, spec=f"{max(spec):.1e}") if spec else ""
+    html = (f"<p>{t('x_svd_p', lang, d=d)}</p>"
+            f"<p>{t('x_svd_check', lang, n=len(ranks), fro=f'{fro:.1e}')}{spec_txt}</p>")
+    out["svd"] = Extension("svd", html=html, figures=[
+        (_png(plr.svd_figure(g), font), t("x_svd_cap_g", lang, d=d)),
+        (_png(plr.svd_figure(u), font), t("x_svd_cap_u", lang, k=sl.signal_rank))])
+
+    spectra = [lr.spectrum(w0, label=names[0], gaussian=True), lr.spectrum(upd, label=names[1])]
+    data.results["spectrum"] = spectra
+    rows = [[name] + [str(v) for v in sp.energy_ranks.values()]
+            for name, sp in zip(page_names, spectra, strict=True)]
+    head = [t("x_matrix", lang)] + [t("x_energy", lang, f=f) for f in spectra[0].energy_ranks]
+    g90, u90 = (sp.energy_ranks.get("90%") for sp in spectra)
+    out["spectrum"] = Extension("spectrum", html=(
+        f"<p>{t('x_spec_p', lang, g90=g90, u90=u90, d=d)}</p>{_table(head, rows)}"),
+        figures=[(_png(plr.spectrum_figure(spectra), font), t("x_spec_cap", lang))])
+
+    heat_ranks = [r for r in (2, 4, 8, 16, 32) if r <= d]
+    delta = upd * (HEAT_SCALE * float(w0.norm()) / float(upd.norm()))
+    fig = plr.heatmaps_figure(w0, delta, heat_ranks, max_cells=p["max_cells"])
+    out["heatmap"] = Extension("heatmap", html=f"<p>{t('x_heat_p', lang)}</p>", figures=[
+        (_png(fig, font), t("x_heat_cap", lang, ranks=", ".join(map(str, heat_ranks))))])
+
+    n = min(p["fit_size"], d)
+    fit_ranks = [r for r in p["fit_ranks"] if r <= n]
+    target = lr.low_rank_plus_noise(n, n, rank=min(sl.signal_rank, n), noise=sl.noise,
+                                    seed=cfg.seed + 3)
+    fit = lr.fit_lowrank(target, fit_ranks, steps=p["fit_steps"], alpha=sl.alpha, seed=cfg.seed)
+    data.results["fit"] = fit
+    rows = [[str(f.rank), f"{f.learned_error:.3f}", f"{f.optimal_error:.3f}",
+             f"{f.learned_error / f.optimal_error:.4f}" if f.optimal_error > 0 else "–"]
+            for f in fit.fits]
+    head = [t(k, lang) for k in ("run_c_r", "x_fit_learned", "x_fit_opt", "x_fit_ratio")]
+    worst = max(f.learned_error / f.optimal_error for f in fit.fits if f.optimal_error > 0)
+    out["fit"] = Extension("fit", html=(
+        f"<p>{t('x_fit_p', lang, n=n, steps=p['fit_steps'], worst=f'{worst:.4f}')}</p>"
+        f"{_table(head, rows)}"),
+        figures=[(_png(plr.fit_figure(fit), font), t("x_fit_cap", lang))])
+    return out
+
+
+def finetune_extension(data: ReportData, *,
+                       on_steps: Callable[[str, int, int], None] | None = None) -> Extension:
+    """Chapter 7.5: full fine-tuning against LoRA on the tiny causal LM
+    (:func:`loralab.experiment.run_experiment` at the report's preset, the base cached as the
+    experiment caches it). Also fills the overview's headline and the rank explorer's
+    fine-tuning line for the ranks the experiment trained."""
+    lang = data.config.lang
+    if not data.config.finetune:
+        return Extension("finetune", missing=t("ext_skipped", lang, why="finetune=False"))
+    config = ExperimentConfig(preset=data.config.preset, seed=data.config.seed,
+                                  device="auto")    # CUDA when present, as `loralab finetune`
+    total = total_steps(config)
+
+    def progress(label: str, steps: int) -> None:
+        if on_steps is not None:
+            on_steps(label, steps, total)
+
+    result = run_experiment(config, progress=progress)
+    try:
+        return finetune_from_result(data, result)
+    except (AttributeError, KeyError, TypeError, IndexError) as exc:
+        # The experiment ran but its result no longer has the fields this chapter reads
+        # (the tests call finetune_from_result directly and fail loudly on such a change);
+        # the page still gets built, and says what went wrong.
+        why = f"{type(exc).__name__}: {exc}"
+        return Extension("finetune", missing=t("ft_unreadable", lang, why=why))
+
+
+def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extension:
+    """The chapter from a finished :class:`loralab.experiment.ExperimentResult` (tests pass a
+    small one); sets ``data.slider_extra`` for the ranks the experiment trained."""
+    lang, font = data.config.lang, data.cjk_font
+    data.results["finetune"] = result
+    a = result.analysis
+    full = result.run("full")
+    tg = getattr(a, "targets", None)
+    if isinstance(tg, (list, tuple)):            # one per target set: the headline's is first
+        tg = tg[0] if tg else None
+    head = [t(k, lang) for k in ("ft_run", "ft_params", "ft_loss", "ft_step", "ft_opt")]
+    rows = [[_html.escape(r.label), f"{r.trainable_params:,} ({r.trainable_percent:.2f}%)",
+             f"{r.final_val_loss:.3f}", f"{1000 * r.step_time_s:.1f}",
+             f"{r.optimizer_state_bytes / 2**10:,.0f} KiB"] for r in result.runs]
+    intro = t("ft_p", lang, params=f"{result.base.params:,}",
+              base=f"{result.base_val_loss:.3f}", full=f"{full.final_val_loss:.3f}")
+    parts = [f"<p>{intro}</p>", _table(head, rows)]
+    if tg is not None:
+        def ok(word: str) -> str:      # ✓/✗ of the target whose name mentions ``word``
+            met = [v for k, v in tg.met.items() if word in k]
+            return ("✓" if all(met) else "✗") if met else ""
+
+        box = t("ft_targets", lang, lora=_html.escape(tg.lora_label),
+                gap=f"{tg.val_gap_percent:+.1f}", g_ok=ok("gap"),
+                step=f"{tg.step_time_ratio:.2f}", s_ok=ok("step"),
+                opt=f"{tg.optimizer_state_ratio:.0f}", o_ok=ok("optimizer"),
+                base=f"{tg.base_over_full:.2f}", b_ok=ok("base"))
+        style = "box ok" if all(tg.met.values()) else "box"
+        parts.append(f'<div class="{style}"><p>{box}</p></div>')
+        data.headline = t("ft_headline", lang, lora=_html.escape(tg.lora_label),
+                          l=f"{tg.lora_val_loss:.3f}", f=f"{tg.full_val_loss:.3f}",
+                          b=f"{tg.base_val_loss:.3f}",
+                          pct=f"{result.run(tg.lora_label).trainable_percent:.1f}%")
+    checks = getattr(a, "merge_checks", [])
+    if checks:
+        worst = max(c.max_abs_logit_diff for c in checks)
+        passed = sum(c.passed for c in checks)
+        merge = t("ft_merge", lang, n=len(checks), diff=f"{worst:.1e}", ok=passed)
+        fp64 = [c.max_abs_logit_diff_fp64 for c in checks
+                if getattr(c, "max_abs_logit_diff_fp64", None) is not None]
+        if fp64:                  # the identity in float64, and float32's own rounding
+            noise = max(getattr(c, "fp32_error", 0.0) for c in checks)
+            merge += t("ft_merge64", lang, d64=f"{max(fp64):.1e}", noise=f"{noise:.1e}")
+        parts.append(f"<p>{merge}</p>")
+    samples = getattr(a, "samples", [])
+    if samples:
+        keys = list(samples[0].outputs)
+        names = {"base": t("ft_base", lang), "full": t("ft_full", lang)}
+        cells = "".join(f"<th>{_html.escape(names.get(k, k))}</th>" for k in keys)
+        body = "".join(
+            f"<tr><td><code>{_html.escape(s.prompt)}</code><br><span class=note>"
+            f"{_html.escape(s.prompt_english)}</span></td>"
+            + "".join(f"<td><code>{_html.escape(s.outputs[k])}</code><br><span class=note>"
+                      f"{_html.escape(s.english.get(k, ''))}</span></td>" for k in keys)
+            + "</tr>" for s in samples)
+        parts.append(f"<p>{t('ft_samples', lang)}</p><table><tr><th>{t('ft_prompt', lang)}"
+                     f"</th>{cells}</tr>{body}</table>")
+    figures = [(_png(pft.convergence_figure(result), font), t("ft_cap_conv", lang)),
+               (_png(pft.bridge_figure(result), font), t("ft_cap_bridge", lang)),
+               (_png(pft.cost_figure(result), font), t("ft_cap_cost", lang))]
+    _slider_lines(data, result)
+    return Extension("finetune", html="".join(parts), figures=figures)
+
+
+def _slider_lines(data: ReportData, result: ExperimentResult) -> None:
+    """One line per rank the experiment trained: LoRA's val loss there, and the val loss of
+    ``W0 + [ΔW_full]_r`` (the full update truncated to rank r) on the same layers."""
+    lang = data.config.lang
+    targets = result.config.targets[-1]
+    trunc = {row.rank: row for row in getattr(result.analysis, "truncation", [])
+             if row.targets == targets and row.rank is not None}
+    full = result.run("full").final_val_loss
+    for run in result.runs:
+        if run.method != "lora" or run.rslora or run.targets != targets:
+            continue
+        tr = trunc.get(run.rank)
+        tr_txt = f"{tr.val_loss_truncated:.3f}" if tr is not None else "–"
+        data.slider_extra.setdefault(run.rank, {})["finetune"] = t(
+            "sl_ft", lang, r=run.rank, targets=targets, lora=f"{run.final_val_loss:.3f}",
+            trunc=tr_txt, full=f"{full:.3f}", base=f"{result.base_val_loss:.3f}")
