@@ -17,7 +17,7 @@ from ..lm.dist import DEVICES
 from ..lm.model import config_hash
 from .presets import CORPUS_VERSION, PRESETS, Preset, PresetSpec, parse_targets
 
-__all__ = ["ExperimentConfig", "RunSpec", "plan_runs"]
+__all__ = ["ExperimentConfig", "RunSpec", "plan_runs", "run_label"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,15 @@ class RunSpec:
     @property
     def label(self) -> str:
         """File-safe name: ``full``, ``lora-r8-attn``, ``rslora-r16-attn+mlp``."""
-        if self.method == "full":
-            return "full"
-        return f"{'rslora' if self.rslora else 'lora'}-r{self.rank}-{self.targets}"
+        return run_label(self.method, self.rank, self.targets, self.rslora)
+
+
+def run_label(method: str, rank: int | None = None, targets: str = "all",
+              rslora: bool = False) -> str:
+    """The one spelling of a run's name: ``full``, ``lora-r8-attn``, ``rslora-r16-attn+mlp``."""
+    if method == "full":
+        return "full"
+    return f"{'rslora' if rslora else 'lora'}-r{rank}-{targets}"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import LoralabError
 from ..fileio import to_jsonable
-from .config import ExperimentConfig
+from .config import ExperimentConfig, run_label
 
 __all__ = [
     "Amplification",
@@ -212,6 +212,11 @@ class ExperimentResult:
             if r.label == label:
                 return r
         raise KeyError(label)
+
+    def lora_run(self, rank: int, targets: str, rslora: bool = False) -> RunResult | None:
+        """The LoRA (or rsLoRA) run at ``rank`` on ``targets``, if the experiment had it."""
+        label = run_label("lora", rank, targets, rslora)
+        return next((r for r in self.runs if r.label == label), None)
 
     def to_dict(self) -> dict:
         cfg = {k: v for k, v in asdict(self.config).items() if k != "cache_dir"}

@@ -153,7 +153,7 @@ def bridge_figure(result: ExperimentResult) -> Figure:
     styles3 = ["-", "--", ":", "-."]
     for i, row in enumerate(a.rslora):
         for rs, color in ((False, COLORS["lora"]), (True, RSLORA_COLOR)):
-            run = result.run(f"{'rslora' if rs else 'lora'}-r{row.rank}-{row.targets}")
+            run = result.lora_run(row.rank, row.targets, rslora=rs)
             rule = f"α/√r = {run.scaling:.3g}" if rs else f"α/r = {run.scaling:.3g}"
             ax3.plot(run.val_steps, run.val_loss, ls=styles3[i % 4], color=color, lw=1.8,
                      label=f"r={row.rank}, {rule} ({run.final_val_loss:.3f})")
