@@ -20,7 +20,7 @@ from loralab.experiment import (
     plan_runs,
     run_experiment,
 )
-from loralab.experiment.analysis import amplification, energy_rank, truncate
+from loralab.experiment.analysis import amplification
 
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -76,20 +76,6 @@ def test_plan_same_order_full_then_lora_then_rslora() -> None:
 
 
 # ---------------------------------------------------------------- the SVD bridge, vs numpy
-
-def test_truncation_is_eckart_young_and_energy_rank_counts() -> None:
-    gen = torch.Generator().manual_seed(0)
-    m = torch.randn(12, 9, generator=gen, dtype=torch.float64)
-    s = np.linalg.svd(m.numpy(), compute_uv=False)
-    for r in (1, 3, 9):
-        err = torch.linalg.norm(m - truncate(m, r)).item() ** 2
-        assert err == pytest.approx(float(np.sum(s[r:] ** 2)), abs=1e-9)
-        assert np.linalg.matrix_rank(truncate(m, r).numpy()) == r
-    energy = np.cumsum(s**2) / np.sum(s**2)
-    assert energy_rank(torch.from_numpy(s)) == int(np.argmax(energy >= 0.9)) + 1
-    assert energy_rank(torch.tensor([3.0, 0.0, 0.0])) == 1
-    assert energy_rank(torch.zeros(3)) == 0
-
 
 def test_amplification_against_numpy() -> None:
     gen = torch.Generator().manual_seed(1)

@@ -287,3 +287,20 @@ def test_block_average_against_loops():
             assert avg[i, j] == pytest.approx(a[3 * i:3 * i + 3, 3 * j:3 * j + 3].mean())
     same, one = block_average(a, max_cells=11)
     assert one == 1 and np.array_equal(same, a)
+
+
+def test_truncate_is_eckart_young_and_energy_ranks_count_against_numpy() -> None:
+    """The pieces the fine-tuning analysis uses on ΔW_full: truncation and the 90 % rank."""
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(12, 9, generator=gen, dtype=torch.float64)
+    s = np.linalg.svd(m.numpy(), compute_uv=False)
+    factors = L.svd_factors(m)
+    for r in (1, 3, 9):
+        err = torch.linalg.norm(m - L.truncate(factors, r)).item() ** 2
+        assert err == pytest.approx(float(np.sum(s[r:] ** 2)), abs=1e-9)
+        assert np.linalg.matrix_rank(L.truncate(factors, r).numpy()) == r
+    energy = np.cumsum(s**2) / np.sum(s**2)
+    assert L.energy_ranks(torch.from_numpy(s), (0.9,))["90%"] == int(np.argmax(energy >= 0.9)) + 1
+    assert L.energy_ranks(torch.tensor([3.0, 0.0, 0.0]), (0.9,))["90%"] == 1
+    assert L.energy_ranks(torch.zeros(3)) == {"50%": 0, "90%": 0, "99%": 0}
+

@@ -31,7 +31,8 @@ from ..lm.corpus import LMData, from_pig_latin, pig_latin_word_rate
 from ..lm.dist import DistContext
 from ..lm.model import CharTokenizer, generate
 from ..lm.train import evaluate
-from .config import parse_targets
+from ..lowrank import energy_ranks, svd_factors, truncate
+from .config import parse_targets, run_label
 from .results import (
     Amplification,
     AmplificationRow,
@@ -50,30 +51,12 @@ __all__ = [
     "amplification",
     "analyse",
     "delta_spectra",
-    "energy_rank",
     "headline_lora",
     "merge_check",
-    "truncate",
 ]
 
 MERGE_TOL = 1e-5
 SAMPLE_TEMPERATURE = 0.5   # samples: softmax(logits / 0.5), seeded per prompt (reproducible)
-
-
-def energy_rank(singular_values: torch.Tensor, fraction: float = 0.9) -> int:
-    """Smallest r with Σ_{i≤r} σ_i² ≥ fraction·Σ σ_i² (0 for a zero matrix)."""
-    energy = singular_values.double().square()
-    total = float(energy.sum())
-    if total == 0:
-        return 0
-    cum = energy.cumsum(0) / total
-    return int(torch.searchsorted(cum, torch.tensor(fraction - 1e-12, dtype=cum.dtype))) + 1
-
-
-def truncate(delta: torch.Tensor, rank: int) -> torch.Tensor:
-    """Best rank-``rank`` approximation ``U_r diag(σ_r) V_rᵀ`` of ``delta: (d_out, d_in)``."""
-    u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
-    return ((u[:, :rank] * s[:rank]) @ vh[:rank]).to(delta.dtype)   # (d_out, d_in)
 
 
 def _linear_deltas(base: nn.Module, tuned: nn.Module, modules: tuple[str, ...]
@@ -97,7 +80,8 @@ def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...]
         rows.append(LayerSpectrum(
             name=name, module=name.rsplit(".", 1)[-1], layer=int(name.split(".")[1]),
             shape=list(delta.shape), delta_norm=float(s.norm()),
-            relative_norm=float(s.norm() / w0.double().norm()), rank90=energy_rank(s),
+            relative_norm=float(s.norm() / w0.double().norm()),
+            rank90=energy_ranks(s, (0.9,))["90%"],
             singular_values=s.tolist()))
     return rows
 
@@ -203,11 +187,9 @@ def _samples(models: dict[str, nn.Module], data: LMData, tok: CharTokenizer, n: 
     return out
 
 
-def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
-            data: LMData, tok: CharTokenizer, *, device: torch.device,
-            dist: DistContext) -> Analysis:
-    """Every analysis of the module doc, from the trained ``models`` (not modified)."""
-    config = result.config
+def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
+                  data: LMData, *, device: torch.device, dist: DistContext) -> list[MergeCheck]:
+    """:func:`merge_check` for every LoRA run, labelled."""
     runs = {r.label: r for r in result.runs}
     checks = []
     for label, model in models.items():
@@ -216,29 +198,41 @@ def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Modu
                             val_loss=runs[label].final_val_loss)
             c.label = label
             checks.append(c)
-    full = models["full"]
-    all_modules = tuple(dict.fromkeys(m for t in config.targets for m in parse_targets(t)[1]))
-    spectra = delta_spectra(base, full, all_modules)
-    truncation = []
+    return checks
+
+
+def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data: LMData, *,
+                device: torch.device, dist: DistContext) -> list[TruncationRow]:
+    """Val loss of ``W0 + [ΔW_full]_r`` on each target set at every rank (and untruncated),
+    beside LoRA at that rank; one SVD per layer (Eckart–Young: the best rank-r part)."""
+    config, rows = result.config, []
     for t in config.targets:
         label, modules = parse_targets(t)
         deltas = _linear_deltas(base, full, modules)
         sv = {k: torch.linalg.svdvals(v.double().cpu()) for k, v in deltas.items()}
+        factors = {k: svd_factors(v.double()) for k, v in deltas.items()}
         for r in (*config.ranks, None):
             model = copy.deepcopy(base)
             with torch.no_grad():
                 for name, delta in deltas.items():
-                    upd = delta if r is None else truncate(delta, r)
+                    upd = delta if r is None else truncate(factors[name], r).to(delta.dtype)
                     model.get_submodule(name).weight.add_(upd)
             kept = [float(s[:r].square().sum() / s.square().sum()) if r else 1.0
                     for s in sv.values()]
-            lora = runs.get(f"lora-r{r}-{label}")
-            truncation.append(TruncationRow(
+            lora = result.lora_run(r, label) if r is not None else None
+            rows.append(TruncationRow(
                 targets=label, rank=r,
                 val_loss_truncated=evaluate(model, data, 64, device=device, dist=dist),
                 energy_kept=sum(kept) / len(kept),
                 val_loss_lora=lora.final_val_loss if lora else None))
-    amp = None
+    return rows
+
+
+def _amplification(result: ExperimentResult, base: nn.Module,
+                   models: dict[str, nn.Module]) -> Amplification:
+    """The LoRA paper's amplification factor on the middle block's ``q_proj`` (or the first
+    targeted module), for LoRA at every rank and for the full update."""
+    config = result.config
     with_q = [t for t in config.targets if "q_proj" in parse_targets(t)[1]]
     first = parse_targets(with_q[0] if with_q else config.targets[0])
     module = "q_proj" if with_q else first[1][0]
@@ -246,31 +240,50 @@ def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Modu
     layer = f"blocks.{config.spec.model.n_layers // 2}.{group}.{module}"
     w0 = base.get_submodule(layer).weight
     amp = Amplification(layer=layer, w_norm=float(w0.double().norm()))
-    full_delta = _linear_deltas(base, full, (module,))[layer]
+    full_delta = _linear_deltas(base, models["full"], (module,))[layer]
     for r in config.ranks:
-        lora_label = f"lora-r{r}-{first[0]}"
+        lora_label = run_label("lora", r, first[0])
         if lora_label in models:
             delta = models[lora_label].get_submodule(layer).delta_weight().detach()
             amp.rows.append(amplification(w0, delta, r, "lora", config.seed))
         amp.rows.append(amplification(w0, full_delta, r, "full", config.seed))
-    rs = []
-    for r in config.effective_rslora_ranks:
-        label = parse_targets(config.targets[-1])[0]
-        a, b = runs.get(f"lora-r{r}-{label}"), runs.get(f"rslora-r{r}-{label}")
+    return amp
+
+
+def _rslora_rows(result: ExperimentResult) -> list[RsLoraRow]:
+    """α/r against α/√r at the same rank, on the last target set."""
+    label = parse_targets(result.config.targets[-1])[0]
+    rows = []
+    for r in result.config.effective_rslora_ranks:
+        a, b = result.lora_run(r, label), result.lora_run(r, label, rslora=True)
         if a and b:
-            rs.append(RsLoraRow(rank=r, targets=label, scaling_alpha_over_r=a.scaling,
-                                scaling_alpha_over_sqrt_r=b.scaling,
-                                val_loss_alpha_over_r=a.final_val_loss,
-                                val_loss_alpha_over_sqrt_r=b.final_val_loss))
+            rows.append(RsLoraRow(rank=r, targets=label, scaling_alpha_over_r=a.scaling,
+                                  scaling_alpha_over_sqrt_r=b.scaling,
+                                  val_loss_alpha_over_r=a.final_val_loss,
+                                  val_loss_alpha_over_sqrt_r=b.final_val_loss))
+    return rows
+
+
+def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
+            data: LMData, tok: CharTokenizer, *, device: torch.device,
+            dist: DistContext) -> Analysis:
+    """Every analysis of the module doc, from the trained ``models`` (not modified)."""
+    spec = result.config.spec
+    full = models["full"]
+    all_modules = tuple(dict.fromkeys(m for t in result.config.targets
+                                      for m in parse_targets(t)[1]))
     head = headline_lora(result)
     shown = {"base": base, "full": full}
     if head is not None:
         shown[head.label] = models[head.label]
-    samples = _samples(shown, data, tok, config.spec.n_samples, 2 * config.spec.model.block_size)
+    samples = _samples(shown, data, tok, spec.n_samples, 2 * spec.model.block_size)
     rates = {k: sum(pig_latin_word_rate(s.outputs[k]) for s in samples)
              / max(1, len(samples)) for k in shown}
-    return Analysis(merge_checks=checks, spectra=spectra, truncation=truncation,
-                    amplification=amp, rslora=rs, samples=samples,
-                    pig_latin_word_rate=rates,
-                    targets=_targets(result, head) if head is not None else None,
-                    targets_by_set=[_targets(result, h) for h in _judged(result)])
+    return Analysis(
+        merge_checks=_merge_checks(result, base, models, data, device=device, dist=dist),
+        spectra=delta_spectra(base, full, all_modules),
+        truncation=_truncation(result, base, full, data, device=device, dist=dist),
+        amplification=_amplification(result, base, models), rslora=_rslora_rows(result),
+        samples=samples, pig_latin_word_rate=rates,
+        targets=_targets(result, head) if head is not None else None,
+        targets_by_set=[_targets(result, h) for h in _judged(result)])

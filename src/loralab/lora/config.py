@@ -22,7 +22,7 @@ from typing import Literal, get_args
 
 from ..errors import LoralabError
 
-__all__ = ["AdapterConfig", "BiasKind", "InitKind", "match_target"]
+__all__ = ["AdapterConfig", "BiasKind", "InitKind", "check_layer_args", "match_target"]
 
 InitKind = Literal["default", "gaussian", "pissa"]
 BiasKind = Literal["none", "all", "lora_only"]
@@ -56,6 +56,26 @@ def _check_targets(value: object, field_name: str, allow_none: bool) -> list[str
                        "or a regex string")
 
 
+def check_layer_args(r: object, lora_alpha: object, lora_dropout: object, use_rslora: object,
+                     init: object) -> None:
+    """The one check of a LoRA layer's settings (the config's and the layer's constructor's):
+    ``r`` an integer ≥ 1, ``lora_alpha`` finite > 0, ``0 ≤ lora_dropout < 1``, ``use_rslora`` a
+    bool, ``init`` one of :data:`InitKind`. Raises :class:`LoralabError` naming the value."""
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise LoralabError(f"r={r!r} is not allowed; the rank must be an integer >= 1")
+    a = lora_alpha
+    if isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a) or a <= 0:
+        raise LoralabError(f"lora_alpha={a!r} is not allowed; it must be a finite number > 0")
+    p = lora_dropout
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+        raise LoralabError(f"lora_dropout={p!r} is not allowed; it must be in [0, 1)")
+    if not isinstance(use_rslora, bool):
+        raise LoralabError(f"use_rslora={use_rslora!r} is not allowed; use True/False")
+    if init not in get_args(InitKind):
+        raise LoralabError(f"init={init!r} is not allowed; use one of "
+                           f"{', '.join(map(repr, get_args(InitKind)))}")
+
+
 @dataclass
 class AdapterConfig:
     """LoRA settings, named as in ``peft.LoraConfig`` (``adapter_config.json`` maps 1:1).
@@ -79,21 +99,7 @@ class AdapterConfig:
     exclude_modules: list[str] | str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise LoralabError(f"r={self.r!r} is not allowed; the rank must be an integer >= 1")
-        a = self.lora_alpha
-        if isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a) \
-                or a <= 0:
-            raise LoralabError(f"lora_alpha={a!r} is not allowed; it must be a finite "
-                               "number > 0")
-        p = self.lora_dropout
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
-            raise LoralabError(f"lora_dropout={p!r} is not allowed; it must be in [0, 1)")
-        if not isinstance(self.use_rslora, bool):
-            raise LoralabError(f"use_rslora={self.use_rslora!r} is not allowed; use True/False")
-        if self.init not in get_args(InitKind):
-            raise LoralabError(f"init={self.init!r} is not allowed; use one of "
-                               f"{', '.join(map(repr, get_args(InitKind)))}")
+        check_layer_args(self.r, self.lora_alpha, self.lora_dropout, self.use_rslora, self.init)
         if self.bias not in get_args(BiasKind):
             raise LoralabError(f"bias={self.bias!r} is not allowed; use one of "
                                f"{', '.join(map(repr, get_args(BiasKind)))}")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
-from .config import AdapterConfig, InitKind
+from .config import InitKind, check_layer_args
 
 __all__ = ["LoRALinear", "LoRAPrecisionWarning"]
 
@@ -110,9 +110,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise LoralabError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        # Validates r, alpha, dropout, init exactly as the config does.
-        AdapterConfig(r=r, lora_alpha=lora_alpha, target_modules=["-"], lora_dropout=lora_dropout,
-                      use_rslora=use_rslora, init=init)
+        check_layer_args(r, lora_alpha, lora_dropout, use_rslora, init)
         w = base.weight
         self.base = base
         self.in_features, self.out_features = base.in_features, base.out_features

@@ -84,7 +84,8 @@ def random_ba_errors(shape: tuple[int, int], ranks: Any, *, alpha: float = 16.0,
 
 def energy_ranks(sigma: Any, fractions: tuple[float, ...] = ENERGY_FRACTIONS
                  ) -> dict[str, int]:
-    """``{"50%": r, ...}``: the smallest ``r`` with ``Σ_{i≤r} σ_i² ≥ f·Σ_i σ_i²``."""
+    """``{"50%": r, ...}``: the smallest ``r`` with ``Σ_{i≤r} σ_i² ≥ f·Σ_i σ_i²`` (0 for a
+    zero matrix, which holds no energy)."""
     import torch
 
     e = torch.as_tensor(sigma, dtype=torch.float64).square()
@@ -94,6 +95,9 @@ def energy_ranks(sigma: Any, fractions: tuple[float, ...] = ENERGY_FRACTIONS
     for f in fractions:
         if not 0 < f <= 1:
             raise LoralabError(f"energy fraction {f} is not allowed; it must be in (0, 1]")
+        if total == 0:
+            out[f"{f * 100:g}%"] = 0
+            continue
         target = torch.tensor(f * total * (1 - 1e-12), dtype=torch.float64)
         out[f"{f * 100:g}%"] = min(int(torch.searchsorted(cum, target)) + 1, e.numel())
     return out
