@@ -29,7 +29,7 @@ from loralab.lora import (  # noqa: E402
     unload_lora,
     unmerge_lora,
 )
-from loralab.lora.layer import _FusedLoRA  # noqa: E402
+from loralab.lora.linear import _FusedLoRA  # noqa: E402
 
 
 class Block(nn.Module):
@@ -88,12 +88,12 @@ def assert_same(model: nn.Module, snap: tuple) -> None:
 
 # ---------------------------------------------------------------- the layer
 
-@pytest.mark.parametrize("init", ["default", "gaussian", "pissa"])
+@pytest.mark.parametrize("init", [True, "gaussian", "pissa"])
 def test_output_equals_base_at_init(init: str) -> None:
     torch.manual_seed(0)
     base = nn.Linear(12, 10)
     ref = copy.deepcopy(base)
-    layer = LoRALinear(base, r=4, lora_alpha=8, init=init)
+    layer = LoRALinear(base, r=4, lora_alpha=8, init_lora_weights=init)
     x = torch.randn(5, 12)
     if init == "pissa":
         torch.testing.assert_close(layer(x), ref(x), rtol=0, atol=1e-5)
@@ -109,7 +109,8 @@ def test_init_distributions_as_peft() -> None:
     # kaiming_uniform(a=√5) on (r, d_in) is U(-1/√d_in, 1/√d_in): std = 1/√(3 d_in)
     assert a.abs().max() <= 1 / math.sqrt(d_in)
     assert abs(a.std().item() - 1 / math.sqrt(3 * d_in)) < 0.05 / math.sqrt(d_in)
-    g = LoRALinear(nn.Linear(d_in, 300), r=r, lora_alpha=16, init="gaussian").lora_A.weight
+    g = LoRALinear(nn.Linear(d_in, 300), r=r, lora_alpha=16,
+                   init_lora_weights="gaussian").lora_A.weight
     assert abs(g.std().item() - 1 / r) < 0.05 / r
     assert a.shape == (r, d_in) and layer.lora_B.weight.shape == (300, r)
 
@@ -262,8 +263,11 @@ def test_rank_of_delta_weight_at_most_r() -> None:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_merge_in_fp32_with_visible_error(dtype: torch.dtype) -> None:
     torch.manual_seed(0)
-    layer = LoRALinear(nn.Linear(32, 24).to(dtype), r=4, lora_alpha=8)
+    layer = LoRALinear(nn.Linear(32, 24).to(dtype), r=4, lora_alpha=8,
+                       autocast_adapter_dtype=False)
     assert layer.lora_A.weight.dtype == dtype
+    assert LoRALinear(nn.Linear(32, 24).to(dtype), r=4, lora_alpha=8).lora_A.weight.dtype \
+        == torch.float32          # PEFT's autocast_adapter_dtype=True
     randomize(nn.Sequential(layer))
     w0 = layer.base.weight.detach().clone()
     exact = w0.float() + layer.lora_B.weight.float() @ layer.lora_A.weight.float() * 2.0
@@ -282,7 +286,7 @@ def test_pissa_split_is_the_top_r_svd() -> None:
     torch.manual_seed(0)
     base = nn.Linear(12, 10)
     w0 = base.weight.detach().double().numpy().copy()
-    layer = LoRALinear(base, r=3, lora_alpha=6, init="pissa")
+    layer = LoRALinear(base, r=3, lora_alpha=6, init_lora_weights="pissa")
     u, s, vt = np.linalg.svd(w0)
     top = (u[:, :3] * s[:3]) @ vt[:3]
     np.testing.assert_allclose(layer.delta_weight().detach().numpy(), top, atol=1e-5)
@@ -297,7 +301,7 @@ def test_pissa_equals_peft_pissa() -> None:
     base = nn.Linear(12, 10)
     twin = PeftLinear(copy.deepcopy(base), "default", r=3, lora_alpha=6,
                       config=LoraConfig(r=3, lora_alpha=6, init_lora_weights="pissa"))
-    ours = LoRALinear(base, r=3, lora_alpha=6, init="pissa")
+    ours = LoRALinear(base, r=3, lora_alpha=6, init_lora_weights="pissa")
     torch.testing.assert_close(ours.lora_A.weight, twin.lora_A["default"].weight)
     torch.testing.assert_close(ours.lora_B.weight, twin.lora_B["default"].weight)
     torch.testing.assert_close(ours.base.weight, twin.base_layer.weight)
@@ -350,7 +354,7 @@ def test_no_match_lists_linear_names_and_changes_nothing(model: Tiny) -> None:
 
 def test_matched_non_linear_is_an_error(model: Tiny) -> None:
     snap = snapshot(model)
-    with pytest.raises(LoralabError, match="'layers.0.mlp'.*Sequential, not an nn.Linear"):
+    with pytest.raises(LoralabError, match="'layers.0.mlp'.*Sequential; LoRA is supported"):
         inject_lora(model, AdapterConfig(target_modules=["q_proj", "mlp"]))
     assert_same(model, snap)
 
@@ -358,7 +362,8 @@ def test_matched_non_linear_is_an_error(model: Tiny) -> None:
 def test_inject_twice_and_pissa_rank_errors(model: Tiny) -> None:
     snap = snapshot(model)
     with pytest.raises(LoralabError, match="'head' has weight \\(3, 8\\) and r=4"):
-        inject_lora(model, AdapterConfig(r=4, target_modules=["q_proj", "head"], init="pissa"))
+        inject_lora(model, AdapterConfig(r=4, target_modules=["q_proj", "head"],
+                                         init_lora_weights="pissa"))
     assert_same(model, snap)
     inject_lora(model, AdapterConfig(r=2, target_modules=["q_proj"]))
     with pytest.raises(LoralabError, match="already has LoRA"):
@@ -378,7 +383,7 @@ def test_tied_weight_refuses_merge_and_pissa() -> None:
     model = nn.ModuleDict({"emb": emb, "head": head})
     snap = snapshot(model)
     with pytest.raises(LoralabError, match="'head', which is shared with 'emb.weight'"):
-        inject_lora(model, AdapterConfig(r=2, target_modules=["head"], init="pissa"))
+        inject_lora(model, AdapterConfig(r=2, target_modules=["head"], init_lora_weights="pissa"))
     assert_same(model, snap)
     inject_lora(model, AdapterConfig(r=2, target_modules=["head"]))
     randomize(model)
@@ -400,10 +405,12 @@ def test_multihead_attention_out_proj_is_refused() -> None:
     ({"r": 0}, "r=0"), ({"r": 2.5}, "r=2.5"), ({"r": True}, "r=True"),
     ({"lora_alpha": 0}, "lora_alpha=0"), ({"lora_alpha": float("nan")}, "lora_alpha=nan"),
     ({"lora_dropout": 1.0}, "lora_dropout=1.0"), ({"lora_dropout": -0.1}, "lora_dropout=-0.1"),
-    ({"init": "olora"}, "init='olora'"), ({"bias": "some"}, "bias='some'"),
+    ({"init_lora_weights": "olora"}, "init_lora_weights='olora'"),
+    ({"bias": "some"}, "bias='some'"), ({"layers_to_transform": "0"}, "layers_to_transform"),
+    ({"rank_pattern": {"q": 0}}, "rank_pattern"), ({"task_type": "CLS"}, "task_type='CLS'"),
     ({"use_rslora": 1}, "use_rslora=1"), ({"target_modules": None}, "target_modules=None"),
     ({"target_modules": []}, "target_modules=\\[\\]"), ({"target_modules": "("}, "regex"),
-    ({"target_modules": "all-linear"}, "all-linear"), ({"target_modules": [""]}, "non-empty"),
+    ({"exclude_modules": "all-linear"}, "all-linear"), ({"target_modules": [""]}, "non-empty"),
 ])
 def test_config_validation(kwargs: dict, match: str) -> None:
     args = {"target_modules": ["q_proj"], **kwargs}
@@ -412,7 +419,7 @@ def test_config_validation(kwargs: dict, match: str) -> None:
 
 
 def test_layer_rejects_non_linear() -> None:
-    with pytest.raises(LoralabError, match="wraps an nn.Linear, got Conv1d"):
+    with pytest.raises(LoralabError, match="wraps an nn.Linear or a Conv1D, got Conv1d"):
         LoRALinear(nn.Conv1d(2, 2, 1), r=1, lora_alpha=1)  # type: ignore[arg-type]
 
 

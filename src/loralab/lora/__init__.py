@@ -1,7 +1,7 @@
-"""LoRA for any ``nn.Module``, in PEFT's names and PEFT's on-disk format.
+"""LoRA for any ``nn.Module`` and for transformers models, in PEFT's names and on-disk format.
 
-Convention (the LoRA paper's and PEFT's): a frozen ``nn.Linear`` with ``W0: (d_out, d_in)``
-gets ``A: (r, d_in)`` and ``B: (d_out, r)``; the layer computes
+Convention (the LoRA paper's and PEFT's): a frozen layer with ``W0: (d_out, d_in)`` gets
+``A: (r, d_in)`` and ``B: (d_out, r)``; the layer computes
 
     y = x W0ᵀ + b + s · (dropout(x) Aᵀ) Bᵀ,   s = α / r   (or α / √r with rsLoRA)
 
@@ -9,38 +9,56 @@ so the weight it stands for is ``W = W0 + ΔW`` with ``ΔW = s · B A`` (rank �
 
 One concept per module:
 
-* :mod:`.config`: :class:`AdapterConfig` (PEFT's field names, validated once) and matching;
-* :mod:`.layer`: :class:`LoRALinear` (fused forward/backward, merge/unmerge);
+* :mod:`.config`: :class:`AdapterConfig` (``peft.LoraConfig``'s fields, checked once);
+* :mod:`.targets`: which modules get LoRA (PEFT's matching rules, ``"all-linear"``);
+* :mod:`.layer`: what every LoRA layer shares (merge/unmerge); :mod:`.linear`
+  (:class:`LoRALinear`: ``nn.Linear`` and GPT-2's ``Conv1D``, fused), :mod:`.embedding`
+  (:class:`LoRAEmbedding`), :mod:`.conv` (:class:`LoRAConv`: ``nn.Conv1d``/``nn.Conv2d``),
+  :mod:`.saved` (:class:`TrainedCopy`: ``modules_to_save`` and task heads);
 * :mod:`.inject`: :func:`inject_lora`, :func:`merge_lora`, :func:`unmerge_lora`,
-  :func:`unload_lora`, :func:`lora_state_dict`, :func:`count_parameters`;
-* :mod:`.adapters`: :func:`save_adapter` / :func:`load_adapter` (``adapter_config.json`` +
-  ``adapter_model.safetensors``, as PEFT writes them).
+  :func:`unload_lora` (merge), :func:`unload` (no merge), :func:`count_parameters`;
+* :mod:`.adapters` / :mod:`.loading`: :func:`save_adapter` / :func:`load_adapter`
+  (``adapter_config.json`` + ``adapter_model.safetensors``, as PEFT writes them);
+* :mod:`.hf`: transformers models save their adapter from ``save_pretrained``.
 """
 
 from __future__ import annotations
 
-from .adapters import config_from_peft, config_to_peft, load_adapter, save_adapter
-from .config import AdapterConfig, match_target
+from .adapters import save_adapter
+from .config import AdapterConfig, as_adapter_config, config_from_peft, config_to_peft
+from .conv import LoRAConv
+from .embedding import LoRAEmbedding
+from .hf import AdapterCheckpointCallback
 from .inject import (
     ParameterCount,
     count_parameters,
-    find_targets,
     format_parameter_count,
     inject_lora,
-    lora_layers,
     lora_state_dict,
     mark_only_lora_trainable,
     merge_lora,
+    unload,
     unload_lora,
     unmerge_lora,
 )
-from .layer import LoRALinear, LoRAPrecisionWarning
+from .layer import LoRALayer, LoRAPrecisionWarning
+from .linear import LoRALinear
+from .loading import load_adapter
+from .saved import TrainedCopy
+from .state import lora_layers
+from .targets import find_targets, match_target
 
 __all__ = [
+    "AdapterCheckpointCallback",
     "AdapterConfig",
+    "LoRAConv",
+    "LoRAEmbedding",
+    "LoRALayer",
     "LoRALinear",
     "LoRAPrecisionWarning",
     "ParameterCount",
+    "TrainedCopy",
+    "as_adapter_config",
     "config_from_peft",
     "config_to_peft",
     "count_parameters",
@@ -54,6 +72,7 @@ __all__ = [
     "match_target",
     "merge_lora",
     "save_adapter",
+    "unload",
     "unload_lora",
     "unmerge_lora",
 ]

@@ -1,114 +1,55 @@
 """Adapters on disk in Hugging Face PEFT's format: ``adapter_config.json`` + safetensors.
 
 A folder written by :func:`save_adapter` loads with ``peft.PeftModel.from_pretrained(base,
-folder)`` and gives the same outputs; :func:`load_adapter` reads folders PEFT saved (rsLoRA
-included). Tensors are named as PEFT names them::
+folder)`` and gives the same outputs; :func:`loralab.lora.load_adapter` reads folders PEFT
+saved. Tensors are named as PEFT names them::
 
-    base_model.model.<module path>.lora_A.weight        (r, d_in)
-    base_model.model.<module path>.lora_B.weight        (d_out, r)
-    base_model.model.<module path>.base_layer.bias      (d_out,)  only with bias="all"/"lora_only"
-    base_model.model.<other module>.bias                          only with bias="all"
+    base_model.model.<path>.lora_A.weight           (r, d_in)      Linear, Conv1D, conv
+    base_model.model.<path>.lora_B.weight           (d_out, r)     (+ .lora_B.bias: lora_bias)
+    base_model.model.<path>.lora_embedding_A        (r, V)         Embedding
+    base_model.model.<path>.lora_embedding_B        (d, r)
+    base_model.model.<path>.base_layer.bias         (d_out,)       bias="all"/"lora_only"
+    base_model.model.<other module>.bias                           bias="all"
+    base_model.model.<saved module>.<its state>                    modules_to_save, heads
 
-No pickle anywhere: ``adapter_model.bin`` files are refused. Every check (config fields,
-key set, shapes, dtypes) runs before the model is touched, so a failed load leaves it as it
-was. PiSSA adapters are stored as PEFT stores them (``init_lora_weights="pissa"`` plus the
-trained A, B); loading one into a plain model redoes the SVD split of the base first.
+Everything the adapter trains is saved: a parameter left trainable outside LoRA (a head
+unfrozen by hand) is saved with its module, which is listed in ``modules_to_save`` so that
+PEFT and loralab load it back. No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
 from ..errors import LoralabError
 from ..fileio import atomic_dir, atomic_write, atomic_write_text, check_output_dir
-from .config import AdapterConfig, match_target
-from .inject import (
-    find_targets,
-    inject_lora,
-    injected_config,
-    lora_layers,
-    mark_only_lora_trainable,
-    remember_config,
-)
-from .layer import LoRALinear
+from .config import AdapterConfig, config_to_peft
+from .embedding import LoRAEmbedding
+from .layer import LoRALayer
+from .state import injected_config, lora_layers, trained_copies
+from .targets import selected_names
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "config_from_peft", "config_to_peft", "load_adapter",
-           "save_adapter"]
+__all__ = ["CONFIG_NAME", "PREFIX", "WEIGHTS_NAME", "adapter_state", "save_adapter"]
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PREFIX = "base_model.model."
-_INIT_TO_PEFT: dict[str, Any] = {"default": True, "gaussian": "gaussian", "pissa": "pissa"}
-# Fields of PEFT's LoraConfig that describe the run, not the math: ignored on load.
-_IGNORED = {"base_model_name_or_path", "revision", "task_type", "inference_mode", "auto_mapping",
-            "peft_version", "megatron_config", "megatron_core", "loftq_config",
-            "qalora_group_size", "ensure_weight_tying", "corda_config", "eva_config",
-            "lora_ga_config"}
-_HONOURED = {"peft_type", "r", "lora_alpha", "target_modules", "exclude_modules",
-             "lora_dropout", "use_rslora", "init_lora_weights", "bias"}
 
 
-def config_to_peft(config: AdapterConfig) -> dict[str, Any]:
-    """The ``adapter_config.json`` dict (PEFT ``LoraConfig`` fields) for ``config``."""
-    return {
-        "peft_type": "LORA",
-        "r": config.r,
-        "lora_alpha": config.lora_alpha,
-        "target_modules": config.target_modules,
-        "exclude_modules": config.exclude_modules,
-        "lora_dropout": config.lora_dropout,
-        "use_rslora": config.use_rslora,
-        "init_lora_weights": _INIT_TO_PEFT[config.init],
-        "bias": config.bias,
-        "fan_in_fan_out": False, "use_dora": False, "lora_bias": False, "modules_to_save": None,
-        "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None,
-        "layers_pattern": None, "task_type": None, "inference_mode": True,
-        "base_model_name_or_path": None, "revision": None,
-    }
-
-
-def config_from_peft(data: dict[str, Any], source: str = CONFIG_NAME) -> AdapterConfig:
-    """Build an :class:`AdapterConfig` from a PEFT ``adapter_config.json`` dict.
-
-    Refuses (naming the field) anything that would change the math and that loralab does
-    not implement: DoRA, ``fan_in_fan_out`` (GPT-2's Conv1D), ``rank_pattern`` and
-    ``alpha_pattern``, ``modules_to_save``, ``layers_to_transform``, other inits, ...
-    """
-    if not isinstance(data, dict):
-        raise LoralabError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    if data.get("peft_type") != "LORA":
-        raise LoralabError(f"{source}: peft_type={data.get('peft_type')!r} is not allowed; "
-                           "only 'LORA' adapters can be loaded")
-    for key, value in data.items():
-        if key not in _HONOURED and key not in _IGNORED and value not in (None, False, {}, [],
-                                                                           ""):
-            raise LoralabError(f"{source}: {key}={value!r} is not supported by loralab; "
-                               "only plain LoRA on nn.Linear layers can be loaded")
-    init_map = {True: "default", False: "default", "gaussian": "gaussian", "pissa": "pissa"}
-    init = data.get("init_lora_weights", True)
-    if isinstance(init, bool | str) and init in init_map:
-        init_kind = init_map[init]
-    else:
-        raise LoralabError(f"{source}: init_lora_weights={init!r} is not supported; "
-                           "allowed: true, false, 'gaussian', 'pissa'")
-    try:
-        return AdapterConfig(r=data.get("r", 8), lora_alpha=data.get("lora_alpha", 8),
-                             target_modules=data.get("target_modules"),
-                             exclude_modules=data.get("exclude_modules"),
-                             lora_dropout=data.get("lora_dropout", 0.0),
-                             use_rslora=data.get("use_rslora", False), init=init_kind,
-                             bias=data.get("bias", "none"))
-    except LoralabError as exc:
-        raise LoralabError(f"{source}: {exc}") from None
+def factor_names(layer: LoRALayer) -> tuple[str, str]:
+    """The names of A and B inside a layer, as PEFT stores them."""
+    if isinstance(layer, LoRAEmbedding):
+        return "lora_embedding_A", "lora_embedding_B"
+    return "lora_A.weight", "lora_B.weight"
 
 
 def _peft_name(param_path: str, lora_names: set[str]) -> str:
@@ -121,62 +62,118 @@ def _peft_name(param_path: str, lora_names: set[str]) -> str:
     return PREFIX + (f"{module}.{leaf}" if module else leaf)
 
 
-def _adapter_tensors(model: nn.Module, bias: str) -> dict[str, torch.Tensor]:
+def _lora_tensors(model: nn.Module, bias: str) -> dict[str, torch.Tensor]:
     layers = lora_layers(model)
     out: dict[str, torch.Tensor] = {}
     for name, mod in layers.items():
-        out[f"{PREFIX}{name}.lora_A.weight"] = mod.lora_A.weight
-        out[f"{PREFIX}{name}.lora_B.weight"] = mod.lora_B.weight
+        a_name, b_name = factor_names(mod)
+        a, b = mod.factors()
+        out[f"{PREFIX}{name}.{a_name}"], out[f"{PREFIX}{name}.{b_name}"] = a, b
+        if mod.lora_bias_param() is not None:
+            out[f"{PREFIX}{name}.lora_B.bias"] = mod.lora_bias_param()
     if bias != "none":
-        wrapped = {id(m.base.bias) for m in layers.values() if m.base.bias is not None}
+        wrapped = {id(m.bias) for m in layers.values() if m.bias is not None}
+        copies = list(trained_copies(model))   # their biases are saved with their state
         for pname, p in model.named_parameters():
-            if pname.endswith("bias") and (bias == "all" or id(p) in wrapped):
+            if pname.endswith("bias") and (bias == "all" or id(p) in wrapped) \
+                    and not any(pname.startswith(f"{c}.") for c in copies):
                 out[_peft_name(pname, set(layers))] = p
-    return {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
+    return out
 
 
-def _config_for(model: nn.Module, layers: dict[str, LoRALinear]) -> AdapterConfig:
+def _hand_trained(model: nn.Module, covered: set[int]) -> list[str]:
+    """Modules holding a trainable parameter that neither LoRA nor the config covers."""
+    layers = lora_layers(model)
+    out: list[str] = []
+    for pname, p in model.named_parameters():
+        if not p.requires_grad or id(p) in covered:
+            continue
+        owner = pname.rpartition(".")[0]
+        inside = next((n for n in layers if owner == n or owner.startswith(f"{n}.")), None)
+        if inside is not None:
+            raise LoralabError(f"parameter {pname!r} of LoRA layer {inside!r} is trainable but "
+                               "is not part of a LoRA adapter; freeze it (bias='all' or "
+                               "'lora_only' trains biases)")
+        if owner and not any(owner == o or owner.startswith(f"{o}.") for o in out):
+            out.append(owner)
+    return out
+
+
+def adapter_state(model: nn.Module, bias: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Every tensor the adapter trains under its PEFT name, and the saved modules' paths
+    (``modules_to_save`` copies first, then modules unfrozen by hand)."""
+    out = _lora_tensors(model, bias)
+    copies = trained_copies(model)
+    for path, mod in copies.items():
+        for key, t in mod.module.state_dict().items():
+            out[f"{PREFIX}{path}.{key}"] = t
+    covered = {id(t) for t in out.values()} | {id(p) for c in copies.values()
+                                               for p in c.parameters()}
+    extra = _hand_trained(model, covered)
+    for path in extra:
+        for key, t in model.get_submodule(path).state_dict().items():
+            out[f"{PREFIX}{path}.{key}"] = t
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
+    return tensors, [*copies, *extra]
+
+
+def _setting(layer: LoRALayer) -> tuple:
+    return (layer.lora_dropout_p, layer.use_rslora, layer.init_lora_weights, layer.lora_bias)
+
+
+def _stored_fits(model: nn.Module, stored: AdapterConfig, layers: dict[str, LoRALayer],
+                 saved: list[str]) -> bool:
+    names = selected_names(model, stored, skip=[*layers, *saved])
+    return sorted(names) == sorted(layers) and all(
+        (m.r, m.lora_alpha) == (stored.rank_for(n), stored.alpha_for(n))
+        for n, m in layers.items())
+
+
+def config_for(model: nn.Module, saved: list[str]) -> AdapterConfig:
+    """The config that rebuilds ``model``'s adapter: the injected one when it selects exactly
+    the wrapped layers with their ranks, else one written from the layers themselves."""
+    layers = lora_layers(model)
     first = next(iter(layers.values()))
     for name, m in layers.items():
-        ours = (m.r, m.lora_alpha, m.use_rslora, m.lora_dropout_p, m.init)
-        if ours != (first.r, first.lora_alpha, first.use_rslora, first.lora_dropout_p,
-                    first.init):
-            raise LoralabError(f"LoRA layer {name!r} has (r, lora_alpha, use_rslora, dropout, "
-                               f"init) = {ours}, unlike the others; one adapter file holds one "
-                               "setting (PEFT's rank_pattern is not supported)")
-    stored = injected_config(model)
-    names = sorted(layers)
-    targets: list[str] | str = names
-    exclude = None
-    if stored is not None:  # keep the user's target_modules if they select exactly these
-        probe = AdapterConfig(target_modules=stored.target_modules,
-                              exclude_modules=stored.exclude_modules)
-        hit = sorted(n for n, _ in model.named_modules()
-                     if n and not any(n.startswith(f"{w}.") for w in names)
-                     and match_target(probe, n))
-        if hit == names:
-            targets, exclude = stored.target_modules, stored.exclude_modules
-    return AdapterConfig(r=first.r, lora_alpha=first.lora_alpha, target_modules=targets,
-                         exclude_modules=exclude, lora_dropout=first.lora_dropout_p,
-                         use_rslora=first.use_rslora, init=first.init,  # type: ignore[arg-type]
-                         bias=stored.bias if stored is not None else "none")
+        if _setting(m) != _setting(first):
+            raise LoralabError(f"LoRA layer {name!r} has (dropout, use_rslora, init, "
+                               f"lora_bias) = {_setting(m)}, unlike the others; one adapter "
+                               "file holds one such setting")
+    stored = injected_config(model) or AdapterConfig(target_modules=sorted(layers))
+    base = dict(fan_in_fan_out=any(getattr(m, "fan_in_fan_out", False) for m in layers.values()),
+                lora_dropout=first.lora_dropout_p, use_rslora=first.use_rslora,
+                init_lora_weights=first.init_lora_weights, lora_bias=first.lora_bias,
+                modules_to_save=saved or None)
+    if stored.target_modules != "all-linear" and _stored_fits(model, stored, layers, saved):
+        return replace(stored, **base)
+    r = Counter(m.r for m in layers.values()).most_common(1)[0][0]
+    alpha = Counter(m.lora_alpha for m in layers.values()).most_common(1)[0][0]
+    return replace(stored, **base, r=r, lora_alpha=alpha, target_modules=sorted(layers),
+                   exclude_modules=None, layers_to_transform=None, layers_pattern=None,
+                   rank_pattern={re.escape(n): m.r for n, m in layers.items() if m.r != r},
+                   alpha_pattern={re.escape(n): m.lora_alpha for n, m in layers.items()
+                                  if m.lora_alpha != alpha})
 
 
 def save_adapter(model: nn.Module, folder: str | os.PathLike[str]) -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``.
 
     The files are PEFT's: ``peft.PeftModel.from_pretrained(base, folder)`` rebuilds the same
-    model. ``target_modules`` is the injected config's when it selects exactly the wrapped
-    layers, else their full paths. A new folder appears whole or not at all; in an existing
-    folder each file is replaced atomically and other files are kept. Returns the folder.
+    model. A new folder appears whole or not at all; in an existing folder each file is
+    replaced atomically and other files are kept. Returns the folder.
     """
     layers = lora_layers(model)
     if not layers:
         raise LoralabError("the model has no LoRA layers to save; call inject_lora first")
     if "" in layers:
-        raise LoralabError("the model itself is a LoRALinear; save a module that contains it")
-    config = _config_for(model, layers)
-    blob = st_save(_adapter_tensors(model, config.bias), metadata={"format": "pt"})
+        raise LoralabError("the model itself is a LoRA layer; save a module that contains it")
+    stored = injected_config(model)
+    tensors, saved = adapter_state(model, stored.bias if stored is not None else "none")
+    config = config_for(model, saved)
+    if config.base_model_name_or_path is None:
+        name = getattr(model, "name_or_path", None)
+        config = replace(config, base_model_name_or_path=name or None)
+    blob = st_save(tensors, metadata={"format": "pt"})
     text = json.dumps(config_to_peft(config), indent=2, sort_keys=True) + "\n"
     dest = Path(folder)
     if dest.exists():
@@ -188,111 +185,3 @@ def save_adapter(model: nn.Module, folder: str | os.PathLike[str]) -> Path:
             (tmp / WEIGHTS_NAME).write_bytes(blob)
             (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
     return dest
-
-
-def _read(folder: Path) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
-    if not folder.is_dir():
-        raise LoralabError(f"adapter folder {str(folder)!r} does not exist")
-    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not cfg_path.is_file():
-        raise LoralabError(f"adapter folder {str(folder)!r} has no {CONFIG_NAME}")
-    if not w_path.is_file():
-        extra = " (adapter_model.bin is a pickle and is never loaded; re-save it as " \
-                "safetensors)" if (folder / "adapter_model.bin").exists() else ""
-        raise LoralabError(f"adapter folder {str(folder)!r} has no {WEIGHTS_NAME}{extra}")
-    try:
-        data = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LoralabError(f"{str(cfg_path)!r} is not valid JSON: {exc}") from None
-    config = config_from_peft(data, str(cfg_path))
-    try:
-        tensors = st_load(w_path.read_bytes())
-    except Exception as exc:  # safetensors raises its own error types
-        raise LoralabError(f"{str(w_path)!r} is not a readable safetensors file: "
-                           f"{exc}") from None
-    return config, tensors
-
-
-def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor]
-          ) -> tuple[list[str], dict[str, tuple[Any, torch.Tensor]]]:
-    """Check everything; return the target paths and {key: (where, tensor)} to copy."""
-    layers = lora_layers(model)
-    targets = sorted(layers) if layers else find_targets(model, config)
-    modules = {n: (layers[n] if layers else model.get_submodule(n)) for n in targets}
-    for name, m in modules.items():
-        if isinstance(m, LoRALinear) and m.merged:
-            raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) before "
-                               "loading an adapter into it")
-    expected: dict[str, tuple[Any, tuple[int, ...]]] = {}
-    for name, m in modules.items():
-        d_out, d_in = m.weight.shape
-        expected[f"{PREFIX}{name}.lora_A.weight"] = ((name, "A"), (config.r, d_in))
-        expected[f"{PREFIX}{name}.lora_B.weight"] = ((name, "B"), (d_out, config.r))
-    params = dict(model.named_parameters())
-    bias_targets = {_peft_name(p, set(layers) or set()): p for p in params if p.endswith("bias")}
-    for name, m in modules.items():  # biases of layers that will be wrapped
-        if not layers and m.bias is not None:
-            bias_targets[f"{PREFIX}{name}.base_layer.bias"] = f"{name}.bias"
-            bias_targets.pop(f"{PREFIX}{name}.bias", None)
-    plan: dict[str, tuple[Any, torch.Tensor]] = {}
-    for key, t in sorted(tensors.items()):
-        if key in expected:
-            where, shape = expected[key]
-        elif key in bias_targets:
-            where = ("param", bias_targets[key])
-            shape = tuple(params[bias_targets[key]].shape)
-        else:
-            raise LoralabError(f"adapter key {key!r} matches no LoRA layer or bias of the "
-                               f"model (LoRA layers: {', '.join(targets)})")
-        if tuple(t.shape) != tuple(shape):
-            raise LoralabError(f"adapter key {key!r} has shape {tuple(t.shape)} but the model "
-                               f"expects {tuple(shape)}")
-        if not t.is_floating_point():
-            raise LoralabError(f"adapter key {key!r} has dtype {t.dtype}; expected a float")
-        plan[key] = (where, t)
-    missing = [k for k in expected if k not in plan]
-    if missing:
-        where, shape = expected[missing[0]]
-        raise LoralabError(f"adapter has no key {missing[0]!r} (expected shape {shape}); "
-                           f"{len(missing)} key(s) missing in all")
-    return targets, plan
-
-
-def load_adapter(model: nn.Module, folder: str | os.PathLike[str]) -> list[str]:
-    """Load a PEFT-format adapter into ``model``; returns the LoRA module paths.
-
-    A plain model gets LoRA injected from the saved config (PEFT's matching rules); a model
-    that already has LoRA layers has them filled, and their ``lora_alpha``, ``use_rslora``
-    and dropout set from the file. Any mismatch (missing or unexpected key, shape, merged
-    layer, unsupported config field) raises :class:`LoralabError` before anything changes.
-    """
-    config, tensors = _read(Path(folder))
-    targets, plan = _plan(model, config, tensors)
-    had_lora = bool(lora_layers(model))
-    if not had_lora:  # the init is overwritten below; keep the caller's RNG streams as they were
-        cuda = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
-        with torch.random.fork_rng(devices=cuda):
-            inject_lora(model, config)  # "pissa" redoes the SVD split of each base, as PEFT does
-    layers = lora_layers(model)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for where, t in plan.values():
-            if where[0] == "param":
-                path = where[1]
-                if not had_lora and path.rpartition(".")[0] in layers:
-                    path = path.rpartition(".")[0] + ".base.bias"
-                dest = params[path]
-            else:
-                dest = getattr(layers[where[0]], f"lora_{where[1]}").weight
-            dest.copy_(t.to(device=dest.device, dtype=dest.dtype))
-        for name in targets:
-            m = layers[name]
-            m.lora_alpha, m.use_rslora = config.lora_alpha, config.use_rslora
-            m.scaling = config.lora_alpha / (math.sqrt(m.r) if m.use_rslora else m.r)
-            m.lora_dropout_p = float(config.lora_dropout)
-            m.lora_dropout = nn.Dropout(m.lora_dropout_p) if m.lora_dropout_p > 0 \
-                else nn.Identity()
-    if had_lora:
-        mark_only_lora_trainable(model, bias=config.bias)
-    remember_config(model, config)
-    return targets

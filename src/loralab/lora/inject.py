@@ -1,112 +1,46 @@
-"""Injection by module name, merge/unmerge/unload and parameter counting.
+"""Injection by module name, merge/unmerge/unload, and parameter counting.
 
-Convention (the LoRA paper's and PEFT's): a frozen ``nn.Linear`` with ``W0: (d_out, d_in)``
-gets ``A: (r, d_in)`` and ``B: (d_out, r)``; the layer computes
-
-    y = x W0ᵀ + b + s · (dropout(x) Aᵀ) Bᵀ,   s = α / r   (or α / √r with rsLoRA)
-
-so the weight it stands for is ``W = W0 + ΔW`` with ``ΔW = s · B A`` (rank ≤ r).
-Module and field names follow Hugging Face PEFT (``lora_A``, ``lora_B``, ``lora_alpha``,
-``target_modules``, ``use_rslora``...), so adapters map one to one onto PEFT's files: see
-:func:`loralab.lora.save_adapter` / :func:`loralab.lora.load_adapter`
-(:mod:`loralab.lora.adapters`).
+:func:`inject_lora` wraps every module the config selects (PEFT's rules, see
+:mod:`loralab.lora.targets`) in the LoRA layer of its type, wraps ``modules_to_save`` (and
+the task's heads) in trainable copies, and freezes everything else. All checks run before
+the model is touched, so an error leaves it as it was.
 """
 
 from __future__ import annotations
 
 import warnings
-import weakref
 from dataclasses import dataclass
-from typing import get_args
 
 import torch
 from torch import nn
 
 from ..errors import LoralabError
-from .config import AdapterConfig, BiasKind, match_target
-from .layer import _LOW_PRECISION, LoRALinear, LoRAPrecisionWarning
+from .config import BIASES, AdapterConfig, BiasKind, as_adapter_config
+from .conv import LoRAConv
+from .embedding import LoRAEmbedding
+from .hf import guard_save_pretrained, unguard_save_pretrained
+from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning
+from .linear import LoRALinear
+from .saved import TrainedCopy
+from .state import lora_layers, remember_config, trained_copies
+from .targets import find_targets, lora_kind, saved_module_paths
 
 __all__ = [
     "ParameterCount",
     "count_parameters",
-    "find_targets",
     "format_parameter_count",
     "inject_lora",
-    "injected_config",
-    "lora_layers",
     "lora_state_dict",
     "mark_only_lora_trainable",
     "merge_lora",
-    "remember_config",
+    "set_module",
+    "unload",
     "unload_lora",
     "unmerge_lora",
 ]
 
-# The config each model was injected with (read by save_adapter); no attribute is set on it.
-_CONFIGS: weakref.WeakKeyDictionary[nn.Module, AdapterConfig] = weakref.WeakKeyDictionary()
-
-
-def injected_config(model: nn.Module) -> AdapterConfig | None:
-    """The :class:`AdapterConfig` ``model`` was last injected or loaded with, if any."""
-    return _CONFIGS.get(model)
-
-
-def remember_config(model: nn.Module, config: AdapterConfig | None) -> None:
-    """Record (or, with ``None``, forget) the config ``model`` now carries."""
-    if config is None:
-        _CONFIGS.pop(model, None)
-    else:
-        _CONFIGS[model] = config
-
-
-def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    """Every :class:`LoRALinear` of ``model`` by module path (``""`` if it is the model)."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
-
-
-def _inside_lora(name: str, lora_names: list[str]) -> bool:
-    return any(name.startswith(f"{p}.") if p else True for p in lora_names)
-
-
-def find_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
-    """The module paths ``config.target_modules`` selects, checked (no change to ``model``).
-
-    Raises :class:`LoralabError` when nothing matches (listing the model's Linear names),
-    when a match is not an ``nn.Linear``, already wrapped, or shared by several paths.
-    """
-    wrapped = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
-    names: list[str] = []
-    for name, mod in model.named_modules():
-        if name == "" or _inside_lora(name, wrapped) or not match_target(config, name):
-            continue
-        parent = model.get_submodule(name.rpartition(".")[0])
-        if isinstance(parent, nn.MultiheadAttention):
-            raise LoralabError(f"module {name!r} belongs to an nn.MultiheadAttention, which "
-                               "reads its weight directly; LoRA there would have no effect")
-        if isinstance(mod, LoRALinear):
-            raise LoralabError(f"module {name!r} already has LoRA; call unload_lora (or "
-                               "load into it) instead of injecting twice")
-        if not isinstance(mod, nn.Linear):
-            raise LoralabError(f"target_modules matches module {name!r}, which is a "
-                               f"{type(mod).__name__}, not an nn.Linear; only nn.Linear "
-                               "layers can take LoRA here")
-        names.append(name)
-    if not names:
-        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n
-                  and not _inside_lora(n, wrapped)]
-        shown = ", ".join(linear[:40]) + (f", ... ({len(linear)} in all)" if len(linear) > 40
-                                           else "")
-        raise LoralabError(f"target_modules={config.target_modules!r} matches no module; "
-                           f"the model's nn.Linear modules are: {shown or '(none)'}")
-    paths: dict[int, list[str]] = {}
-    for name, mod in model.named_modules(remove_duplicate=False):
-        paths.setdefault(id(mod), []).append(name)
-    for name in names:
-        same = paths[id(model.get_submodule(name))]
-        if len(same) > 1:
-            raise LoralabError(f"module {name!r} is also reachable as {same[1]!r}; LoRA on a "
-                               "module shared by several paths is not supported")
-    return names
+_LAYER = {"linear": LoRALinear, "conv1d_hf": LoRALinear, "embedding": LoRAEmbedding,
+          "conv": LoRAConv}
 
 
 def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
@@ -115,87 +49,129 @@ def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
     for pname, p in model.named_parameters(remove_duplicate=False):
         owners.setdefault(id(p), []).append(pname)
     for name in names:
-        mod = model.get_submodule(name)
-        w = mod.base.weight if isinstance(mod, LoRALinear) else mod.weight
+        w = model.get_submodule(name).weight
         others = [o for o in owners.get(id(w), []) if not o.startswith(f"{name}.")]
         if others:
             return name, others[0]
     return None
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the module at path ``name`` by ``new``."""
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def inject_lora(model: nn.Module, config: AdapterConfig,
-                generator: torch.Generator | None = None) -> list[str]:
-    """Wrap every ``nn.Linear`` that ``config.target_modules`` selects in a :class:`LoRALinear`.
+def _check_layer(model: nn.Module, name: str, config: AdapterConfig) -> None:
+    """The per-layer checks a layer's constructor would make, before anything changes."""
+    mod, r = model.get_submodule(name), config.rank_for(name)
+    kind = lora_kind(mod)
+    if config.lora_bias and kind == "embedding":
+        raise LoralabError(f"lora_bias=True is not supported on nn.Embedding ({name!r}); "
+                           "PEFT refuses it too")
+    if config.init_lora_weights == "pissa":
+        if kind not in ("linear", "conv1d_hf"):
+            raise LoralabError(f"init_lora_weights='pissa' works on Linear/Conv1D layers; "
+                               f"{name!r} is a {type(mod).__name__}")
+        if r > min(mod.weight.shape):
+            raise LoralabError(f"init_lora_weights='pissa' needs r <= min(d_out, d_in); "
+                               f"module {name!r} has weight {tuple(mod.weight.shape)} and r={r}")
 
-    Matching is PEFT's: a list matches a module whose path equals an entry or ends with
-    ``"." + entry``; a string is a regex that must match the whole path. Everything but the
-    LoRA parameters (and biases, per ``config.bias``) is frozen. Returns the wrapped paths.
-    All checks run before the model is touched, so an error leaves it unchanged.
+
+def _fan_in_fan_out(config: AdapterConfig, kinds: set[str]) -> None:
+    """PEFT's correction, with its warning: the flag follows the layer type."""
+    if config.fan_in_fan_out and "linear" in kinds:
+        warnings.warn("fan_in_fan_out=True but the target is an nn.Linear; using False for "
+                      "it (as PEFT does)", UserWarning, stacklevel=3)
+    if not config.fan_in_fan_out and "conv1d_hf" in kinds:
+        warnings.warn("fan_in_fan_out=False but the target is a Conv1D (GPT-2); using True "
+                      "for it (as PEFT does)", UserWarning, stacklevel=3)
+
+
+def inject_lora(model: nn.Module, config: AdapterConfig | object,
+                generator: torch.Generator | None = None, *,
+                autocast_adapter_dtype: bool = True) -> list[str]:
+    """Put LoRA on every layer ``config`` selects; returns the wrapped paths.
+
+    ``config``: an :class:`AdapterConfig`, a ``peft.LoraConfig`` or a dict of its fields.
+    Each selected ``nn.Linear`` / ``Conv1D`` becomes a :class:`LoRALinear`, ``nn.Embedding``
+    a :class:`LoRAEmbedding`, ``nn.Conv1d``/``nn.Conv2d`` a :class:`LoRAConv`, with the
+    module's own r and α (``rank_pattern``, ``alpha_pattern``). ``modules_to_save`` and the
+    heads of ``task_type`` become trainable copies. Everything but the LoRA factors (and
+    biases, per ``bias``) is frozen. ``autocast_adapter_dtype``: factors in float32 over a
+    float16/bfloat16 base (PEFT's default); ``False`` keeps the base's dtype.
     """
-    names = find_targets(model, config)
-    tied = _tied(model, names) if config.init == "pissa" else None
-    if tied:
-        raise LoralabError(f"init='pissa' rewrites the weight of {tied[0]!r}, which is shared "
-                           f"with {tied[1]!r}; use init='default' or untie the weights")
-    if config.init == "pissa":
-        for name in names:
-            shape = tuple(model.get_submodule(name).weight.shape)
-            if config.r > min(shape):
-                raise LoralabError(f"init='pissa' needs r <= min(d_out, d_in); module {name!r} "
-                                   f"has weight {shape} and r={config.r}")
+    config = as_adapter_config(config)
+    skip = list(lora_layers(model))
+    saved = saved_module_paths(model, config, skip)
+    names = find_targets(model, config, skip=[*skip, *saved])
+    for name in names:
+        _check_layer(model, name, config)
+    if config.init_lora_weights == "pissa" and (tied := _tied(model, names)):
+        raise LoralabError(f"init_lora_weights='pissa' rewrites the weight of {tied[0]!r}, "
+                           f"which is shared with {tied[1]!r}; use True or untie the weights")
+    kinds = {lora_kind(model.get_submodule(n)) for n in names}
+    _fan_in_fan_out(config, kinds)   # type: ignore[arg-type]
     for name in names:
         base = model.get_submodule(name)
-        _set_module(model, name, LoRALinear(base, config.r, config.lora_alpha,
-                                            config.lora_dropout, config.use_rslora,
-                                            config.init, generator=generator))
+        cls = _LAYER[lora_kind(base)]  # type: ignore[index]
+        set_module(model, name, cls(base, config.rank_for(name), config.alpha_for(name),
+                                     config.lora_dropout, config.use_rslora,
+                                     config.init_lora_weights, generator,
+                                     lora_bias=config.lora_bias,
+                                     autocast_adapter_dtype=autocast_adapter_dtype))
+    for name in saved:
+        set_module(model, name, TrainedCopy(model.get_submodule(name)))
     mark_only_lora_trainable(model, bias=config.bias)
     remember_config(model, config)
+    guard_save_pretrained(model)
     return names
 
 
 def mark_only_lora_trainable(model: nn.Module, bias: BiasKind = "none") -> None:
-    """Freeze every parameter except ``lora_A`` / ``lora_B`` of each :class:`LoRALinear`.
+    """Freeze every parameter except the LoRA factors and the trained copies.
 
     ``bias="all"`` also trains every bias in the model, ``"lora_only"`` the biases of the
     wrapped layers (PEFT's options). Parameters are picked by module type, not by name.
     """
-    if bias not in get_args(BiasKind):
-        raise LoralabError(f"bias={bias!r} is not allowed; use one of {get_args(BiasKind)}")
+    if bias not in BIASES:
+        raise LoralabError(f"bias={bias!r} is not allowed; use one of {BIASES}")
     for p in model.parameters():
         p.requires_grad_(False)
     for mod in model.modules():
-        if isinstance(mod, LoRALinear):
-            mod.lora_A.weight.requires_grad_(True)
-            mod.lora_B.weight.requires_grad_(True)
-            if bias == "lora_only" and mod.base.bias is not None:
-                mod.base.bias.requires_grad_(True)
+        if isinstance(mod, LoRALayer):
+            for p in (*mod.factors(), mod.lora_bias_param()):
+                if p is not None:
+                    p.requires_grad_(True)
+            if bias == "lora_only" and mod.bias is not None:
+                mod.bias.requires_grad_(True)
+        elif isinstance(mod, TrainedCopy):
+            mod.module.requires_grad_(True)
         elif bias == "all" and isinstance(getattr(mod, "bias", None), nn.Parameter):
             mod.bias.requires_grad_(True)
-    if bias == "all":
-        for mod in model.modules():
-            if isinstance(mod, LoRALinear) and mod.base.bias is not None:
-                mod.base.bias.requires_grad_(True)
+    for mod in trained_copies(model).values():
+        mod.original_module.requires_grad_(False)
 
 
 def merge_lora(model: nn.Module) -> dict[str, float]:
-    """Merge every :class:`LoRALinear` (idempotent); returns path -> rounding error.
+    """Merge every LoRA layer (idempotent); returns path -> rounding error.
 
     One :class:`LoRAPrecisionWarning` with the largest error is issued for fp16/bf16 bases.
     A layer whose weight is shared with another parameter (a tied ``lm_head``) is refused
-    before anything changes, since merging into it would change the other one too.
+    before anything changes, since merging into it would change the other one too; so is a
+    non-finite update (each layer checks its own before writing).
     """
     layers = lora_layers(model)
     tied = _tied(model, [n for n, m in layers.items() if not m.merged])
     if tied:
         raise LoralabError(f"the weight of LoRA layer {tied[0]!r} is shared with {tied[1]!r}; "
                            "merging would change both, so keep this model unmerged")
+    for name, m in layers.items():
+        if not m.merged and not bool(torch.isfinite(m.delta_weight()).all()):
+            raise LoralabError(f"LoRA layer {name!r} has NaN/Inf in its update (training "
+                               "diverged?); refusing to merge it into the base weights")
     errors = {n: m.merge(warn=False) for n, m in layers.items()}
-    low = [n for n, m in layers.items() if m.base.weight.dtype in _LOW_PRECISION]
+    low = [n for n, m in layers.items() if m.weight.dtype in LOW_PRECISION]
     if low and max(errors[n] for n in low) > 0:
         worst = max(low, key=lambda n: errors[n])
         warnings.warn(f"merging LoRA into {len(low)} float16/bfloat16 weight(s) rounded them "
@@ -205,34 +181,50 @@ def merge_lora(model: nn.Module) -> dict[str, float]:
 
 
 def unmerge_lora(model: nn.Module) -> None:
-    """Unmerge every :class:`LoRALinear` (idempotent)."""
+    """Unmerge every LoRA layer (idempotent)."""
     for m in lora_layers(model).values():
         m.unmerge()
 
 
-def unload_lora(model: nn.Module) -> nn.Module:
-    """Merge each :class:`LoRALinear` and put its plain ``nn.Linear`` back; returns ``model``.
-
-    The result has no LoRA modules left (its weights hold ``W0 + ΔW``); if ``model`` itself
-    is a LoRALinear its merged base layer is returned.
-    """
+def _remove(model: nn.Module, merge: bool) -> nn.Module:
     layers = lora_layers(model)
-    merge_lora(model)
+    if merge:
+        merge_lora(model)
+    else:
+        unmerge_lora(model)
     remember_config(model, None)
+    unguard_save_pretrained(model)
     for name, mod in layers.items():
         if name == "":
             return mod.base
-        _set_module(model, name, mod.base)
+        set_module(model, name, mod.base)
+    for name, copy in trained_copies(model).items():
+        set_module(model, name, copy.module)      # PEFT keeps the trained copy
     return model
 
 
+def unload_lora(model: nn.Module) -> nn.Module:
+    """Merge each LoRA layer and put its base module back (PEFT's ``merge_and_unload``);
+    returns ``model``, whose weights now hold ``W0 + ΔW``. Trained copies replace their
+    originals. If ``model`` itself is a LoRA layer its merged base is returned."""
+    return _remove(model, merge=True)
+
+
+def unload(model: nn.Module) -> nn.Module:
+    """Remove LoRA without merging (PEFT's ``unload``): the base modules come back as they
+    were (a merged layer is unmerged first); trained copies replace their originals."""
+    return _remove(model, merge=False)
+
+
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``{"<path>.lora_A.weight": (r, d_in), "<path>.lora_B.weight": (d_out, r)}`` (detached)."""
+    """``{"<path>.lora_A.weight": A, "<path>.lora_B.weight": B, ...}`` (detached), with
+    PEFT's names per layer type (``lora_embedding_A`` / ``_B`` for embeddings)."""
     out: dict[str, torch.Tensor] = {}
     for name, mod in lora_layers(model).items():
         prefix = f"{name}." if name else ""
-        out[f"{prefix}lora_A.weight"] = mod.lora_A.weight.detach()
-        out[f"{prefix}lora_B.weight"] = mod.lora_B.weight.detach()
+        for pname, p in mod.named_parameters():
+            if pname.startswith("lora_"):
+                out[f"{prefix}{pname}"] = p.detach()
     return out
 
 

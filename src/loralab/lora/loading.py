@@ -1,0 +1,218 @@
+"""``load_adapter``: a PEFT-format adapter folder into a model, all checks first.
+
+Every check (config fields, key set, shapes against the layers the model *has* or will get,
+dtypes, finite values) runs before the model is touched, so a failed load leaves it exactly
+as it was. ``adapter_model.bin`` (a pickle) is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from torch import nn
+
+from ..errors import LoralabError
+from .adapters import CONFIG_NAME, PREFIX, WEIGHTS_NAME
+from .config import AdapterConfig, as_adapter_config, config_from_peft
+from .inject import inject_lora, mark_only_lora_trainable, set_module
+from .layer import LoRALayer
+from .saved import TrainedCopy
+from .state import lora_layers, remember_config
+from .targets import find_targets, is_conv1d, lora_kind, saved_module_paths
+
+__all__ = ["load_adapter", "read_adapter"]
+
+Where = tuple[str, str]          # ("factor", "<layer path>:<A|B|bias>") or ("param", path)
+
+
+def read_adapter(folder: str | os.PathLike[str]) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
+    """The config and tensors of an adapter folder (checked: JSON, safetensors, no pickle)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LoralabError(f"adapter folder {str(folder)!r} does not exist")
+    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not cfg_path.is_file():
+        raise LoralabError(f"adapter folder {str(folder)!r} has no {CONFIG_NAME}")
+    if not w_path.is_file():
+        extra = " (adapter_model.bin is a pickle and is never loaded; re-save it as " \
+                "safetensors)" if (folder / "adapter_model.bin").exists() else ""
+        raise LoralabError(f"adapter folder {str(folder)!r} has no {WEIGHTS_NAME}{extra}")
+    try:
+        data = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LoralabError(f"{str(cfg_path)!r} is not valid JSON: {exc}") from None
+    config = config_from_peft(data, str(cfg_path))
+    try:
+        tensors = st_load(w_path.read_bytes())
+    except Exception as exc:  # safetensors raises its own error types
+        raise LoralabError(f"{str(w_path)!r} is not a readable safetensors file: "
+                           f"{exc}") from None
+    return config, tensors
+
+
+def _new_shapes(mod: nn.Module, r: int, lora_bias: bool) -> dict[str, tuple[int, ...]]:
+    """Shapes of the factors a LoRA layer of rank ``r`` on ``mod`` will have."""
+    kind, w = lora_kind(mod), mod.weight
+    if kind == "embedding":
+        return {"A": (r, w.shape[0]), "B": (w.shape[1], r)}
+    if kind == "conv":
+        ones = (1,) * (w.ndim - 2)
+        out = {"A": (r, w.shape[1] * mod.groups, *w.shape[2:]),
+               "B": (w.shape[0], r // mod.groups, *ones)}
+    else:
+        d_in, d_out = (w.shape[0], w.shape[1]) if is_conv1d(mod) else (w.shape[1], w.shape[0])
+        out = {"A": (r, d_in), "B": (d_out, r)}
+    if lora_bias:
+        out["bias"] = (out["B"][0],)
+    return out
+
+
+def _layer_shapes(layer: LoRALayer) -> dict[str, tuple[int, ...]]:
+    a, b = layer.factors()
+    out = {"A": tuple(a.shape), "B": tuple(b.shape)}
+    if layer.lora_bias_param() is not None:
+        out["bias"] = tuple(layer.lora_bias_param().shape)
+    return out
+
+
+def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved: list[str]
+              ) -> tuple[dict[str, tuple[Where, tuple[int, ...]]], set[str]]:
+    """Every key the file may hold (where it goes, its shape), and those it must hold.
+
+    A saved module ``p`` is stored as ``p.<key>``; PEFT's ``bias="all"`` also writes the
+    biases of its wrapper's two halves, ``p.modules_to_save.bias`` and
+    ``p.original_module.bias``, which are read back where they belong."""
+    layers = lora_layers(model)
+    out: dict[str, tuple[Where, tuple[int, ...]]] = {}
+    required: set[str] = set()
+    for name in targets:
+        mod = model.get_submodule(name)
+        shapes = _layer_shapes(mod) if isinstance(mod, LoRALayer) else \
+            _new_shapes(mod, config.rank_for(name), config.lora_bias)
+        emb = lora_kind(mod) == "embedding" or type(mod).__name__ == "LoRAEmbedding"
+        a_name, b_name = ("lora_embedding_A", "lora_embedding_B") if emb else \
+            ("lora_A.weight", "lora_B.weight")
+        for part, key in (("A", a_name), ("B", b_name), ("bias", "lora_B.bias")):
+            if part in shapes:
+                out[f"{PREFIX}{name}.{key}"] = (("factor", f"{name}:{part}"), shapes[part])
+                required.add(f"{PREFIX}{name}.{key}")
+    for path in saved:
+        mod = model.get_submodule(path)
+        inner = mod.module if isinstance(mod, TrainedCopy) else mod
+        for key, t in inner.state_dict().items():
+            entry = (("param", f"{path}.module.{key}"), tuple(t.shape))
+            out[f"{PREFIX}{path}.{key}"] = entry
+            required.add(f"{PREFIX}{path}.{key}")
+            if key.endswith("bias"):
+                out[f"{PREFIX}{path}.modules_to_save.{key}"] = entry
+                out[f"{PREFIX}{path}.original_module.{key}"] = (
+                    ("param", f"{path}.original_module.{key}"), tuple(t.shape))
+    for pname, p in model.named_parameters():
+        if not pname.endswith("bias") or any(pname.startswith(f"{s}.") for s in saved):
+            continue
+        owner = pname.rpartition(".")[0]
+        if owner.endswith(".base") and owner[:-5] in layers:
+            key = f"{PREFIX}{owner[:-5]}.base_layer.bias"
+        elif owner in targets and owner not in layers:
+            key = f"{PREFIX}{owner}.base_layer.bias"
+        else:
+            key = f"{PREFIX}{pname}"
+        out.setdefault(key, (("param", pname), tuple(p.shape)))
+    return out, required
+
+
+def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor]
+          ) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]]]:
+    """Check everything; return the LoRA paths, the saved modules and {key: (where, t)}."""
+    layers = lora_layers(model)
+    saved = saved_module_paths(model, config, skip=list(layers))
+    targets = sorted(layers) if layers else find_targets(model, config, skip=saved)
+    for name in targets:
+        if layers and layers[name].merged:
+            raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) before "
+                               "loading an adapter into it")
+    expected, required = _expected(model, config, targets, saved)
+    plan: dict[str, tuple[Where, torch.Tensor]] = {}
+    for key, t in sorted(tensors.items()):
+        if key not in expected:
+            raise LoralabError(f"adapter key {key!r} matches no LoRA layer, bias or saved "
+                               f"module of the model (LoRA layers: {', '.join(targets)})")
+        where, shape = expected[key]
+        if tuple(t.shape) != shape:
+            raise LoralabError(f"adapter key {key!r} has shape {tuple(t.shape)} but the model "
+                               f"expects {shape}")
+        if not t.is_floating_point():
+            raise LoralabError(f"adapter key {key!r} has dtype {t.dtype}; expected a float")
+        if not bool(torch.isfinite(t).all()):
+            raise LoralabError(f"adapter key {key!r} has {int((~torch.isfinite(t)).sum())} "
+                               "NaN/Inf entries; refusing to load a broken adapter")
+        plan[key] = (where, t)
+    for name in targets:   # the file's config and its own tensors must agree on each rank
+        a_key = next(k for k, (w, _) in expected.items() if w == ("factor", f"{name}:A"))
+        r = config.rank_for(name)
+        if a_key in plan and plan[a_key][1].shape[0] != r:
+            shape = (r, *plan[a_key][1].shape[1:])
+            raise LoralabError(f"adapter key {a_key!r} has shape "
+                               f"{tuple(plan[a_key][1].shape)} but the config's r={r} for "
+                               f"{name!r} expects {shape}")
+    missing = sorted(k for k in required if k not in plan)
+    if missing:
+        raise LoralabError(f"adapter has no key {missing[0]!r} (expected shape "
+                           f"{expected[missing[0]][1]}); {len(missing)} key(s) missing in all")
+    return targets, saved, plan
+
+
+def _destination(model: nn.Module, where: Where, saved: list[str]) -> torch.Tensor:
+    kind, spec = where
+    if kind == "factor":
+        name, part = spec.rsplit(":", 1)
+        layer = model.get_submodule(name)
+        a, b = layer.factors()
+        return {"A": a, "B": b}.get(part) if part != "bias" else layer.lora_bias_param()
+    path, _, key = spec.partition(".module.")
+    if path in saved and key:
+        return model.get_submodule(path).module.state_dict(keep_vars=True)[key]
+    owner, _, leaf = spec.rpartition(".")
+    mod = model.get_submodule(owner)
+    if isinstance(mod, LoRALayer):
+        mod = mod.base
+    return getattr(mod, leaf)
+
+
+def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
+                 config: AdapterConfig | Any | None = None) -> list[str]:
+    """Load a PEFT-format adapter into ``model``; returns the LoRA module paths.
+
+    A plain model gets LoRA injected from the saved config (PEFT's matching rules; or from
+    ``config``, an :class:`AdapterConfig`, ``peft.LoraConfig`` or dict, when given); a model
+    that already has LoRA layers has them filled, with each layer's α, rsLoRA and dropout set
+    from the config. Any mismatch raises :class:`LoralabError` before anything changes.
+    """
+    file_config, tensors = read_adapter(folder)
+    config = as_adapter_config(config) if config is not None else file_config
+    targets, saved, plan = _plan(model, config, tensors)
+    had_lora = bool(lora_layers(model))
+    if not had_lora:  # the init is overwritten below; keep the caller's RNG streams as they were
+        cuda = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
+        with torch.random.fork_rng(devices=cuda):
+            inject_lora(model, config)  # "pissa" redoes the SVD split of each base, as PEFT does
+    for path in saved:
+        if not isinstance(model.get_submodule(path), TrainedCopy):
+            set_module(model, path, TrainedCopy(model.get_submodule(path)))
+    with torch.no_grad():
+        for where, t in plan.values():
+            dest = _destination(model, where, saved)
+            dest.copy_(t.to(device=dest.device, dtype=dest.dtype))
+        for name in targets:
+            layer = model.get_submodule(name)
+            layer.set_scale(config.alpha_for(name), config.use_rslora)
+            layer.set_dropout(config.lora_dropout)
+    if had_lora:
+        mark_only_lora_trainable(model, bias=config.bias)
+    remember_config(model, config)
+    return targets
