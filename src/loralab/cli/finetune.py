@@ -16,8 +16,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from ._args import add_json_option, rank_list
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from ..experiment.config import ExperimentConfig
+    from ..experiment.results import ExperimentResult
+    from ..lm.dist import DistContext
 
 HELP = "full fine-tuning vs LoRA on a tiny LM (table, figures, samples, adapters)"
 
@@ -50,36 +61,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Validate, run the experiment (resuming if interrupted before), print, save."""
+def _config(args: argparse.Namespace) -> ExperimentConfig:
+    """Check ``--threads`` and build the experiment's config from the flags."""
     from ..experiment.config import ExperimentConfig
-    from ..experiment.driver import run_experiment, total_steps
-    from ..experiment.tables import format_samples, format_tables
-    from ..fileio import atomic_write_json, check_output_dir, check_output_file
-    from ..lm.dist import init_distributed
 
     if args.threads < 0:
         from ..errors import LoralabError
 
         raise LoralabError(f"--threads {args.threads} is not allowed; give 0 (torch's default) "
                            "or a positive number")
-    config = ExperimentConfig(preset=args.preset, ranks=tuple(args.ranks),
-                              targets=tuple(args.targets), seed=args.seed, device=args.device,
-                              bf16=args.bf16, cache_dir=args.cache)
-    out = check_output_dir(args.out, create=True)
-    if args.json:
-        check_output_file(args.json)
-    if args.threads:
-        import torch
+    return ExperimentConfig(preset=args.preset, ranks=tuple(args.ranks),
+                            targets=tuple(args.targets), seed=args.seed, device=args.device,
+                            bf16=args.bf16, cache_dir=args.cache)
 
-        torch.set_num_threads(args.threads)
-    dist, device = init_distributed(args.device)
-    bar = None
-    if dist.is_main and not args.no_progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=total_steps(config), unit="step", file=sys.stderr, dynamic_ncols=True,
-                   desc="finetune")
+def _progress_bar(args: argparse.Namespace, dist: DistContext,
+                  config: ExperimentConfig) -> tqdm | None:
+    """A tqdm bar over every training step of the experiment (rank 0 only), or ``None``."""
+    from ..experiment.driver import total_steps
+
+    if not dist.is_main or args.no_progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total_steps(config), unit="step", file=sys.stderr, dynamic_ncols=True,
+                desc="finetune")
+
+
+def _run_with_bar(config: ExperimentConfig, out: Path, dist: DistContext,
+                  bar: tqdm | None) -> ExperimentResult:
+    """Run the experiment, advancing ``bar``; on Ctrl-C say how to resume and re-raise."""
+    from ..experiment.driver import run_experiment
 
     def progress(label: str, steps: int) -> None:
         if bar is not None:
@@ -87,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(steps)
 
     try:
-        result = run_experiment(config, out_dir=out, dist=dist, progress=progress)
+        return run_experiment(config, out_dir=out, dist=dist, progress=progress)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -98,19 +110,46 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+
+
+def _report(result: ExperimentResult, args: argparse.Namespace, out: Path,
+            device: torch.device, dist: DistContext) -> None:
+    """Print the tables, samples and what was saved; write ``--json``."""
+    from ..experiment.tables import format_samples, format_tables
+    from ..fileio import atomic_write_json
+
+    print(format_tables(result))
+    print()
+    print(format_samples(result))
+    print(f"\nwall time {result.wall_s:.1f} s on {device}"
+          f"{f' × {dist.world_size} processes' if dist.world_size > 1 else ''}"
+          f"; base {'loaded from' if result.base.cached else 'pretrained and cached in'} "
+          f"{result.base.path}")
+    print(f"saved {out}/results.md, results.json, samples.txt, convergence.png, "
+          f"bridge.png, cost.png, adapters/")
+    if args.json:
+        atomic_write_json(args.json, result.to_dict())
+        print(f"saved {args.json}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, run the experiment (resuming if interrupted before), print, save."""
+    from ..fileio import check_output_dir, check_output_file
+    from ..lm.dist import init_distributed
+
+    config = _config(args)
+    out = check_output_dir(args.out, create=True)
+    if args.json:
+        check_output_file(args.json)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    dist, device = init_distributed(args.device)
+    bar = _progress_bar(args, dist, config)
+    result = _run_with_bar(config, out, dist, bar)
     if dist.is_main:
-        print(format_tables(result))
-        print()
-        print(format_samples(result))
-        print(f"\nwall time {result.wall_s:.1f} s on {device}"
-              f"{f' × {dist.world_size} processes' if dist.world_size > 1 else ''}"
-              f"; base {'loaded from' if result.base.cached else 'pretrained and cached in'} "
-              f"{result.base.path}")
-        print(f"saved {out}/results.md, results.json, samples.txt, convergence.png, "
-              f"bridge.png, cost.png, adapters/")
-        if args.json:
-            atomic_write_json(args.json, result.to_dict())
-            print(f"saved {args.json}")
+        _report(result, args, out, device, dist)
     if dist.world_size > 1:
         import torch.distributed
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .results import ExperimentResult
+from .results import Amplification, Analysis, ExperimentResult, MergeCheck
 
 __all__ = ["format_samples", "format_tables", "human_bytes"]
 
@@ -37,12 +37,15 @@ def _f(x: float | None, spec: str = ".3f") -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:{spec}}"
 
 
-def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
-    """All tables: runs, targets, truncation vs LoRA, ΔW spectra, amplification, rsLoRA."""
-    a = result.analysis
+def _titled(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+    """A blank line, ``title``, a blank line, then the table."""
+    return ["", title, "", *_table(header, rows, markdown)]
+
+
+def _runs_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
+    """The heading and the table of runs: base, full fine-tuning, each LoRA / rsLoRA run."""
     cfg, spec = result.config, result.config.spec
     full = result.run("full")
-    h = "### " if markdown else ""
     lines = [f"{h}Full fine-tuning vs LoRA on Pig Latin ({cfg.preset} preset: "
              f"d={spec.model.d_model}, {spec.model.n_layers} layers, "
              f"{result.base.params:,} parameters; {spec.lora.steps} steps of "
@@ -58,73 +61,115 @@ def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
             human_bytes(r.optimizer_state_bytes), human_bytes(r.peak_memory_bytes)])
     lines += _table(["run", "trainable params", "val loss", "vs full", "step ms", "tokens/s",
                      "GFLOP/s (% of peak)", "optimizer state", "peak memory"], rows, markdown)
-    lines += ["", f"(val loss: mean next-character cross-entropy in nats on held-out Pig Latin; "
-              f"peak FLOP/s taken as 350 GFLOP/s; peak memory: {full.peak_memory_kind})"]
-    if a is None:
-        return "\n".join(lines)
-    if a.targets_by_set:
-        ok = lambda b: "met" if b else "MISSED"  # noqa: E731
-        cols = [t.lora_label for t in a.targets_by_set]
-        names = ["LoRA val loss within 5% of full", "LoRA step time <= 0.8x full",
-                 "optimizer state >= 20x smaller", "base clearly worse than both"]
-        cells = [[f"{t.val_gap_percent:+.1f}%", f"{t.step_time_ratio:.2f}x",
-                  f"{t.optimizer_state_ratio:.1f}x",
-                  f"{min(t.base_over_full, t.base_over_lora):.1f}x"] for t in a.targets_by_set]
-        rows = [[name] + [f"{c[i]} {ok(list(t.met.values())[i])}"
-                          for c, t in zip(cells, a.targets_by_set, strict=True)]
-                for i, name in enumerate(names)]
-        lines += ["", f"{h}Targets (LoRA against full fine-tuning; last row: base val loss / "
-                  "the higher of the two)", ""]
-        lines += _table(["target", *cols], rows, markdown)
-    checks = a.merge_checks
-    if checks:
-        worst = max(checks, key=lambda c: c.max_abs_logit_diff)
-        over = sum(not c.passed for c in checks)
-        verdict = "within 1e-5 in every run" if not over else f"above 1e-5 in {over} run(s)"
-        scale = max(c.max_abs_logit for c in checks)
-        fp32 = max(c.fp32_error for c in checks)
-        fp64 = max(c.max_abs_logit_diff_fp64 for c in checks)
-        reload = max(c.reload_max_abs_logit_diff for c in checks)
-        lines += ["", f"Merge check ({len(checks)} LoRA runs; logits of one val batch, up to "
-                  f"{scale:.1f} in size): merged vs unmerged max |diff| in fp32 = "
-                  f"{worst.max_abs_logit_diff:.2e} ({worst.label}), {verdict}; fp32's own "
-                  f"error on these logits (fp32 vs fp64) is up to {fp32:.2e}; in fp64 merged vs "
-                  f"unmerged: {fp64:.1e}; save_adapter -> load_adapter: {reload:.1e}. Val loss "
-                  f"merged {worst.val_loss_merged:.6f} vs unmerged {worst.val_loss_unmerged:.6f}."]
-    lines += ["", f"{h}The bridge to the SVD: W0 + ΔW_full truncated to rank r "
-              "vs LoRA trained at rank r", ""]
+    return lines + ["", f"(val loss: mean next-character cross-entropy in nats on held-out "
+                    f"Pig Latin; peak FLOP/s taken as 350 GFLOP/s; peak memory: "
+                    f"{full.peak_memory_kind})"]
+
+
+def _targets_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
+    """One column per target set: each target's measured value and ``met`` / ``MISSED``."""
+    if not a.targets_by_set:
+        return []
+    ok = lambda b: "met" if b else "MISSED"  # noqa: E731
+    cols = [t.lora_label for t in a.targets_by_set]
+    names = ["LoRA val loss within 5% of full", "LoRA step time <= 0.8x full",
+             "optimizer state >= 20x smaller", "base clearly worse than both"]
+    cells = [[f"{t.val_gap_percent:+.1f}%", f"{t.step_time_ratio:.2f}x",
+              f"{t.optimizer_state_ratio:.1f}x",
+              f"{min(t.base_over_full, t.base_over_lora):.1f}x"] for t in a.targets_by_set]
+    rows = [[name] + [f"{c[i]} {ok(list(t.met.values())[i])}"
+                      for c, t in zip(cells, a.targets_by_set, strict=True)]
+            for i, name in enumerate(names)]
+    return _titled(f"{h}Targets (LoRA against full fine-tuning; last row: base val loss / "
+                   "the higher of the two)", ["target", *cols], rows, markdown)
+
+
+def _merge_lines(checks: list[MergeCheck]) -> list[str]:
+    """One paragraph: the worst merged-vs-unmerged logit gap (fp32, fp64, reload) over runs."""
+    if not checks:
+        return []
+    worst = max(checks, key=lambda c: c.max_abs_logit_diff)
+    over = sum(not c.passed for c in checks)
+    verdict = "within 1e-5 in every run" if not over else f"above 1e-5 in {over} run(s)"
+    scale = max(c.max_abs_logit for c in checks)
+    fp32 = max(c.fp32_error for c in checks)
+    fp64 = max(c.max_abs_logit_diff_fp64 for c in checks)
+    reload = max(c.reload_max_abs_logit_diff for c in checks)
+    return ["", f"Merge check ({len(checks)} LoRA runs; logits of one val batch, up to "
+            f"{scale:.1f} in size): merged vs unmerged max |diff| in fp32 = "
+            f"{worst.max_abs_logit_diff:.2e} ({worst.label}), {verdict}; fp32's own "
+            f"error on these logits (fp32 vs fp64) is up to {fp32:.2e}; in fp64 merged vs "
+            f"unmerged: {fp64:.1e}; save_adapter -> load_adapter: {reload:.1e}. Val loss "
+            f"merged {worst.val_loss_merged:.6f} vs unmerged {worst.val_loss_unmerged:.6f}."]
+
+
+def _truncation_lines(result: ExperimentResult, a: Analysis, h: str,
+                      markdown: bool) -> list[str]:
+    """Val loss of ``W0 + [ΔW_full]_r`` (and the energy ``Σ_{i≤r}σ_i²/Σσ²`` it keeps) beside
+    LoRA trained at rank r."""
+    full = result.run("full")
     rows = [[tr.targets, "all" if tr.rank is None else str(tr.rank), f"{100 * tr.energy_kept:.0f}%",
              _f(tr.val_loss_truncated), _f(tr.val_loss_lora)] for tr in a.truncation]
-    lines += _table(["targets", "rank r", "energy of ΔW_full kept", "val W0+[ΔW_full]_r",
+    lines = _titled(f"{h}The bridge to the SVD: W0 + ΔW_full truncated to rank r "
+                    "vs LoRA trained at rank r",
+                    ["targets", "rank r", "energy of ΔW_full kept", "val W0+[ΔW_full]_r",
                      "val LoRA r"], rows, markdown)
-    lines += ["", f"(full fine-tuning itself, embeddings and norms included: "
-              f"{full.final_val_loss:.3f}; base: {result.base_val_loss:.3f})"]
+    return lines + ["", f"(full fine-tuning itself, embeddings and norms included: "
+                    f"{full.final_val_loss:.3f}; base: {result.base_val_loss:.3f})"]
+
+
+def _spectra_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
+    """Per module: its ``(d_out × d_in)`` shape, the rank holding 90 % of ``Σσ²`` of ΔW_full
+    and ``‖ΔW‖_F / ‖W0‖_F``, each listed over layers 0..L-1."""
     by_mod: dict[str, list] = {}
     for s in a.spectra:
         by_mod.setdefault(s.module, []).append(s)
     rows = [[m, f"{ss[0].shape[0]}×{ss[0].shape[1]}",
              ", ".join(str(s.rank90) for s in ss),
              ", ".join(f"{s.relative_norm:.2f}" for s in ss)] for m, ss in by_mod.items()]
-    lines += ["", f"{h}Spectrum of ΔW_full per layer: rank holding 90% of Σσ² "
-              "(layers 0..L-1)", ""]
-    lines += _table(["module", "shape", "rank for 90% energy", "‖ΔW‖_F / ‖W0‖_F"], rows,
-                    markdown)
-    amp = a.amplification
-    if amp is not None:
-        rows = [[r.source, str(r.rank), f"{r.delta_norm:.3f}", f"{r.proj_delta:.3f}",
-                 f"{r.proj_w:.3f}", f"{r.proj_random:.3f}", f"{r.factor:.1f}"]
-                for r in amp.rows]
-        lines += ["", f"{h}Amplification factor ‖ΔW‖_F / ‖Uᵀ W0 V‖_F for {amp.layer} "
-                  f"(‖W0‖_F = {amp.w_norm:.2f})", ""]
-        lines += _table(["ΔW from", "r", "‖ΔW‖_F", "‖UᵀW0V‖ (ΔW dirs)", "(W0 dirs)",
-                         "(random dirs)", "factor"], rows, markdown)
-    if a.rslora:
-        rows = [[str(r.rank), r.targets, f"{r.scaling_alpha_over_r:g}",
-                 _f(r.val_loss_alpha_over_r), f"{r.scaling_alpha_over_sqrt_r:.3g}",
-                 _f(r.val_loss_alpha_over_sqrt_r)] for r in a.rslora]
-        lines += ["", f"{h}Scale α/r (LoRA) vs α/√r (rsLoRA), α = {cfg.lora_alpha:g}", ""]
-        lines += _table(["r", "targets", "α/r", "val loss", "α/√r", "val loss"], rows,
-                        markdown)
+    return _titled(f"{h}Spectrum of ΔW_full per layer: rank holding 90% of Σσ² "
+                   "(layers 0..L-1)",
+                   ["module", "shape", "rank for 90% energy", "‖ΔW‖_F / ‖W0‖_F"], rows,
+                   markdown)
+
+
+def _amplification_lines(amp: Amplification | None, h: str, markdown: bool) -> list[str]:
+    """The amplification factor ``‖ΔW‖_F / ‖Uᵀ W0 V‖_F`` of each ΔW, with the projections of
+    ``W0`` on ΔW's, W0's own and random directions."""
+    if amp is None:
+        return []
+    rows = [[r.source, str(r.rank), f"{r.delta_norm:.3f}", f"{r.proj_delta:.3f}",
+             f"{r.proj_w:.3f}", f"{r.proj_random:.3f}", f"{r.factor:.1f}"] for r in amp.rows]
+    return _titled(f"{h}Amplification factor ‖ΔW‖_F / ‖Uᵀ W0 V‖_F for {amp.layer} "
+                   f"(‖W0‖_F = {amp.w_norm:.2f})",
+                   ["ΔW from", "r", "‖ΔW‖_F", "‖UᵀW0V‖ (ΔW dirs)", "(W0 dirs)",
+                    "(random dirs)", "factor"], rows, markdown)
+
+
+def _rslora_lines(result: ExperimentResult, a: Analysis, h: str, markdown: bool) -> list[str]:
+    """Scale ``α/r`` (LoRA) against ``α/√r`` (rsLoRA): each scale and its final val loss."""
+    if not a.rslora:
+        return []
+    rows = [[str(r.rank), r.targets, f"{r.scaling_alpha_over_r:g}",
+             _f(r.val_loss_alpha_over_r), f"{r.scaling_alpha_over_sqrt_r:.3g}",
+             _f(r.val_loss_alpha_over_sqrt_r)] for r in a.rslora]
+    return _titled(f"{h}Scale α/r (LoRA) vs α/√r (rsLoRA), α = {result.config.lora_alpha:g}",
+                   ["r", "targets", "α/r", "val loss", "α/√r", "val loss"], rows, markdown)
+
+
+def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
+    """All tables: runs, targets, truncation vs LoRA, ΔW spectra, amplification, rsLoRA."""
+    h = "### " if markdown else ""
+    lines = _runs_lines(result, h, markdown)
+    a = result.analysis
+    if a is None:
+        return "\n".join(lines)
+    lines += _targets_lines(a, h, markdown)
+    lines += _merge_lines(a.merge_checks)
+    lines += _truncation_lines(result, a, h, markdown)
+    lines += _spectra_lines(a, h, markdown)
+    lines += _amplification_lines(a.amplification, h, markdown)
+    lines += _rslora_lines(result, a, h, markdown)
     return "\n".join(lines)
 
 

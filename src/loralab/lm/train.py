@@ -229,6 +229,116 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
+def _setup(model: nn.Module, config: TrainConfig, dist: DistContext,
+           device: torch.device | str) -> tuple[torch.device, list[torch.Tensor],
+                                                torch.optim.Optimizer]:
+    """Check the batch splits over the ranks, move ``model`` to ``device`` in train mode, and
+    build AdamW over its trainable parameters: ``(device, params, optimizer)``."""
+    if config.batch_size % dist.world_size:
+        raise LoralabError(f"batch_size={config.batch_size} is not allowed with "
+                           f"{dist.world_size} processes; it must be a multiple of it")
+    device = torch.device(device)
+    model.to(device).train()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise LoralabError("the model has no trainable parameter")
+    params = [p for _, p in named]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
+                                  weight_decay=config.weight_decay)
+    return device, params, optimizer
+
+
+def _new_result(model: nn.Module, data: LMData, config: TrainConfig,
+                params: list[torch.Tensor]) -> TrainResult:
+    """The run's static counts: parameters, ``B·T`` tokens and the analytic FLOPs per step."""
+    return TrainResult(
+        steps=config.steps, trainable_params=sum(p.numel() for p in params),
+        total_params=sum(p.numel() for p in model.parameters()),
+        tokens_per_step=config.batch_size * data.block_size,
+        flops_per_step=train_flops_per_step(model, config.batch_size, data.block_size))
+
+
+def _resume(checkpoint: str | None, model: nn.Module, optimizer: torch.optim.Optimizer,
+            run_key: str, result: TrainResult) -> int:
+    """The first step to run: 0, or the step of a matching checkpoint, whose weights and
+    optimizer state are then loaded and whose history is copied into ``result``."""
+    state = None if checkpoint is None else load_checkpoint(checkpoint, model, optimizer, run_key)
+    if state is None:
+        return 0
+    start = state["step"]
+    for key, value in state["history"].items():
+        setattr(result, key, list(value))
+    result.resumed_from = start
+    return start
+
+
+@dataclass
+class _Loop:
+    """What every step of one :func:`train` call uses; ``net`` is ``model`` or its DDP wrap."""
+
+    model: nn.Module
+    net: nn.Module
+    data: LMData
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    params: list[torch.Tensor]
+    device: torch.device
+    dist: DistContext
+    bf16: bool
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step(self, step: int, measure: bool) -> tuple[torch.Tensor, float, int]:
+        """One optimizer step on this rank's slice of the global ``(B, T)`` batch of ``step``:
+        ``(loss, seconds, saved activation bytes)``, the bytes counted only when ``measure``."""
+        config, device = self.config, self.device
+        x, y = self.data.batch(step, config.batch_size, config.seed)       # (B, T) global
+        x, y = _local_slice(x, self.dist).to(device), _local_slice(y, self.dist).to(device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        self._sync()
+        t0 = time.perf_counter()
+        with (_count_saved_tensors(list(self.model.parameters())) if measure
+              else contextlib.nullcontext([0])) as saved:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                loss = lm_loss(self.net(x), y)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._sync()
+        return loss, time.perf_counter() - t0, saved[0]
+
+    def record(self, step: int, loss: torch.Tensor, stop_requested: bool,
+               result: TrainResult) -> bool:
+        """Append the global mean train loss (and the val loss on eval steps) to ``result``;
+        return whether any rank asked to stop. One all-reduce carries both numbers."""
+        config = self.config
+        flags = torch.tensor([float(loss.detach()), float(stop_requested)],
+                             dtype=torch.float64, device=self.device)
+        self.dist.all_reduce_sum(flags)
+        result.train_loss.append(float(flags[0]) / self.dist.world_size)
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            result.val_steps.append(step + 1)
+            result.val_loss.append(evaluate(self.model, self.data, config.eval_batch_size,
+                                            config.eval_batches, device=self.device,
+                                            dist=self.dist, bf16=self.bf16))
+        return bool(flags[1] > 0)
+
+    def save_and_stop(self, checkpoint: str | None, done: int, result: TrainResult,
+                      run_key: str) -> None:
+        """Save the checkpoint after ``done`` steps (rank 0 writes), raise KeyboardInterrupt."""
+        if checkpoint is not None:
+            if self.dist.is_main:
+                save_checkpoint(checkpoint, self.model, self.optimizer, done,
+                                result.history(), run_key)
+            self.dist.barrier()
+        raise KeyboardInterrupt
+
+
 def train(model: nn.Module, data: LMData, config: TrainConfig, *,
           device: torch.device | str = "cpu", dist: DistContext | None = None,
           bf16: bool = False, checkpoint: str | None = None, run_key: str = "",
@@ -242,77 +352,25 @@ def train(model: nn.Module, data: LMData, config: TrainConfig, *,
     ``on_step(step, train_loss)`` is called after each step (e.g. a progress bar).
     """
     dist = dist or DistContext()
-    if config.batch_size % dist.world_size:
-        raise LoralabError(f"batch_size={config.batch_size} is not allowed with "
-                           f"{dist.world_size} processes; it must be a multiple of it")
-    device = torch.device(device)
-    model.to(device).train()
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise LoralabError("the model has no trainable parameter")
-    params = [p for _, p in named]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
-                                  weight_decay=config.weight_decay)
-    result = TrainResult(steps=config.steps)
-    result.trainable_params = sum(p.numel() for p in params)
-    result.total_params = sum(p.numel() for p in model.parameters())
-    result.tokens_per_step = config.batch_size * data.block_size
-    result.flops_per_step = train_flops_per_step(model, config.batch_size, data.block_size)
-    start = 0
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model, optimizer, run_key)
-        if state is not None:
-            start = state["step"]
-            for key, value in state["history"].items():
-                setattr(result, key, list(value))
-            result.resumed_from = start
+    device, params, optimizer = _setup(model, config, dist, device)
+    result = _new_result(model, data, config, params)
+    start = _resume(checkpoint, model, optimizer, run_key, result)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    net: nn.Module = dist.wrap(model, device)
+    loop = _Loop(model, dist.wrap(model, device), data, config, optimizer, params, device,
+                 dist, bf16)
     activations = 0
     with _StopFlag() as stop:
         for step in range(start, config.steps):
-            x, y = data.batch(step, config.batch_size, config.seed)       # (B, T) global
-            x, y = _local_slice(x, dist).to(device), _local_slice(y, dist).to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            measure = step == start
-            with (_count_saved_tensors(list(model.parameters())) if measure
-                  else contextlib.nullcontext([0])) as saved:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss = lm_loss(net(x), y)
-            loss.backward()
-            if measure:
-                activations = saved[0]
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            result.step_times.append(time.perf_counter() - t0)
-            # One all-reduce per step: the global mean loss and "did any rank get Ctrl-C".
-            flags = torch.tensor([float(loss.detach()), float(stop.requested)],
-                                 dtype=torch.float64, device=device)
-            dist.all_reduce_sum(flags)
-            result.train_loss.append(float(flags[0]) / dist.world_size)
-            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-                result.val_steps.append(step + 1)
-                result.val_loss.append(evaluate(model, data, config.eval_batch_size,
-                                                config.eval_batches, device=device,
-                                                dist=dist, bf16=bf16))
+            loss, seconds, saved = loop.step(step, measure=step == start)
+            if step == start:
+                activations = saved
+            result.step_times.append(seconds)
+            stop_requested = loop.record(step, loss, stop.requested, result)
             if on_step is not None:
                 on_step(step + 1, result.train_loss[-1])
-            if flags[1] > 0 and step + 1 < config.steps:
-                if checkpoint is not None:
-                    if dist.is_main:
-                        save_checkpoint(checkpoint, model, optimizer, step + 1,
-                                        result.history(), run_key)
-                    dist.barrier()
-                raise KeyboardInterrupt
+            if stop_requested and step + 1 < config.steps:
+                loop.save_and_stop(checkpoint, step + 1, result, run_key)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     _finish(result, optimizer, params, weight_bytes + activations, device, peak_flops)
     if checkpoint is not None and dist.is_main:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..experiment.results import ExperimentResult, RunResult
+    from ..experiment.results import Analysis, ExperimentResult, RunResult
 
 __all__ = ["bridge_figure", "convergence_figure", "cost_figure", "rank_colors"]
 
@@ -93,14 +93,10 @@ def convergence_figure(result: ExperimentResult) -> Figure:
     return fig
 
 
-def bridge_figure(result: ExperimentResult) -> Figure:
-    """Three panels: cumulative energy of ΔW_full per layer; val loss of W0 + [ΔW_full]_r vs
-    LoRA at rank r; α/r vs α/√r convergence."""
+def _draw_update_spectra(ax: Axes, a: Analysis) -> None:
+    """Cumulative energy ``Σ_{i≤r}σ_i² / Σ_i σ_i²`` of ΔW_full, one curve per layer (a colour
+    per module), a dot at the rank holding 90 % of it."""
     import numpy as np
-
-    a, cfg = result.analysis, result.config
-    fig = new_figure(17.0, 4.9)
-    ax1, ax2, ax3 = fig.subplots(1, 3)
 
     seen: set[str] = set()
     for s in a.spectra:
@@ -108,65 +104,84 @@ def bridge_figure(result: ExperimentResult) -> Figure:
         e = e / e[-1] if e[-1] > 0 else e
         lab = s.module if s.module not in seen else None
         seen.add(s.module)
-        ax1.plot(np.arange(1, len(e) + 1), e, color=_MODULE_COLORS.get(s.module, "k"),
-                 lw=1.2, alpha=0.85, label=lab)
-        ax1.plot([s.rank90], [e[s.rank90 - 1]], "o", color=_MODULE_COLORS.get(s.module, "k"),
-                 ms=4)
-    ax1.axhline(0.9, color=COLORS["theory"], ls="--", lw=1)
-    r90 = [s.rank90 for s in a.spectra]
-    width = min(a.spectra[0].shape)
-    ax1.set_xscale("log", base=2)
-    ax1.set_ylim(0, 1.02)
-    ax1.set_xlabel("rank r")
-    ax1.set_ylabel(r"energy kept $\sum_{i\leq r}\sigma_i^2 / \sum_i \sigma_i^2$")
-    ax1.set_title(r"Spectrum of the full update $\Delta W_{full} = W_{FT} - W_0$" + "\n"
-                  "one curve per layer; dots: the rank holding 90 % of its energy")
-    ax1.legend(fontsize=8, loc="lower right", ncols=2)
+        color = _MODULE_COLORS.get(s.module, "k")
+        ax.plot(np.arange(1, len(e) + 1), e, color=color, lw=1.2, alpha=0.85, label=lab)
+        ax.plot([s.rank90], [e[s.rank90 - 1]], "o", color=color, ms=4)
+    ax.axhline(0.9, color=COLORS["theory"], ls="--", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("rank r")
+    ax.set_ylabel(r"energy kept $\sum_{i\leq r}\sigma_i^2 / \sum_i \sigma_i^2$")
+    ax.set_title(r"Spectrum of the full update $\Delta W_{full} = W_{FT} - W_0$" + "\n"
+                 "one curve per layer; dots: the rank holding 90 % of its energy")
+    ax.legend(fontsize=8, loc="lower right", ncols=2)
 
+
+def _draw_truncation(ax: Axes, result: ExperimentResult) -> None:
+    """Val loss of ``W0 + [ΔW_full]_r`` and of LoRA trained at rank r, per target set, with
+    the untruncated ``W0 + ΔW_full`` and full fine-tuning as lines."""
+    a, cfg = result.analysis, result.config
     styles = ["o", "s", "^", "D"]
     for i, t in enumerate(cfg.targets):
         rows = [r for r in a.truncation if r.targets == t and r.rank is not None]
         ranks = [r.rank for r in rows]
-        ax2.plot(ranks, [r.val_loss_truncated for r in rows], marker=styles[i % 4],
-                 color=COLORS["optimal"], ls="-" if i == len(cfg.targets) - 1 else "--",
-                 label=rf"$W_0 + [\Delta W_{{full}}]_r$ on {t}")
-        ax2.plot(ranks, [r.val_loss_lora for r in rows], marker=styles[i % 4],
-                 color=COLORS["lora"], ls="-" if i == len(cfg.targets) - 1 else "--",
-                 label=f"LoRA trained at rank r on {t}")
+        ls = "-" if i == len(cfg.targets) - 1 else "--"
+        ax.plot(ranks, [r.val_loss_truncated for r in rows], marker=styles[i % 4],
+                color=COLORS["optimal"], ls=ls, label=rf"$W_0 + [\Delta W_{{full}}]_r$ on {t}")
+        ax.plot(ranks, [r.val_loss_lora for r in rows], marker=styles[i % 4],
+                color=COLORS["lora"], ls=ls, label=f"LoRA trained at rank r on {t}")
     full = result.run("full")
     whole = [r for r in a.truncation if r.rank is None and r.targets == cfg.targets[-1]]
     if whole:
-        ax2.axhline(whole[0].val_loss_truncated, color=COLORS["optimal"], ls=":", lw=1.5,
-                    label=rf"$W_0 + \Delta W_{{full}}$ on {cfg.targets[-1]}, untruncated "
-                          f"({whole[0].val_loss_truncated:.3f})")
-    ax2.axhline(full.final_val_loss, color=COLORS["full"], lw=2,
-                label=f"full fine-tuning, all weights ({full.final_val_loss:.3f})")
-    ax2.set_xscale("log", base=2)
-    ax2.set_xticks(list(cfg.ranks), [str(r) for r in cfg.ranks])
-    _log_loss_axis(ax2)
-    ax2.set_xlabel("rank r")
-    ax2.set_ylabel("val loss (log scale)")
-    ax2.set_title("Truncated full update vs LoRA at the same rank\n"
-                  f"(base, not fine-tuned: {result.base_val_loss:.2f})")
-    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)
+        ax.axhline(whole[0].val_loss_truncated, color=COLORS["optimal"], ls=":", lw=1.5,
+                   label=rf"$W_0 + \Delta W_{{full}}$ on {cfg.targets[-1]}, untruncated "
+                         f"({whole[0].val_loss_truncated:.3f})")
+    ax.axhline(full.final_val_loss, color=COLORS["full"], lw=2,
+               label=f"full fine-tuning, all weights ({full.final_val_loss:.3f})")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(cfg.ranks), [str(r) for r in cfg.ranks])
+    _log_loss_axis(ax)
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("val loss (log scale)")
+    ax.set_title("Truncated full update vs LoRA at the same rank\n"
+                 f"(base, not fine-tuned: {result.base_val_loss:.2f})")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)
 
-    styles3 = ["-", "--", ":", "-."]
+
+def _draw_rslora(ax: Axes, result: ExperimentResult) -> None:
+    """Val loss vs step at scale ``α/r`` (LoRA) and ``α/√r`` (rsLoRA), a line style per rank."""
+    a, cfg = result.analysis, result.config
+    full = result.run("full")
+    styles = ["-", "--", ":", "-."]
     for i, row in enumerate(a.rslora):
         for rs, color in ((False, COLORS["lora"]), (True, RSLORA_COLOR)):
             run = result.lora_run(row.rank, row.targets, rslora=rs)
             rule = f"α/√r = {run.scaling:.3g}" if rs else f"α/r = {run.scaling:.3g}"
-            ax3.plot(run.val_steps, run.val_loss, ls=styles3[i % 4], color=color, lw=1.8,
-                     label=f"r={row.rank}, {rule} ({run.final_val_loss:.3f})")
-    ax3.axhline(full.final_val_loss, color=COLORS["full"], lw=1.5,
-                label=f"full fine-tuning ({full.final_val_loss:.3f})")
-    ax3.set_xlabel("fine-tuning step")
-    ax3.set_ylabel("val loss (log scale)")
-    _log_loss_axis(ax3)
+            ax.plot(run.val_steps, run.val_loss, ls=styles[i % 4], color=color, lw=1.8,
+                    label=f"r={row.rank}, {rule} ({run.final_val_loss:.3f})")
+    ax.axhline(full.final_val_loss, color=COLORS["full"], lw=1.5,
+               label=f"full fine-tuning ({full.final_val_loss:.3f})")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("val loss (log scale)")
+    _log_loss_axis(ax)
     tgt = a.rslora[0].targets if a.rslora else ""
-    ax3.set_title(f"Scale α/r (LoRA) vs α/√r (rsLoRA), α = {cfg.lora_alpha:g}\n"
-                  f"on {tgt}, at the larger ranks")
+    ax.set_title(f"Scale α/r (LoRA) vs α/√r (rsLoRA), α = {cfg.lora_alpha:g}\n"
+                 f"on {tgt}, at the larger ranks")
     if a.rslora:
-        ax3.legend(fontsize=8)
+        ax.legend(fontsize=8)
+
+
+def bridge_figure(result: ExperimentResult) -> Figure:
+    """Three panels: cumulative energy of ΔW_full per layer; val loss of W0 + [ΔW_full]_r vs
+    LoRA at rank r; α/r vs α/√r convergence."""
+    a, cfg = result.analysis, result.config
+    fig = new_figure(17.0, 4.9)
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    _draw_update_spectra(ax1, a)
+    r90 = [s.rank90 for s in a.spectra]
+    width = min(a.spectra[0].shape)
+    _draw_truncation(ax2, result)
+    _draw_rslora(ax3, result)
     kept = [r for r in a.truncation if r.targets == cfg.targets[-1] and r.rank is not None]
     head = (f"; rank {kept[-1].rank} keeps {100 * kept[-1].energy_kept:.0f} % of it"
             if kept else "")
@@ -175,60 +190,75 @@ def bridge_figure(result: ExperimentResult) -> Figure:
     return fig
 
 
-def cost_figure(result: ExperimentResult) -> Figure:
-    """Val loss vs trainable parameters (log x), and step time / optimizer state of every
-    LoRA run relative to full fine-tuning."""
+def _annotate_rank(ax: Axes, run: RunResult, dy: int, **style: object) -> None:
+    """``r=<rank>`` beside the run's point ``(trainable params, final val loss)``."""
+    ax.annotate(f"r={run.rank}", (run.trainable_params, run.final_val_loss), fontsize=7,
+                xytext=(4, dy), textcoords="offset points", **style)
+
+
+def _draw_quality(ax: Axes, result: ExperimentResult) -> None:
+    """Final val loss against trainable parameters (log-log): full FT as a star, LoRA per
+    target set (a marker each, light -> dark = small -> large r), rsLoRA in purple."""
     cfg = result.config
-    fig = new_figure(13.0, 4.8)
-    ax1, ax2 = fig.subplots(1, 2)
     full = result.run("full")
     shades = rank_colors(list(cfg.ranks))
     markers = {t: m for t, m in zip(cfg.targets, "osD^v", strict=False)}
-    ax1.plot([full.trainable_params], [full.final_val_loss], "*", ms=14, color=COLORS["full"],
-             label="full fine-tuning")
+    ax.plot([full.trainable_params], [full.final_val_loss], "*", ms=14, color=COLORS["full"],
+            label="full fine-tuning")
     for t in cfg.targets:
         runs = [r for r in result.runs if r.method == "lora" and r.targets == t
                 and not r.rslora]
-        ax1.plot([r.trainable_params for r in runs], [r.final_val_loss for r in runs], "-",
-                 color=COLORS["lora"], lw=1, alpha=0.6)
+        ax.plot([r.trainable_params for r in runs], [r.final_val_loss for r in runs], "-",
+                color=COLORS["lora"], lw=1, alpha=0.6)
         for r in runs:
-            ax1.plot(r.trainable_params, r.final_val_loss, markers[t], ms=7,
-                     color=shades[r.rank])
-            ax1.annotate(f"r={r.rank}", (r.trainable_params, r.final_val_loss), fontsize=7,
-                         xytext=(4, 4), textcoords="offset points")
-        ax1.plot([], [], markers[t], color=COLORS["lora"], label=f"LoRA on {t}")
+            ax.plot(r.trainable_params, r.final_val_loss, markers[t], ms=7, color=shades[r.rank])
+            _annotate_rank(ax, r, 4)
+        ax.plot([], [], markers[t], color=COLORS["lora"], label=f"LoRA on {t}")
         rs = [r for r in result.runs if r.rslora and r.targets == t]
         if rs:
-            ax1.plot([r.trainable_params for r in rs], [r.final_val_loss for r in rs],
-                     markers[t], ms=7, color=RSLORA_COLOR, label=f"rsLoRA (α/√r) on {t}")
+            ax.plot([r.trainable_params for r in rs], [r.final_val_loss for r in rs],
+                    markers[t], ms=7, color=RSLORA_COLOR, label=f"rsLoRA (α/√r) on {t}")
             for r in rs:
-                ax1.annotate(f"r={r.rank}", (r.trainable_params, r.final_val_loss), fontsize=7,
-                             xytext=(4, -10), textcoords="offset points", color=RSLORA_COLOR)
-    ax1.set_xscale("log")
-    _log_loss_axis(ax1)
-    ax1.set_xlabel("trainable parameters (log scale)")
-    ax1.set_ylabel("final val loss (log scale)")
-    ax1.set_title(f"Quality per trainable parameter (base: {result.base_val_loss:.2f})")
-    ax1.legend(fontsize=8)
+                _annotate_rank(ax, r, -10, color=RSLORA_COLOR)
+    ax.set_xscale("log")
+    _log_loss_axis(ax)
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("final val loss (log scale)")
+    ax.set_title(f"Quality per trainable parameter (base: {result.base_val_loss:.2f})")
+    ax.legend(fontsize=8)
 
+
+def _draw_relative_cost(ax: Axes, result: ExperimentResult) -> None:
+    """Bars per LoRA run: step time and optimizer state over full fine-tuning's (log y),
+    against the targets 0.8 and 1/20."""
+    full = result.run("full")
     lora = [r for r in result.runs if r.method == "lora"]
     x = range(len(lora))
     step = [r.step_time_s / full.step_time_s for r in lora]
     optim = [r.optimizer_state_bytes / full.optimizer_state_bytes for r in lora]
     w = 0.4
-    ax2.bar([i - w / 2 for i in x], step, w, color=COLORS["lora"], label="step time / full")
-    ax2.bar([i + w / 2 for i in x], optim, w, color=COLORS["learned"],
-            label="optimizer state / full")
-    ax2.axhline(1.0, color=COLORS["full"], lw=1.5, label="full fine-tuning = 1")
-    ax2.axhline(0.8, color=COLORS["theory"], ls="--", lw=1, label="target step time 0.8")
-    ax2.axhline(0.05, color=COLORS["theory"], ls=":", lw=1, label="target optimizer 1/20")
-    ax2.set_yscale("log")
-    ax2.set_xticks(list(x), [r.label.replace("lora-", "").replace("rslora-", "rs-")
-                             for r in lora], rotation=60, ha="right", fontsize=8)
-    ax2.set_ylabel("relative to full fine-tuning (log scale)")
-    ax2.set_title(f"Cost relative to full fine-tuning ({result.device}; "
-                  f"full step {1e3 * full.step_time_s:.0f} ms)")
-    ax2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.bar([i - w / 2 for i in x], step, w, color=COLORS["lora"], label="step time / full")
+    ax.bar([i + w / 2 for i in x], optim, w, color=COLORS["learned"],
+           label="optimizer state / full")
+    ax.axhline(1.0, color=COLORS["full"], lw=1.5, label="full fine-tuning = 1")
+    ax.axhline(0.8, color=COLORS["theory"], ls="--", lw=1, label="target step time 0.8")
+    ax.axhline(0.05, color=COLORS["theory"], ls=":", lw=1, label="target optimizer 1/20")
+    ax.set_yscale("log")
+    ax.set_xticks(list(x), [r.label.replace("lora-", "").replace("rslora-", "rs-")
+                            for r in lora], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("relative to full fine-tuning (log scale)")
+    ax.set_title(f"Cost relative to full fine-tuning ({result.device}; "
+                 f"full step {1e3 * full.step_time_s:.0f} ms)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def cost_figure(result: ExperimentResult) -> Figure:
+    """Val loss vs trainable parameters (log x), and step time / optimizer state of every
+    LoRA run relative to full fine-tuning."""
+    fig = new_figure(13.0, 4.8)
+    ax1, ax2 = fig.subplots(1, 2)
+    _draw_quality(ax1, result)
+    _draw_relative_cost(ax2, result)
     fig.suptitle("What LoRA saves: parameters and optimizer state; step time only at width",
                  fontweight="bold")
     return fig

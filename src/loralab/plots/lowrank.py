@@ -50,78 +50,101 @@ def _rank_axis(ax: Axes, ranks: list[int]) -> None:
 
 # ----------------------------------------------------------------------------- svd
 
-def svd_figure(analysis: SvdAnalysis) -> Figure:
-    """Left: the seed's random ``‖ΔW‖_F`` (with its theory ``α·sqrt(mn/r)`` ± std) beside
-    the best rank-r error ``‖W − W_r‖_F``, log scales. Right: the relative error of every
-    rank ``r = 1..k``, the spectral one ``σ_{r+1}/σ_1``, and the Gaussian theory."""
-    import numpy as np
+def _rms(frobenius_norm: float, shape: tuple[int, int]) -> float:
+    """The RMS entry ``s = ‖W‖_F / √(m·n)`` of an ``(m, n)`` matrix."""
+    m, n = shape
+    return frobenius_norm / math.sqrt(m * n)
 
-    from ..lowrank.theory import gaussian_optimal_error, gaussian_relative_error, theory_delta_norm
+
+def _draw_svd_sizes(ax: Axes, analysis: SvdAnalysis) -> None:
+    """The seed's random ``‖ΔW‖_F`` with its theory ``α·√(mn/r)`` ± 2 std, the best rank-r
+    error ``‖W − W_r‖_F`` with the Gaussian reference, and ``‖W‖_F``; log-log."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter
+
+    from ..lowrank.theory import gaussian_optimal_error, theory_delta_norm
 
     sw = analysis.sweep
     m, n = sw.shape
     ranks = np.array(sw.ranks)
-    fig = new_figure(13.0, 5.8)
-    left, right = fig.subplots(1, 2)
-
     dense = np.unique(np.geomspace(ranks.min(), ranks.max(), 60).round().astype(int))
     theory = np.array([theory_delta_norm(m, n, int(r), analysis.alpha) for r in dense])
-    left.fill_between(dense, theory[:, 0] - 2 * theory[:, 1], theory[:, 0] + 2 * theory[:, 1],
-                      color=COLORS["seed"], alpha=0.15, lw=0, label="theory ± 2 std")
-    left.plot(dense, theory[:, 0], "--", color=COLORS["theory"],
-              label=r"theory $\alpha\sqrt{mn/r}$")
-    left.plot(ranks, [row.delta_norm for row in analysis.random], "o-", color=COLORS["seed"],
-              label=r"seed's random $\|\Delta W\|_F$, $\Delta W=(\alpha/r)BA$")
-    left.plot(ranks, sw.optimal_error, "s-", color=COLORS["optimal"],
-              label=r"best rank-$r$ $\|W-W_r\|_F$ (truncated SVD)")
-    ref = gaussian_optimal_error(m, n, std=sw.frobenius_norm / math.sqrt(m * n))
-    left.plot(dense, ref[dense], ":", color=COLORS["theory"], lw=1.5,
-              label="quarter-circle theory" if analysis.gaussian
-              else "a Gaussian matrix of this shape and norm")
-    left.axhline(sw.frobenius_norm, color=COLORS["base"], lw=1, ls="-.",
-                 label=r"$\|W\|_F$ (rank 0)")
-    left.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter
+    ax.fill_between(dense, theory[:, 0] - 2 * theory[:, 1], theory[:, 0] + 2 * theory[:, 1],
+                    color=COLORS["seed"], alpha=0.15, lw=0, label="theory ± 2 std")
+    ax.plot(dense, theory[:, 0], "--", color=COLORS["theory"], label=r"theory $\alpha\sqrt{mn/r}$")
+    ax.plot(ranks, [row.delta_norm for row in analysis.random], "o-", color=COLORS["seed"],
+            label=r"seed's random $\|\Delta W\|_F$, $\Delta W=(\alpha/r)BA$")
+    ax.plot(ranks, sw.optimal_error, "s-", color=COLORS["optimal"],
+            label=r"best rank-$r$ $\|W-W_r\|_F$ (truncated SVD)")
+    ref = gaussian_optimal_error(m, n, std=_rms(sw.frobenius_norm, (m, n)))
+    ax.plot(dense, ref[dense], ":", color=COLORS["theory"], lw=1.5,
+            label="quarter-circle theory" if analysis.gaussian
+            else "a Gaussian matrix of this shape and norm")
+    ax.axhline(sw.frobenius_norm, color=COLORS["base"], lw=1, ls="-.",
+               label=r"$\|W\|_F$ (rank 0)")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"
+                                               if str(f"{v:.1e}")[0] in "25" else ""))
+    _rank_axis(ax, sw.ranks)
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("Frobenius norm")
+    ax.set_title("The seed's random update is not an approximation:\n"
+                 "its size falls as 1/√r by construction; the SVD gives the real optimum")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize=8)
 
-    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"))
-    left.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"
-                                                 if str(f"{v:.1e}")[0] in "25" else ""))
-    _rank_axis(left, sw.ranks)
-    left.set_xlabel("rank r")
-    left.set_ylabel("Frobenius norm")
-    left.set_title("The seed's random update is not an approximation:\n"
-                   "its size falls as 1/√r by construction; the SVD gives the real optimum")
-    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize=8)
 
+def _draw_svd_relative(ax: Axes, analysis: SvdAnalysis) -> None:
+    """Every rank ``r = 1..k``: ``‖W − W_r‖_F / ‖W‖_F``, the spectral ``σ_{r+1}/σ_1`` and the
+    Gaussian theory; the requested ranks (exact and randomized SVD) as markers."""
+    import numpy as np
+
+    from ..lowrank.theory import gaussian_relative_error
+
+    sw = analysis.sweep
+    m, n = sw.shape
+    ranks = np.array(sw.ranks)
     curve = np.array(sw.relative_curve())                              # r = 0..k
     k = len(curve) - 1
     all_r = np.arange(1, k + 1)
     s = np.array(sw.singular_values)
-    right.plot(all_r, curve[1:], color=COLORS["optimal"],
-               label=r"$\|W-W_r\|_F\,/\,\|W\|_F$ (Frobenius)")
-    right.plot(all_r, np.append(s[1:], 0.0)[: k] / s[0], ":", color=COLORS["optimal"],
-               label=r"$\|W-W_r\|_2\,/\,\|W\|_2=\sigma_{r+1}/\sigma_1$ (spectral)")
+    ax.plot(all_r, curve[1:], color=COLORS["optimal"],
+            label=r"$\|W-W_r\|_F\,/\,\|W\|_F$ (Frobenius)")
+    ax.plot(all_r, np.append(s[1:], 0.0)[: k] / s[0], ":", color=COLORS["optimal"],
+            label=r"$\|W-W_r\|_2\,/\,\|W\|_2=\sigma_{r+1}/\sigma_1$ (spectral)")
     theory_rel = gaussian_relative_error(m, n)
-    right.plot(all_r, theory_rel[1:], "--", color=COLORS["theory"], lw=1,
-               label="quarter-circle / Marchenko–Pastur theory" if analysis.gaussian
-               else "a Gaussian matrix of this shape (reference)")
-    right.plot(ranks, sw.relative_error, "s", color=COLORS["optimal"], label="your ranks")
+    ax.plot(all_r, theory_rel[1:], "--", color=COLORS["theory"], lw=1,
+            label="quarter-circle / Marchenko–Pastur theory" if analysis.gaussian
+            else "a Gaussian matrix of this shape (reference)")
+    ax.plot(ranks, sw.relative_error, "s", color=COLORS["optimal"], label="your ranks")
     if analysis.randomized is not None:
-        right.plot(ranks, analysis.randomized.relative_error, "x", color=COLORS["lora"], ms=9,
-                   label="randomized (torch.svd_lowrank)")
+        ax.plot(ranks, analysis.randomized.relative_error, "x", color=COLORS["lora"], ms=9,
+                label="randomized (torch.svd_lowrank)")
     last = len(sw.ranks) - 1
     high = sw.relative_error[last] > 0.5
-    right.annotate(f"r = {sw.ranks[last]}: {sw.relative_error[last]:.1%} remains",
-                   (sw.ranks[last], sw.relative_error[last]), textcoords="offset points",
-                   xytext=(-60, -45) if high else (15, 45), arrowprops={"arrowstyle": "->"},
-                   fontsize=9)
-    right.set_xscale("log")
-    right.set_xlim(1, k)
-    right.set_ylim(0, 1.05)
-    right.set_xlabel(f"rank r (1 … min(m, n) = {k})")
-    right.set_ylabel("relative error")
-    right.set_title("What rank r can express (Eckart–Young):\nthe whole curve from one SVD")
-    right.legend(loc="lower left", fontsize=8)
+    ax.annotate(f"r = {sw.ranks[last]}: {sw.relative_error[last]:.1%} remains",
+                (sw.ranks[last], sw.relative_error[last]), textcoords="offset points",
+                xytext=(-60, -45) if high else (15, 45), arrowprops={"arrowstyle": "->"},
+                fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlim(1, k)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel(f"rank r (1 … min(m, n) = {k})")
+    ax.set_ylabel("relative error")
+    ax.set_title("What rank r can express (Eckart–Young):\nthe whole curve from one SVD")
+    ax.legend(loc="lower left", fontsize=8)
+
+
+def svd_figure(analysis: SvdAnalysis) -> Figure:
+    """Left: the seed's random ``‖ΔW‖_F`` (with its theory ``α·sqrt(mn/r)`` ± std) beside
+    the best rank-r error ``‖W − W_r‖_F``, log scales. Right: the relative error of every
+    rank ``r = 1..k``, the spectral one ``σ_{r+1}/σ_1``, and the Gaussian theory."""
+    sw = analysis.sweep
+    m, n = sw.shape
+    fig = new_figure(13.0, 5.8)
+    left, right = fig.subplots(1, 2)
+    _draw_svd_sizes(left, analysis)
+    _draw_svd_relative(right, analysis)
     fig.suptitle(f"{analysis.label}: shape ({m}, {n}), ‖W‖_F = {sw.frobenius_norm:,.4g}, "
                  f"α = {analysis.alpha:g}", fontweight="bold")
     return fig
@@ -129,38 +152,38 @@ def svd_figure(analysis: SvdAnalysis) -> Figure:
 
 # ----------------------------------------------------------------------------- spectrum
 
-def spectrum_figure(spectra: list[Spectrum]) -> Figure:
-    """Singular values ``σ_i/σ_1`` (log-log), cumulative energy with the 50/90/99 % ranks,
-    and, for the Gaussian matrices, the histogram of ``σ/(s√M)`` against Marchenko–Pastur."""
+def _draw_one_spectrum(ax_s: Axes, ax_e: Axes, sp: Spectrum, color: str,
+                       theory_labels: bool) -> float:
+    """``σ_i/σ_1`` on ``ax_s`` and the cumulative energy with its 50/90/99 % ranks on
+    ``ax_e``, plus the Gaussian theory of both when ``sp.gaussian`` (labelled only when
+    ``theory_labels``). Returns ``σ_i/σ_1`` at 98 % of the index range, for the y limit."""
     import numpy as np
 
-    from ..lowrank.theory import gaussian_singular_values, mp_density, mp_edges, mp_ratio
+    from ..lowrank.theory import gaussian_singular_values
 
-    fig = new_figure(16.0, 6.0)
-    ax_s, ax_e, ax_h = fig.subplots(1, 3)
-    gauss = [sp for sp in spectra if sp.gaussian]
-    lowest = 1.0
-    for idx, sp in enumerate(spectra):
-        color = _spectrum_color(sp, idx)
-        s = np.array(sp.singular_values)
-        i = np.arange(1, len(s) + 1)
-        m, n = sp.shape
-        ranks = sp.energy_ranks
-        label = (f"{sp.label} ({m}×{n}): r = " + " / ".join(str(v) for v in ranks.values())
-                 + " for " + " / ".join(ranks) + " of the energy")
-        ax_s.plot(i, s / s[0], color=color, label=sp.label)
-        ax_e.plot(i, sp.cumulative_energy, color=color, label=label)
-        lowest = min(lowest, s[int(0.98 * (len(s) - 1))] / s[0])
-        ax_e.plot(list(ranks.values()), [sp.cumulative_energy[r - 1] for r in ranks.values()],
-                  "o", color=color, ms=5)
-        if sp.gaussian:
-            rms = sp.frobenius_norm / math.sqrt(m * n)
-            th = gaussian_singular_values(m, n, std=rms)
-            ax_s.plot(i, th / s[0], "--", color=COLORS["theory"], lw=1,
-                      label="Marchenko–Pastur quantiles" if sp is gauss[0] else None)
-            th_e = np.cumsum(th**2) / np.sum(th**2)
-            ax_e.plot(i, th_e, "--", color=COLORS["theory"], lw=1,
-                      label="Gaussian theory" if sp is gauss[0] else None)
+    s = np.array(sp.singular_values)
+    i = np.arange(1, len(s) + 1)
+    m, n = sp.shape
+    ranks = sp.energy_ranks
+    label = (f"{sp.label} ({m}×{n}): r = " + " / ".join(str(v) for v in ranks.values())
+             + " for " + " / ".join(ranks) + " of the energy")
+    ax_s.plot(i, s / s[0], color=color, label=sp.label)
+    ax_e.plot(i, sp.cumulative_energy, color=color, label=label)
+    low = s[int(0.98 * (len(s) - 1))] / s[0]
+    ax_e.plot(list(ranks.values()), [sp.cumulative_energy[r - 1] for r in ranks.values()],
+              "o", color=color, ms=5)
+    if sp.gaussian:
+        th = gaussian_singular_values(m, n, std=_rms(sp.frobenius_norm, sp.shape))
+        ax_s.plot(i, th / s[0], "--", color=COLORS["theory"], lw=1,
+                  label="Marchenko–Pastur quantiles" if theory_labels else None)
+        th_e = np.cumsum(th**2) / np.sum(th**2)
+        ax_e.plot(i, th_e, "--", color=COLORS["theory"], lw=1,
+                  label="Gaussian theory" if theory_labels else None)
+    return low
+
+
+def _style_spectrum_axes(ax_s: Axes, ax_e: Axes, lowest: float) -> None:
+    """Log-log singular values down to ``lowest/2``; energy fractions with 50/90/99 % lines."""
     for f in (0.5, 0.9, 0.99):
         ax_e.axhline(f, color=COLORS["base"], lw=0.8, ls=":")
     ax_s.set_xscale("log")
@@ -177,27 +200,49 @@ def spectrum_figure(spectra: list[Spectrum]) -> Figure:
     ax_e.set_title("Cumulative energy; dots: ranks for 50 / 90 / 99 %")
     ax_e.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8)
 
-    if gauss:
-        for sp in gauss:
-            m, n = sp.shape
-            big, ratio = mp_ratio(m, n)
-            rms = sp.frobenius_norm / math.sqrt(m * n)
-            x = np.array(sp.singular_values) / (rms * math.sqrt(big))
-            ax_h.hist(x, bins=int(min(40, max(8, 1.2 * math.sqrt(len(x))))), density=True,
-                      color=_spectrum_color(sp, spectra.index(sp)), alpha=0.45,
-                      label=f"{sp.label}: σ/(s√M)")
-            grid = np.linspace(0, 1 + math.sqrt(ratio) + 0.05, 400)
-            lo, hi = mp_edges(m, n)
-            ax_h.plot(grid, mp_density(grid, ratio), "--", color=COLORS["theory"],
-                      label=f"Marchenko–Pastur, c = {ratio:.2f}, edges "
-                            f"{lo / math.sqrt(big):.2f} … {hi / math.sqrt(big):.2f}")
-        ax_h.set_xlabel(r"$x = \sigma / (s\sqrt{\max(m,n)})$, s = RMS entry")
-        ax_h.set_ylabel("density")
-        ax_h.set_title("Gaussian W₀: Marchenko–Pastur law\n(quarter circle √(4−x²)/π when square)")
-        ax_h.set_ylim(0, ax_h.get_ylim()[1] * 1.25)        # room for the legend
-        ax_h.legend(loc="upper right", fontsize=8)
-    else:
-        ax_h.set_axis_off()
+
+def _draw_mp_histogram(ax: Axes, spectra: list[Spectrum], gauss: list[Spectrum]) -> None:
+    """Histogram of ``x = σ/(s√M)`` (``s`` the RMS entry, ``M = max(m, n)``) of each Gaussian
+    matrix against the Marchenko–Pastur density of ``c = min/max``; hidden without one."""
+    import numpy as np
+
+    from ..lowrank.theory import mp_density, mp_edges, mp_ratio
+
+    if not gauss:
+        ax.set_axis_off()
+        return
+    for sp in gauss:
+        m, n = sp.shape
+        big, ratio = mp_ratio(m, n)
+        x = np.array(sp.singular_values) / (_rms(sp.frobenius_norm, sp.shape) * math.sqrt(big))
+        ax.hist(x, bins=int(min(40, max(8, 1.2 * math.sqrt(len(x))))), density=True,
+                color=_spectrum_color(sp, spectra.index(sp)), alpha=0.45,
+                label=f"{sp.label}: σ/(s√M)")
+        grid = np.linspace(0, 1 + math.sqrt(ratio) + 0.05, 400)
+        lo, hi = mp_edges(m, n)
+        ax.plot(grid, mp_density(grid, ratio), "--", color=COLORS["theory"],
+                label=f"Marchenko–Pastur, c = {ratio:.2f}, edges "
+                      f"{lo / math.sqrt(big):.2f} … {hi / math.sqrt(big):.2f}")
+    ax.set_xlabel(r"$x = \sigma / (s\sqrt{\max(m,n)})$, s = RMS entry")
+    ax.set_ylabel("density")
+    ax.set_title("Gaussian W₀: Marchenko–Pastur law\n(quarter circle √(4−x²)/π when square)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)        # room for the legend
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def spectrum_figure(spectra: list[Spectrum]) -> Figure:
+    """Singular values ``σ_i/σ_1`` (log-log), cumulative energy with the 50/90/99 % ranks,
+    and, for the Gaussian matrices, the histogram of ``σ/(s√M)`` against Marchenko–Pastur."""
+    fig = new_figure(16.0, 6.0)
+    ax_s, ax_e, ax_h = fig.subplots(1, 3)
+    gauss = [sp for sp in spectra if sp.gaussian]
+    lowest = 1.0
+    for idx, sp in enumerate(spectra):
+        low = _draw_one_spectrum(ax_s, ax_e, sp, _spectrum_color(sp, idx),
+                                 theory_labels=bool(gauss) and sp is gauss[0])
+        lowest = min(lowest, low)
+    _style_spectrum_axes(ax_s, ax_e, lowest)
+    _draw_mp_histogram(ax_h, spectra, gauss)
     fig.suptitle("Spectra: a Gaussian W₀ has a flat spectrum; an update with a decaying "
                  "spectrum keeps most energy in few ranks", fontweight="bold")
     return fig

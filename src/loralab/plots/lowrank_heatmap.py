@@ -13,6 +13,7 @@ from . import new_figure
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -72,6 +73,38 @@ def _heat(ax: Axes, data: np.ndarray, vmax: float, title: str, first: bool,
     return im
 
 
+def _fro(x: torch.Tensor) -> float:
+    """``‖x‖_F``, accumulated in float64."""
+    import torch
+
+    return float(torch.linalg.vector_norm(x, dtype=torch.float64))
+
+
+def _residuals(delta: torch.Tensor, factors: tuple, ranks: list[int], d_norm: float,
+               max_cells: int) -> list[tuple[int, np.ndarray, float]]:
+    """Per rank r: ``(r, block-averaged R_r, ‖R_r‖_F / ‖ΔW‖_F)`` with ``R_r = ΔW − [ΔW]_r``."""
+    from ..lowrank import truncate
+
+    res = []
+    for r in ranks:
+        resid = delta - truncate(factors, r)                          # (m, n)
+        rel = _fro(resid) / d_norm
+        res.append((r, block_average(resid, max_cells)[0], rel))
+    return res
+
+
+def _panel_grid(panels: int, shape: tuple[int, int]) -> tuple[Figure, list[Axes]]:
+    """A figure of ``panels`` square-ish cells, 4 or 3 a row (the fewer empty cells, 4 on a
+    tie), each cell's height following the matrix's aspect ``m/n`` within [0.5, 1.4]."""
+    ncols = min((4, 3), key=lambda c: (-panels) % c)
+    nrows = math.ceil(panels / ncols)
+    m, n = shape
+    panel = 3.6
+    fig = new_figure(ncols * panel + 1.2, nrows * panel * min(1.4, max(0.5, m / n)) + 1.6)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, list(axes.ravel())
+
+
 def heatmaps_figure(w0: Any, delta: Any, ranks: list[int], *, factors: tuple | None = None,
                     max_cells: int = 512) -> Figure:
     """``W₀``, ``W = W₀ + ΔW``, ``ΔW`` and the residual ``ΔW − [ΔW]_r`` of each rank, i.e.
@@ -81,10 +114,8 @@ def heatmaps_figure(w0: Any, delta: Any, ranks: list[int], *, factors: tuple | N
     ``ΔW`` and the residuals. Matrices larger than ``max_cells`` are block-averaged.
     ``factors``: the thin SVD of ``ΔW`` when already computed.
     """
-    import torch
-
     from ..errors import LoralabError
-    from ..lowrank import as_matrix, check_ranks, svd_factors, truncate
+    from ..lowrank import as_matrix, check_ranks, svd_factors
 
     w0 = as_matrix(w0, name="W0")
     delta = as_matrix(delta, name="ΔW")
@@ -93,27 +124,16 @@ def heatmaps_figure(w0: Any, delta: Any, ranks: list[int], *, factors: tuple | N
                            "they must match")
     ranks = list(check_ranks(ranks, tuple(delta.shape)))
     factors = factors if factors is not None else svd_factors(delta)
-    d_norm = float(torch.linalg.vector_norm(delta, dtype=torch.float64))
+    d_norm = _fro(delta)
     w_img, block = block_average(w0, max_cells)
     sum_img, _ = block_average(w0 + delta, max_cells)
     d_img, _ = block_average(delta, max_cells)
-    res = []
-    for r in ranks:
-        resid = delta - truncate(factors, r)                          # (m, n)
-        rel = float(torch.linalg.vector_norm(resid, dtype=torch.float64)) / d_norm
-        res.append((r, block_average(resid, max_cells)[0], rel))
-
-    panels = 3 + len(ranks)
-    ncols = min((4, 3), key=lambda c: (-panels) % c)   # the fewer empty cells (4 on a tie)
-    nrows = math.ceil(panels / ncols)
+    res = _residuals(delta, factors, ranks, d_norm, max_cells)
     m, n = delta.shape
-    panel = 3.6
-    fig = new_figure(ncols * panel + 1.2, nrows * panel * min(1.4, max(0.5, m / n)) + 1.6)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    flat = list(axes.ravel())
+    shape = (m, n)
+    fig, flat = _panel_grid(3 + len(ranks), shape)
     vw = _scale(w_img, sum_img)
     vd = _scale(d_img)
-    shape = (m, n)
     im_w = _heat(flat[0], w_img, vw, "W₀ (base weight)", True, shape)
     _heat(flat[1], sum_img, vw, "W = W₀ + ΔW", False, shape)
     im_d = _heat(flat[2], d_img, vd, "ΔW (the update)", False, shape)
@@ -128,8 +148,7 @@ def heatmaps_figure(w0: Any, delta: Any, ranks: list[int], *, factors: tuple | N
                  extend="both", pad=0.01, label="ΔW and residual entries (one shared scale)")
     note = f", each cell the mean of a {block}×{block} block" if block > 1 else ""
     fig.suptitle(f"Where the update sits: ({m}, {n}){note}; ‖ΔW‖_F / ‖W₀‖_F = "
-                 f"{d_norm / float(torch.linalg.vector_norm(w0, dtype=torch.float64)):.2f}",
-                 fontweight="bold")
+                 f"{d_norm / _fro(w0):.2f}", fontweight="bold")
     return fig
 
 
