@@ -10,13 +10,18 @@ rotates every repeat), median of repeats:
   the unloaded nn.Linear and the unmerged LoRALinear / PEFT layer against the plain
   nn.Linear (the unloaded layer *is* a plain nn.Linear: its ratio shows the noise level).
 
+Then the other layer types against PEFT's layer for them, train step only: GPT-2's
+``Conv1D`` (``fan_in_fan_out``; loralab runs it through the same fused path as Linear) and
+``nn.Embedding`` (a vocabulary of ``--vocab`` tokens).
+
 Before timing, the outputs and gradients of ours and PEFT's are checked to agree.
 Prints a markdown table: median ms, ratio of medians and the median of the per-repeat
-(paired) ratios; achieved GFLOP/s of the plain layer's matmuls is shown against the
-~350 GFLOP/s fp32 peak of the 2-core reference machine.
+(paired) ratios; achieved GFLOP/s of the plain layer's matmuls is shown against the fp32
+matmul peak measured at the start of the same run (n = 1024, the same thread count).
 
     .venv/bin/python benchmarks/bench_layer.py [--repeats 9] [--threads 2]
-        [--shapes 2048,1024,8 2048,4096,16] [--clock wall|process]
+        [--shapes 2048,1024,8 2048,4096,16] [--clock wall|process] [--kinds linear conv1d
+        embedding]
 """
 
 from __future__ import annotations
@@ -29,12 +34,22 @@ from collections.abc import Callable
 
 import torch
 from peft import LoraConfig
+from peft.tuners.lora import Embedding as PeftEmbedding
 from peft.tuners.lora import Linear as PeftLinear
 from torch import nn
 
-from loralab.lora import LoRALinear
+from loralab.lora import LoRAEmbedding, LoRALinear
 
-PEAK_GFLOPS = 350.0
+PEAK_GFLOPS = float("nan")   # measured in main(), before any timing
+
+
+def measure_peak(n: int = 1024, repeats: int = 20) -> float:
+    """fp32 matmul GFLOP/s of this machine now, at the current thread count (best of)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
 
 
 def make_layers(d: int, r: int, seed: int) -> dict[str, nn.Module]:
@@ -157,6 +172,62 @@ def bench_shape(n: int, d: int, r: int, repeats: int) -> list[str]:
     return out
 
 
+def make_other(kind: str, n: int, d: int, r: int, vocab: int, seed: int
+               ) -> tuple[dict[str, nn.Module], torch.Tensor]:
+    """ours / PEFT / plain for a Conv1D (d x d) or an Embedding (vocab x d), and the input."""
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "conv1d":
+        from transformers.pytorch_utils import Conv1D
+
+        base = Conv1D(d, d)
+        with torch.no_grad():
+            base.weight.copy_(torch.randn(d, d, generator=gen) / d**0.5)
+        base.requires_grad_(False)        # frozen before the copies: PEFT's layer keeps it so
+        x = torch.randn(n, d, generator=gen).requires_grad_(True)
+        cfg = LoraConfig(r=r, lora_alpha=2 * r, fan_in_fan_out=True)
+        peft = PeftLinear(copy.deepcopy(base), "default", config=cfg, r=r, lora_alpha=2 * r,
+                          fan_in_fan_out=True)
+        ours = LoRALinear(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
+        pa, pb = peft.lora_A["default"].weight, peft.lora_B["default"].weight
+        oa, ob = ours.lora_A.weight, ours.lora_B.weight
+    else:
+        base = nn.Embedding(vocab, d).requires_grad_(False)
+        x = torch.randint(0, vocab, (n,), generator=gen)
+        cfg = LoraConfig(r=r, lora_alpha=2 * r)
+        peft = PeftEmbedding(copy.deepcopy(base), "default", config=cfg, r=r, lora_alpha=2 * r)
+        ours = LoRAEmbedding(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
+        pa, pb = peft.lora_embedding_A["default"], peft.lora_embedding_B["default"]
+        oa, ob = ours.lora_embedding_A, ours.lora_embedding_B
+    with torch.no_grad():
+        oa.normal_(generator=gen)
+        ob.normal_(generator=gen)
+        pa.copy_(oa)
+        pb.copy_(ob)
+    torch.testing.assert_close(ours(x), peft(x), rtol=1e-4, atol=1e-4)
+    names = {"conv1d": "Conv1D", "embedding": "nn.Embedding"}
+    return ({f"loralab {kind}": ours, f"PEFT {kind}": peft, f"plain {names[kind]}": base}, x)
+
+
+def bench_other(kind: str, n: int, d: int, r: int, vocab: int, repeats: int) -> list[str]:
+    layers, x = make_other(kind, n, d, r, vocab, seed=0)
+    gy = torch.randn(n, d, generator=torch.Generator().manual_seed(1))
+
+    def step(m: nn.Module) -> None:
+        if x.requires_grad:
+            x.grad = None
+        for p in m.parameters():
+            p.grad = None
+        out = m(x)
+        if out.requires_grad:
+            out.backward(gy)
+
+    shape = f"vocab {vocab}, d {d}" if kind == "embedding" else f"d {d}"
+    out = [f"\n### {kind}: (tokens, {shape}, r) = ({n}, {r}): training step\n",
+           "| layer | median ms | vs PEFT (paired) |", "|---|---|---|"]
+    times = interleave({k: (lambda m=m: step(m)) for k, m in layers.items()}, repeats)
+    return out + rows(times, f"PEFT {kind}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -166,18 +237,27 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "process"], default="wall",
                         help="wall time (default), or this process's CPU time, which other "
                              "programs on a shared machine disturb less")
+    parser.add_argument("--kinds", nargs="+", default=["linear", "conv1d", "embedding"],
+                        choices=["linear", "conv1d", "embedding"])
+    parser.add_argument("--vocab", type=int, default=32_000)
     args = parser.parse_args()
-    global CLOCK
+    global CLOCK, PEAK_GFLOPS
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
     import peft
 
+    PEAK_GFLOPS = measure_peak()
     print(f"torch {torch.__version__}, peft {peft.__version__}, {args.threads} threads, fp32, "
           f"{args.clock} clock, median of {args.repeats} interleaved repeats; ratio of "
-          "medians (median of paired per-repeat ratios)")
+          f"medians (median of paired per-repeat ratios); matmul peak measured now: "
+          f"{PEAK_GFLOPS:.0f} GFLOP/s")
     for shape in args.shapes:
         n, d, r = (int(v) for v in shape.split(","))
-        print("\n".join(bench_shape(n, d, r, args.repeats)))
+        if "linear" in args.kinds:
+            print("\n".join(bench_shape(n, d, r, args.repeats)))
+        for kind in ("conv1d", "embedding"):
+            if kind in args.kinds:
+                print("\n".join(bench_other(kind, n, d, r, args.vocab, args.repeats)))
 
 
 if __name__ == "__main__":
