@@ -346,3 +346,57 @@ def test_unreadable_experiment_result_degrades_to_one_line(monkeypatch):
                            results={}, slider_extra={}, headline="")
     ext = finetune_extension(data)
     assert ext.figures == [] and "AttributeError" in ext.missing
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_hostile_strings_reach_the_page_escaped(small_experiment):
+    """A run label, a prompt, a sample generation, the build date and a missing chapter's
+    reason that hold markup are shown as text: the templates escape every value that is not
+    trusted HTML (the catalogues' texts, the formulas, the figures)."""
+    import copy
+
+    from loralab.report import Extension
+    from loralab.report.extensions import finetune_from_result
+
+    result = copy.deepcopy(small_experiment)
+    tg = result.analysis.targets
+    lora = result.run(tg.lora_label)
+    for sample in result.analysis.samples:
+        sample.prompt = sample.prompt_english = HOSTILE
+        sample.outputs[lora.label] = sample.english[lora.label] = HOSTILE
+        sample.outputs = {(HOSTILE if k == lora.label else k): v
+                          for k, v in sample.outputs.items()}
+    lora.label = tg.lora_label = HOSTILE
+    data = collect_report(ReportConfig(hidden_size=16, analyses=False, finetune=False))
+    data.extensions["finetune"] = finetune_from_result(data, result)
+    data.extensions["fit"] = Extension("fit", missing=HOSTILE)
+    data.built = HOSTILE
+    page = render_report(data)
+    assert HOSTILE not in page and "alert(1)<\\/script>" not in page
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    # the date, the headline, the runs table, the targets box, the samples' head, prompts
+    # and generations, and the missing chapter's reason
+    assert page.count(escaped) >= 8
+    assert page.count("<script") == 2                 # the slider's data and its code
+
+
+def test_every_catalogue_key_is_used_and_exists(data_ext, named_keys, monkeypatch):
+    """The keys the page looks up while it renders, with those the code names literally
+    (figure captions, figure labels: looked up while collecting), are exactly the
+    catalogue's: a text nothing uses is dead, a key missing from it fails here."""
+    from loralab.report import text
+
+    used: set[str] = set()
+    lookup = text._entry
+
+    def record(key: str, lang: str) -> str:
+        used.add(key)
+        return lookup(key, lang)
+
+    monkeypatch.setattr(text, "_entry", record)
+    render_report(data_ext)
+    names = used | set(named_keys)
+    assert sorted(names - set(text.catalogue("en"))) == []
+    assert sorted(set(text.catalogue("en")) - names) == []

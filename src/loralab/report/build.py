@@ -109,7 +109,7 @@ def collect_report(config: ReportConfig | None = None, *,
 
 
 def render_report(data: ReportData) -> str:
-    """The complete HTML page (a string) for ``data``; see :mod:`loralab.report_page`."""
+    """The complete HTML page (a string) for ``data``; see :mod:`loralab.report.page`."""
     from .page import render_page
 
     return render_page(data)

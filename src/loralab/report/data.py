@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import LoralabError, check_choice
 from ..experiment.presets import PRESETS, Preset
@@ -61,15 +61,19 @@ class Extension:
 
     Attributes:
         key: ``"svd"``, ``"spectrum"``, ``"heatmap"``, ``"fit"`` or ``"finetune"``.
-        figures: ``(png bytes, caption html)`` pairs.
-        html: further HTML (text, tables) shown before the figures.
-        missing: why the extension is absent (then ``figures`` is empty), else ``None``.
+        figures: ``(png bytes, caption)`` pairs; a caption is trusted HTML (the catalogue's).
+        html: further trusted HTML shown before the figures (empty for loralab's own).
+        missing: why the extension is absent (then ``figures`` is empty), else ``None``;
+            plain text (escaped on the page) unless it is :class:`markupsafe.Markup`.
+        values: what the chapter's template ``templates/ext_<key>.html.j2`` shows (numbers
+            already formatted); ``None``: no template part, only ``html`` and the figures.
     """
 
     key: str
     figures: list[tuple[bytes, str]] = field(default_factory=list)
     html: str = ""
     missing: str | None = None
+    values: dict[str, Any] | None = None
 
 
 @dataclass
@@ -77,8 +81,9 @@ class ReportData:
     """Everything :func:`render_report` needs; :func:`collect_report` fills it.
 
     ``slider_extra`` maps a rank to extra lines for the rank explorer (LoRA's validation
-    loss at that rank), already formatted; ``results`` keeps the analyses' and the
-    experiment's own result objects (``"svd"``, ``"spectrum"``, ``"fit"``, ``"finetune"``).
+    loss at that rank) and ``headline`` is the fine-tuning result in one line, both already
+    formatted as trusted HTML; ``results`` keeps the analyses' and the experiment's own
+    result objects (``"svd"``, ``"spectrum"``, ``"fit"``, ``"finetune"``).
     """
 
     config: ReportConfig

@@ -1,14 +1,14 @@
 """The report's extension chapters (the seed's section 8): low-rank analyses and the
 fine-tuning experiment, computed by :mod:`loralab.lowrank` and :mod:`loralab.experiment`.
 
-Each function returns :class:`~loralab.report.Extension` records in the page's language.
+Each function returns :class:`~loralab.report.Extension` records in the page's language: the
+values its template (``templates/ext_<key>.html.j2``) shows, and its figures.
 When a module is not installed, or the config skips it, the record says so (``missing``) and
 the page shows that line instead of the chapter.
 """
 
 from __future__ import annotations
 
-import html as _html
 from collections.abc import Callable
 
 import torch
@@ -21,7 +21,7 @@ from ..plots import png_bytes
 from ..plots.report import localize_figure
 from .data import Extension, ReportData
 from .figure_zh import FIGURE_ZH
-from .text import t
+from .text import plain, t
 
 __all__ = ["LOWRANK_KEYS", "finetune_extension", "finetune_from_result", "lowrank_extensions"]
 
@@ -45,84 +45,88 @@ def _png(fig, font: str | None) -> bytes:
     return png_bytes(fig, dpi=90)
 
 
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    """A table whose first column is a name (left) and the others numbers (right)."""
-    def cls(i: int) -> str:
-        return "" if i == 0 else ' class="num"'
+def _svd(data: ReportData, w0, upd, names: tuple[str, str], gen: torch.Generator,
+         p: dict) -> Extension:
+    """7.1: the seed's random update against the SVD optimum, with the Eckart–Young check
+    (``gen`` has drawn ``w0`` and draws the seed's ``B, A`` next, as the demo does)."""
+    cfg, lang, sl, font = data.config, data.config.lang, data.slider, data.cjk_font
+    ranks = [row.rank for row in sl.rows]
+    g = lr.analyze_svd(w0, ranks, alpha=sl.alpha, seed=gen, label=names[0], gaussian=True,
+                       spectral_check=p["spectral_check"])
+    u = lr.analyze_svd(upd, ranks, alpha=sl.alpha, seed=cfg.seed + 2, label=names[1],
+                       spectral_check=p["spectral_check"])
+    data.results["svd"] = (g, u)
+    checks = [a.check for a in (g, u) if a.check is not None]
+    spec = [c.max_spectral_diff for c in checks if c.max_spectral_diff is not None]
+    values = {"d": cfg.hidden_size, "n": len(ranks),
+              "fro": f"{max(c.max_frobenius_diff for c in checks):.1e}",
+              "spec": f"{max(spec):.1e}" if spec else None}
+    return Extension("svd", values=values, figures=[
+        (_png(plr.svd_figure(g), font), t("x_svd_cap_g", lang, d=cfg.hidden_size)),
+        (_png(plr.svd_figure(u), font), t("x_svd_cap_u", lang, k=sl.signal_rank))])
 
-    cells = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{v}</td>" for i, v in enumerate(row))
-                   + "</tr>" for row in rows)
-    return f"<table><tr>{cells}</tr>{body}</table>"
+
+def _spectrum(data: ReportData, w0, upd, names: tuple[str, str]) -> Extension:
+    """7.2: the two spectra and the ranks that hold 50/90/99 % of the energy."""
+    lang, sl = data.config.lang, data.slider
+    spectra = [lr.spectrum(w0, label=names[0], gaussian=True), lr.spectrum(upd, label=names[1])]
+    data.results["spectrum"] = spectra
+    page_names = (t("x_w0", lang), t("x_upd", lang, k=sl.signal_rank))
+    g90, u90 = (sp.energy_ranks.get("90%") for sp in spectra)
+    values = {"d": data.config.hidden_size, "g90": g90, "u90": u90,
+              "fractions": list(spectra[0].energy_ranks),
+              "rows": [[name] + [str(v) for v in sp.energy_ranks.values()]
+                       for name, sp in zip(page_names, spectra, strict=True)]}
+    return Extension("spectrum", values=values, figures=[
+        (_png(plr.spectrum_figure(spectra), data.cjk_font), t("x_spec_cap", lang))])
+
+
+def _heatmap(data: ReportData, w0, upd, p: dict) -> Extension:
+    """7.3: W0, W, a small update and its residual at the seed's ranks."""
+    heat_ranks = [r for r in (2, 4, 8, 16, 32) if r <= data.config.hidden_size]
+    delta = upd * (HEAT_SCALE * float(w0.norm()) / float(upd.norm()))
+    fig = plr.heatmaps_figure(w0, delta, heat_ranks, max_cells=p["max_cells"])
+    caption = t("x_heat_cap", data.config.lang, ranks=", ".join(map(str, heat_ranks)))
+    return Extension("heatmap", values={},
+                     figures=[(_png(fig, data.cjk_font), caption)])
+
+
+def _fit(data: ReportData, p: dict) -> Extension:
+    """7.4: B and A learned by Adam against the Eckart–Young floor."""
+    cfg, sl = data.config, data.slider
+    n = min(p["fit_size"], cfg.hidden_size)
+    fit_ranks = [r for r in p["fit_ranks"] if r <= n]
+    target = lr.low_rank_plus_noise(n, n, rank=min(sl.signal_rank, n), noise=sl.noise,
+                                    seed=cfg.seed + 3)
+    fit = lr.fit_lowrank(target, fit_ranks, steps=p["fit_steps"], alpha=sl.alpha, seed=cfg.seed)
+    data.results["fit"] = fit
+    worst = max(f.learned_error / f.optimal_error for f in fit.fits if f.optimal_error > 0)
+    values = {"n": n, "steps": p["fit_steps"], "worst": f"{worst:.4f}", "rows": [
+        [str(f.rank), f"{f.learned_error:.3f}", f"{f.optimal_error:.3f}",
+         f"{f.learned_error / f.optimal_error:.4f}" if f.optimal_error > 0 else "–"]
+        for f in fit.fits]}
+    return Extension("fit", values=values, figures=[
+        (_png(plr.fit_figure(fit), data.cjk_font), t("x_fit_cap", cfg.lang))])
 
 
 def lowrank_extensions(data: ReportData) -> dict[str, Extension]:
     """Chapters 7.1–7.4 from :mod:`loralab.lowrank` and :mod:`loralab.plots.lowrank`: the
     SVD sweep with the Eckart–Young check, the spectra, the heatmaps and the learned fits,
     on the seed's ``W0`` and the rank explorer's structured update."""
-    cfg, lang = data.config, data.config.lang
+    cfg = data.config
     if not cfg.analyses:
-        why = t("ext_skipped", lang, why="analyses=False")
+        why = t("ext_skipped", cfg.lang, why="analyses=False")
         return {k: Extension(k, missing=why) for k in LOWRANK_KEYS}
     p = LOWRANK_PRESETS[cfg.preset]
-    font = data.cjk_font
     d, sl = cfg.hidden_size, data.slider
-    ranks = [row.rank for row in sl.rows]
     gen = torch.Generator().manual_seed(cfg.seed)
     w0 = lr.gaussian_matrix(d, d, seed=gen)               # the demo's W0, then the seed's B, A
     upd = lr.low_rank_plus_noise(d, d, rank=sl.signal_rank, noise=sl.noise, seed=cfg.seed + 1)
-    flang = "zh" if font else "en"            # labels inside figures need a CJK font
-    names = (t("x_w0", flang), t("x_upd", flang, k=sl.signal_rank))
-    page_names = (t("x_w0", lang), t("x_upd", lang, k=sl.signal_rank))
-    g = lr.analyze_svd(w0, ranks, alpha=sl.alpha, seed=gen, label=names[0], gaussian=True,
-                       spectral_check=p["spectral_check"])
-    u = lr.analyze_svd(upd, ranks, alpha=sl.alpha, seed=cfg.seed + 2, label=names[1],
-                       spectral_check=p["spectral_check"])
-    out: dict[str, Extension] = {}
-    data.results["svd"] = (g, u)
-
-    checks = [a.check for a in (g, u) if a.check is not None]
-    fro = max(c.max_frobenius_diff for c in checks)
-    spec = [c.max_spectral_diff for c in checks if c.max_spectral_diff is not None]
-    spec_txt = t("x_svd_spec", lang, spec=f"{max(spec):.1e}") if spec else ""
-    html = (f"<p>{t('x_svd_p', lang, d=d)}</p>"
-            f"<p>{t('x_svd_check', lang, n=len(ranks), fro=f'{fro:.1e}')}{spec_txt}</p>")
-    out["svd"] = Extension("svd", html=html, figures=[
-        (_png(plr.svd_figure(g), font), t("x_svd_cap_g", lang, d=d)),
-        (_png(plr.svd_figure(u), font), t("x_svd_cap_u", lang, k=sl.signal_rank))])
-
-    spectra = [lr.spectrum(w0, label=names[0], gaussian=True), lr.spectrum(upd, label=names[1])]
-    data.results["spectrum"] = spectra
-    rows = [[name] + [str(v) for v in sp.energy_ranks.values()]
-            for name, sp in zip(page_names, spectra, strict=True)]
-    head = [t("x_matrix", lang)] + [t("x_energy", lang, f=f) for f in spectra[0].energy_ranks]
-    g90, u90 = (sp.energy_ranks.get("90%") for sp in spectra)
-    out["spectrum"] = Extension("spectrum", html=(
-        f"<p>{t('x_spec_p', lang, g90=g90, u90=u90, d=d)}</p>{_table(head, rows)}"),
-        figures=[(_png(plr.spectrum_figure(spectra), font), t("x_spec_cap", lang))])
-
-    heat_ranks = [r for r in (2, 4, 8, 16, 32) if r <= d]
-    delta = upd * (HEAT_SCALE * float(w0.norm()) / float(upd.norm()))
-    fig = plr.heatmaps_figure(w0, delta, heat_ranks, max_cells=p["max_cells"])
-    out["heatmap"] = Extension("heatmap", html=f"<p>{t('x_heat_p', lang)}</p>", figures=[
-        (_png(fig, font), t("x_heat_cap", lang, ranks=", ".join(map(str, heat_ranks))))])
-
-    n = min(p["fit_size"], d)
-    fit_ranks = [r for r in p["fit_ranks"] if r <= n]
-    target = lr.low_rank_plus_noise(n, n, rank=min(sl.signal_rank, n), noise=sl.noise,
-                                    seed=cfg.seed + 3)
-    fit = lr.fit_lowrank(target, fit_ranks, steps=p["fit_steps"], alpha=sl.alpha, seed=cfg.seed)
-    data.results["fit"] = fit
-    rows = [[str(f.rank), f"{f.learned_error:.3f}", f"{f.optimal_error:.3f}",
-             f"{f.learned_error / f.optimal_error:.4f}" if f.optimal_error > 0 else "–"]
-            for f in fit.fits]
-    head = [t(k, lang) for k in ("run_c_r", "x_fit_learned", "x_fit_opt", "x_fit_ratio")]
-    worst = max(f.learned_error / f.optimal_error for f in fit.fits if f.optimal_error > 0)
-    out["fit"] = Extension("fit", html=(
-        f"<p>{t('x_fit_p', lang, n=n, steps=p['fit_steps'], worst=f'{worst:.4f}')}</p>"
-        f"{_table(head, rows)}"),
-        figures=[(_png(plr.fit_figure(fit), font), t("x_fit_cap", lang))])
-    return out
+    flang = "zh" if data.cjk_font else "en"            # labels inside figures need a CJK font
+    names = (plain("x_w0", flang), plain("x_upd", flang, k=sl.signal_rank))
+    return {"svd": _svd(data, w0, upd, names, gen, p),
+            "spectrum": _spectrum(data, w0, upd, names),
+            "heatmap": _heatmap(data, w0, upd, p), "fit": _fit(data, p)}
 
 
 def finetune_extension(data: ReportData, *,
@@ -155,66 +159,76 @@ def finetune_extension(data: ReportData, *,
 
 def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extension:
     """The chapter from a finished :class:`loralab.experiment.ExperimentResult` (tests pass a
-    small one); sets ``data.slider_extra`` for the ranks the experiment trained."""
+    small one); sets ``data.headline`` and ``data.slider_extra`` (the ranks it trained).
+
+    Every field the chapter shows is read here, so a result without one fails now (and
+    :func:`finetune_extension` says so on the page), never while the page renders."""
     lang, font = data.config.lang, data.cjk_font
     data.results["finetune"] = result
     a = result.analysis
     full = result.run("full")
-    tg = getattr(a, "targets", None)
-    if isinstance(tg, (list, tuple)):            # one per target set: the headline's is first
-        tg = tg[0] if tg else None
-    head = [t(k, lang) for k in ("ft_run", "ft_params", "ft_loss", "ft_step", "ft_opt")]
-    rows = [[_html.escape(r.label), f"{r.trainable_params:,} ({r.trainable_percent:.2f}%)",
-             f"{r.final_val_loss:.3f}", f"{1000 * r.step_time_s:.1f}",
-             f"{r.optimizer_state_bytes / 2**10:,.0f} KiB"] for r in result.runs]
-    intro = t("ft_p", lang, params=f"{result.base.params:,}",
-              base=f"{result.base_val_loss:.3f}", full=f"{full.final_val_loss:.3f}")
-    parts = [f"<p>{intro}</p>", _table(head, rows)]
-    if tg is not None:
-        def ok(word: str) -> str:      # ✓/✗ of the target whose name mentions ``word``
-            met = [v for k, v in tg.met.items() if word in k]
-            return ("✓" if all(met) else "✗") if met else ""
-
-        box = t("ft_targets", lang, lora=_html.escape(tg.lora_label),
-                gap=f"{tg.val_gap_percent:+.1f}", g_ok=ok("gap"),
-                step=f"{tg.step_time_ratio:.2f}", s_ok=ok("step"),
-                opt=f"{tg.optimizer_state_ratio:.0f}", o_ok=ok("optimizer"),
-                base=f"{tg.base_over_full:.2f}", b_ok=ok("base"))
-        style = "box ok" if all(tg.met.values()) else "box"
-        parts.append(f'<div class="{style}"><p>{box}</p></div>')
-        data.headline = t("ft_headline", lang, lora=_html.escape(tg.lora_label),
-                          l=f"{tg.lora_val_loss:.3f}", f=f"{tg.full_val_loss:.3f}",
-                          b=f"{tg.base_val_loss:.3f}",
-                          pct=f"{result.run(tg.lora_label).trainable_percent:.1f}%")
-    checks = getattr(a, "merge_checks", [])
-    if checks:
-        worst = max(c.max_abs_logit_diff for c in checks)
-        passed = sum(c.passed for c in checks)
-        merge = t("ft_merge", lang, n=len(checks), diff=f"{worst:.1e}", ok=passed)
-        fp64 = [c.max_abs_logit_diff_fp64 for c in checks
-                if getattr(c, "max_abs_logit_diff_fp64", None) is not None]
-        if fp64:                  # the identity in float64, and float32's own rounding
-            noise = max(getattr(c, "fp32_error", 0.0) for c in checks)
-            merge += t("ft_merge64", lang, d64=f"{max(fp64):.1e}", noise=f"{noise:.1e}")
-        parts.append(f"<p>{merge}</p>")
-    samples = getattr(a, "samples", [])
-    if samples:
-        keys = list(samples[0].outputs)
-        names = {"base": t("ft_base", lang), "full": t("ft_full", lang)}
-        cells = "".join(f"<th>{_html.escape(names.get(k, k))}</th>" for k in keys)
-        body = "".join(
-            f"<tr><td><code>{_html.escape(s.prompt)}</code><br><span class=note>"
-            f"{_html.escape(s.prompt_english)}</span></td>"
-            + "".join(f"<td><code>{_html.escape(s.outputs[k])}</code><br><span class=note>"
-                      f"{_html.escape(s.english.get(k, ''))}</span></td>" for k in keys)
-            + "</tr>" for s in samples)
-        parts.append(f"<p>{t('ft_samples', lang)}</p><table><tr><th>{t('ft_prompt', lang)}"
-                     f"</th>{cells}</tr>{body}</table>")
+    values = {
+        "params": f"{result.base.params:,}", "base": f"{result.base_val_loss:.3f}",
+        "full": f"{full.final_val_loss:.3f}",
+        "rows": [[r.label, f"{r.trainable_params:,} ({r.trainable_percent:.2f}%)",
+                  f"{r.final_val_loss:.3f}", f"{1000 * r.step_time_s:.1f}",
+                  f"{r.optimizer_state_bytes / 2**10:,.0f} KiB"] for r in result.runs],
+        "targets": _targets(data, result), "merge": _merge(getattr(a, "merge_checks", [])),
+        "samples": _samples(getattr(a, "samples", []), lang)}
     figures = [(_png(pft.convergence_figure(result), font), t("ft_cap_conv", lang)),
                (_png(pft.bridge_figure(result), font), t("ft_cap_bridge", lang)),
                (_png(pft.cost_figure(result), font), t("ft_cap_cost", lang))]
     _slider_lines(data, result)
-    return Extension("finetune", html="".join(parts), figures=figures)
+    return Extension("finetune", values=values, figures=figures)
+
+
+def _targets(data: ReportData, result: ExperimentResult) -> dict | None:
+    """The targets box (the headline's LoRA run against full fine-tuning), and the overview's
+    headline; ``None`` when the analysis has no targets."""
+    tg = getattr(result.analysis, "targets", None)
+    if isinstance(tg, (list, tuple)):            # one per target set: the headline's is first
+        tg = tg[0] if tg else None
+    if tg is None:
+        return None
+
+    def ok(word: str) -> str:      # ✓/✗ of the target whose name mentions ``word``
+        met = [v for k, v in tg.met.items() if word in k]
+        return ("✓" if all(met) else "✗") if met else ""
+
+    data.headline = t("ft_headline", data.config.lang, lora=tg.lora_label,
+                      l=f"{tg.lora_val_loss:.3f}", f=f"{tg.full_val_loss:.3f}",
+                      b=f"{tg.base_val_loss:.3f}",
+                      pct=f"{result.run(tg.lora_label).trainable_percent:.1f}%")
+    return {"style": "box ok" if all(tg.met.values()) else "box", "text": {
+        "lora": tg.lora_label, "gap": f"{tg.val_gap_percent:+.1f}", "g_ok": ok("gap"),
+        "step": f"{tg.step_time_ratio:.2f}", "s_ok": ok("step"),
+        "opt": f"{tg.optimizer_state_ratio:.0f}", "o_ok": ok("optimizer"),
+        "base": f"{tg.base_over_full:.2f}", "b_ok": ok("base")}}
+
+
+def _merge(checks: list) -> dict | None:
+    """The merge check's sentence values (float32, and float64 where measured)."""
+    if not checks:
+        return None
+    fp64 = [c.max_abs_logit_diff_fp64 for c in checks
+            if getattr(c, "max_abs_logit_diff_fp64", None) is not None]
+    noise = max(getattr(c, "fp32_error", 0.0) for c in checks)
+    return {"n": len(checks), "diff": f"{max(c.max_abs_logit_diff for c in checks):.1e}",
+            "ok": sum(c.passed for c in checks),
+            # the identity in float64, and float32's own rounding
+            "fp64": {"d64": f"{max(fp64):.1e}", "noise": f"{noise:.1e}"} if fp64 else None}
+
+
+def _samples(samples: list, lang: str) -> dict | None:
+    """The greedy continuations: one column per run (base and full named in ``lang``)."""
+    if not samples:
+        return None
+    keys = list(samples[0].outputs)
+    names = {"base": t("ft_base", lang), "full": t("ft_full", lang)}
+    return {"heads": [names.get(k, k) for k in keys],
+            "rows": [{"prompt": s.prompt, "english": s.prompt_english,
+                      "cells": [(s.outputs[k], s.english.get(k, "")) for k in keys]}
+                     for s in samples]}
 
 
 def _slider_lines(data: ReportData, result: ExperimentResult) -> None:

@@ -1,13 +1,16 @@
 """The report's formulas as MathML Core, so they render in any current browser with no CDN.
 
-A handful of tiny builders (``mi``, ``mo``, ``frac``, ...) compose MathML strings, and
-:func:`formulas` returns every formula the page uses, keyed by name. Numbers that depend on
-the run (``d``, ``α``) are passed in, so a formula shows this run's values beside the symbols.
+A handful of tiny builders (``mi``, ``mo``, ``frac``, ...) compose MathML strings (their text
+escaped here), and :func:`formulas` returns every formula the page uses, keyed by name; the
+page passes them to its templates as trusted markup. Numbers that depend on the run (``d``,
+``α``) are passed in, so a formula shows this run's values beside the symbols.
 """
 
 from __future__ import annotations
 
 import html
+
+from .text import plain
 
 NBSP = "\u00a0"
 
@@ -89,75 +92,107 @@ def _real(a: str, b: str) -> str:
     return msup(mi("ℝ", normal=True), row(a, mo("×"), b))
 
 
-def formulas(d: int = 512, alpha: float = 16.0, lang: str = "en") -> dict[str, str]:
-    """Every formula of the page, keyed by name, as MathML strings (block unless ``_i``)."""
-    zh = lang == "zh"
-    W, A, B, r, x, y = mi("W"), mi("A"), mi("B"), mi("r"), mi("x"), mi("y")
-    W0 = msub(mi("W"), mn(0))
-    dW = row(mi("Δ", normal=True), mi("W"))
-    al = mi("α")
-    scale = frac(al, r)
-    din, dout = msub(mi("d"), mi("in", normal=True)), msub(mi("d"), mi("out", normal=True))
-    T = mi("⊤", normal=True)
-    sig_i = msub(mi("σ"), mi("i"))
-    wr = msubsup(mi("W"), r, mo("⋆"))
-    a_txt = f"{alpha:g}"
-    u1 = row(mo("("), msubsup(mi("U"), mn(1), mi("i")), mo(")"))      # (U₁ⁱ)
-    vs = "对比" if zh else "vs"
-    f = {
-        "update": math(W, mo("="), W0, mo("+"), dW, mo(","), mspace(), dW, mo("="), scale,
+class _Symbols:
+    """The symbols every formula shares, as MathML."""
+
+    def __init__(self) -> None:
+        self.W, self.A, self.B, self.r = mi("W"), mi("A"), mi("B"), mi("r")
+        self.W0 = msub(mi("W"), mn(0))
+        self.dW = row(mi("Δ", normal=True), mi("W"))
+        self.al = mi("α")
+        self.scale = frac(self.al, self.r)
+        self.din = msub(mi("d"), mi("in", normal=True))
+        self.dout = msub(mi("d"), mi("out", normal=True))
+        self.T = mi("⊤", normal=True)
+        self.sig_i = msub(mi("σ"), mi("i"))
+        self.wr = msubsup(mi("W"), self.r, mo("⋆"))
+
+
+def _lora_formulas(s: _Symbols, lang: str) -> dict[str, str]:
+    """LoRA's update, shapes, forward pass, parameter count and initialisation."""
+    W, A, B, r, W0, dW = s.W, s.A, s.B, s.r, s.W0, s.dW
+    return {
+        "update": math(W, mo("="), W0, mo("+"), dW, mo(","), mspace(), dW, mo("="), s.scale,
                        B, A, mo(","), mspace(),
                        row(mi("rank", normal=True), mo("("), dW, mo(")")), mo("≤"), r),
-        "shapes": math(A, mo("∈"), _real(r, din), mo(","), mspace(), B, mo("∈"),
-                       _real(dout, r), mo(","), mspace(), dW, mo("∈"), _real(dout, din)),
-        "forward": math(y, mo("="), x, msubsup(mi("W"), mn(0), T), mo("+"), scale, row(
-            mo("("), x, msup(A, T), mo(")")), msup(B, T)),
-        "params": math(r, row(mo("("), din, mo("+"), dout, mo(")")), mo("="), mn(2), mi("d"),
-                       r, mo("≪"), msup(mi("d"), mn(2)), mspace(),
-                       mtext("（d_in = d_out = d 时）" if zh else "(when d_in = d_out = d)")),
+        "shapes": math(A, mo("∈"), _real(r, s.din), mo(","), mspace(), B, mo("∈"),
+                       _real(s.dout, r), mo(","), mspace(), dW, mo("∈"), _real(s.dout, s.din)),
+        "forward": math(mi("y"), mo("="), mi("x"), msubsup(mi("W"), mn(0), s.T), mo("+"),
+                        s.scale, row(mo("("), mi("x"), msup(A, s.T), mo(")")), msup(B, s.T)),
+        "params": math(r, row(mo("("), s.din, mo("+"), s.dout, mo(")")), mo("="), mn(2),
+                       mi("d"), r, mo("≪"), msup(mi("d"), mn(2)), mspace(),
+                       mtext(plain("mf_when_square", lang))),
+        "init": math(B, mo("="), mn(0), mspace(), mo("⇒"), mspace(), dW, mo("="), mn(0),
+                     mtext(plain("mf_step0", lang))),
+        "seed_conv": math(mtext(plain("mf_seed4", lang)), A, mo("∈"), _real(mi("d"), r),
+                          mo(","), mspace(), B, mo("∈"), _real(r, mi("d")), mo(","), mspace(),
+                          dW, mo("="), s.scale, A, B),
+    }
+
+
+def _error_formulas(s: _Symbols, d: int, alpha: float) -> dict[str, str]:
+    """What the seed's 'error' is, its expectation, and this run's numbers in it."""
+    B, A, r, W0, dW, al = s.B, s.A, s.r, s.W0, s.dW, s.al
+    E = mi("E", normal=True)
+    return {
         "seed_error": math(_norm(row(W0, mo("−"), row(mo("("), W0, mo("+"), dW, mo(")")))),
                            mo("="), _norm(dW)),
         "expect": math(
-            mi("E", normal=True), msubsup(row(mo("‖"), B, A, mo("‖")), mi("F"), mn(2)),
-            mo("="), dout, din, r, mspace(), mo("⇒"), mspace(),
-            mi("E", normal=True), msubsup(row(mo("‖"), dW, mo("‖")), mi("F"), mn(2)),
-            mo("="), msup(scale, mn(2)), dout, din, r, mo("="),
-            frac(row(msup(al, mn(2)), dout, din), r), mspace(), mo("⇒"), mspace(),
+            E, msubsup(row(mo("‖"), B, A, mo("‖")), mi("F"), mn(2)),
+            mo("="), s.dout, s.din, r, mspace(), mo("⇒"), mspace(),
+            E, msubsup(row(mo("‖"), dW, mo("‖")), mi("F"), mn(2)),
+            mo("="), msup(s.scale, mn(2)), s.dout, s.din, r, mo("="),
+            frac(row(msup(al, mn(2)), s.dout, s.din), r), mspace(), mo("⇒"), mspace(),
             _norm(dW), mo("≈"), frac(row(al, mi("d")), sqrt(r))),
         "expect_num": math(frac(row(al, mi("d")), sqrt(r)), mo("="),
-                           frac(row(mn(a_txt), mo("·"), mn(d)), sqrt(r)), mo("="),
+                           frac(row(mn(f"{alpha:g}"), mo("·"), mn(d)), sqrt(r)), mo("="),
                            frac(mn(f"{alpha * d:,.0f}"), sqrt(r))),
+    }
+
+
+def _svd_formulas(s: _Symbols, d: int) -> dict[str, str]:
+    """Eckart–Young in the Frobenius and spectral norms, and the quarter-circle scale."""
+    W, r, wr = s.W, s.r, s.wr
+    return {
         "eckart_young": math(
             under(mi("min", normal=True), row(mi("rank", normal=True), mi("X"), mo("≤"), r)),
             msubsup(row(mo("‖"), W, mo("−"), mi("X"), mo("‖")), mi("F"), mn(2)), mo("="),
             msubsup(row(mo("‖"), W, mo("−"), wr, mo("‖")), mi("F"), mn(2)), mo("="),
-            under(mo("∑"), row(mi("i"), mo(">"), r)), msup(sig_i, mn(2)), mo(","), mspace(),
-            wr, mo("="), under(mo("∑"), row(mi("i"), mo("≤"), r)), sig_i,
-            msub(mi("u"), mi("i")), msubsup(mi("v"), mi("i"), T)),
+            under(mo("∑"), row(mi("i"), mo(">"), r)), msup(s.sig_i, mn(2)), mo(","),
+            mspace(), wr, mo("="), under(mo("∑"), row(mi("i"), mo("≤"), r)), s.sig_i,
+            msub(mi("u"), mi("i")), msubsup(mi("v"), mi("i"), s.T)),
         "spectral": math(msub(row(mo("‖"), W, mo("−"), wr, mo("‖")), mn(2)), mo("="),
                          msub(mi("σ"), row(r, mo("+"), mn(1)))),
-        "seed_conv": math(mtext("种子文档第四节：" if zh else "seed §4:  "), A, mo("∈"),
-                          _real(mi("d"), r), mo(","), mspace(), B, mo("∈"), _real(r, mi("d")),
-                          mo(","), mspace(), dW, mo("="), scale, A, B),
         "quarter": math(msub(mi("σ"), mi("max", normal=True)), mo("≈"), mn(2), sqrt(mi("d")),
                         mo("="), mn(f"{2 * d ** 0.5:.1f}"), mo(","), mspace(),
-                        _norm(W0), mo("≈"), mi("d"), mo("="), mn(d)),
+                        _norm(s.W0), mo("≈"), mi("d"), mo("="), mn(d)),
+    }
+
+
+def _more_formulas(s: _Symbols, lang: str) -> dict[str, str]:
+    """The subspace similarity φ and rsLoRA's scale (chapter 7)."""
+    A, r, T = s.A, s.r, s.T
+    u1 = row(mo("("), msubsup(mi("U"), mn(1), mi("i")), mo(")"))      # (U₁ⁱ)
+    vs = plain("mf_vs", lang)
+    return {
         "phi": math(mi("φ"), row(mo("("), msub(A, mn(1)), mo(","), msub(A, mn(2)), mo(","),
                                  mi("i"), mo(","), mi("j"), mo(")")), mo("="),
                     frac(msubsup(row(mo("‖"), msup(u1, T), msubsup(mi("U"), mn(2), mi("j")),
                                      mo("‖")), mi("F"), mn(2)),
                          row(mi("min", normal=True), mo("("), mi("i"), mo(","), mi("j"),
                              mo(")")))),
-        "rslora": math(msub(mi("γ"), r), mo("="), frac(al, r), mtext(f"  (LoRA)     {vs}     "),
-                       msub(mi("γ"), r), mo("="), frac(al, sqrt(r)), mtext("  (rsLoRA)")),
-        "init": math(B, mo("="), mn(0), mspace(), mo("⇒"), mspace(), dW, mo("="), mn(0),
-                     mtext("（第 0 步）" if zh else "  at step 0")),
+        "rslora": math(msub(mi("γ"), r), mo("="), frac(s.al, r),
+                       mtext(f"  (LoRA)     {vs}     "), msub(mi("γ"), r), mo("="),
+                       frac(s.al, sqrt(r)), mtext("  (rsLoRA)")),
     }
-    # Inline versions of a few short symbols used in the prose.
-    f["dW_i"] = math(dW, block=False)
-    f["ba_i"] = math(scale, B, A, block=False)
-    f["sqrt_i"] = math(frac(row(al, mi("d")), sqrt(r)), block=False)
-    return f
+
+
+def formulas(d: int = 512, alpha: float = 16.0, lang: str = "en") -> dict[str, str]:
+    """Every formula of the page, keyed by name, as MathML strings (display blocks); the
+    words inside them come from the catalogue of ``lang``."""
+    s = _Symbols()
+    return {**_lora_formulas(s, lang), **_error_formulas(s, d, alpha), **_svd_formulas(s, d),
+            **_more_formulas(s, lang)}
 
 
 def mspace() -> str:

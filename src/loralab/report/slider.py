@@ -77,7 +77,7 @@ def compute_slider(hidden_size: int, ranks: tuple[int, ...], *, alpha: float = 1
     from .. import lowrank
     from ..demo import LoraConfig, run_demo
     from ..plots.report import HeatmapRow, rank_figure_pngs
-    from .text import figure_labels
+    from .text import plain
 
     d = hidden_size
     crop = min(crop, d)
@@ -89,21 +89,22 @@ def compute_slider(hidden_size: int, ranks: tuple[int, ...], *, alpha: float = 1
     s_crops, s_rel = _truncations(upd, list(ranks), crop)
     g_full, s_full = w0[:crop, :crop].numpy(), upd[:crop, :crop].numpy()
     g_vmax, s_vmax = float(abs(g_full).max()), float(abs(s_full).max())
-    lab = figure_labels("zh" if (lang == "zh" and cjk_font) else "en")
+    flang = "zh" if (lang == "zh" and cjk_font) else "en"   # Chinese labels need a CJK font
     frames, titles = [], []
     for i, row in enumerate(demo.rows):
         r = row.rank
         frames.append([
             HeatmapRow(g_full, g_crops[i], g_vmax, (
-                lab["gauss"], lab["approx"].format(m="W₀", r=r),
-                lab["resid"].format(m="W₀", r=r, pct=100 * row.optimal_relative))),
+                plain("sl_fig_gauss", flang), plain("sl_fig_approx", flang, m="W₀", r=r),
+                plain("sl_fig_resid", flang, m="W₀", pct=100 * row.optimal_relative))),
             HeatmapRow(s_full, s_crops[i], s_vmax, (
-                lab["struct"].format(k=signal_rank), lab["approx"].format(m="ΔW", r=r),
-                lab["resid"].format(m="ΔW", r=r, pct=100 * s_rel[i]))),
+                plain("sl_fig_struct", flang, k=signal_rank),
+                plain("sl_fig_approx", flang, m="ΔW", r=r),
+                plain("sl_fig_resid", flang, m="ΔW", pct=100 * s_rel[i]))),
         ])
-        titles.append(lab["suptitle"].format(r=r, c=crop, d=d))
+        titles.append(plain("sl_fig_suptitle", flang, r=r, c=crop, d=d))
     pngs = rank_figure_pngs(frames, titles, font=cjk_font if lang == "zh" else None,
-                            colorbar_label=lab["value"])
+                            colorbar_label=plain("sl_fig_value", flang))
     rows = [SliderRow(rank=row.rank, seed_delta_norm=row.delta_norm, theory=row.theory,
                       gauss_error=row.optimal_error, gauss_relative=row.optimal_relative,
                       struct_relative=s_rel[i], trainable_params=row.trainable_params,
