@@ -11,8 +11,8 @@ rotates every repeat), median of repeats:
   nn.Linear (the unloaded layer *is* a plain nn.Linear: its ratio shows the noise level).
 
 Then the other layer types against PEFT's layer for them, train step only: GPT-2's
-``Conv1D`` (``fan_in_fan_out``; loralab runs it through the same fused path as Linear) and
-``nn.Embedding`` (a vocabulary of ``--vocab`` tokens).
+``Conv1D`` (``fan_in_fan_out``; loralab runs it through the same fused path as Linear),
+``nn.Embedding`` (a vocabulary of ``--vocab`` tokens) and a DoRA ``nn.Linear``.
 
 Before timing, the outputs and gradients of ours and PEFT's are checked to agree.
 Prints a markdown table: median ms, ratio of medians and the median of the per-repeat
@@ -61,12 +61,12 @@ def make_layers(d: int, r: int, seed: int) -> dict[str, nn.Module]:
     base.requires_grad_(False)
     ours = LoRALinear(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
     with torch.no_grad():
-        ours.lora_B.weight.copy_(torch.randn(d, r, generator=gen) / r)
+        ours.lora_B["default"].weight.copy_(torch.randn(d, r, generator=gen) / r)
     cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0)
     peft = PeftLinear(copy.deepcopy(base), "default", config=cfg, r=r, lora_alpha=2 * r)
     with torch.no_grad():
-        peft.lora_A["default"].weight.copy_(ours.lora_A.weight)
-        peft.lora_B["default"].weight.copy_(ours.lora_B.weight)
+        peft.lora_A["default"].weight.copy_(ours.lora_A["default"].weight)
+        peft.lora_B["default"].weight.copy_(ours.lora_B["default"].weight)
     return {"loralab LoRALinear": ours, "PEFT lora.Linear": peft, "plain nn.Linear": base}
 
 
@@ -83,8 +83,8 @@ def check_agree(layers: dict[str, nn.Module], x: torch.Tensor, gy: torch.Tensor)
     gx_ours = x.grad.clone()
     train_step(peft, x, gy)
     pairs = [(ours(x), peft(x)), (gx_ours, x.grad),
-             (ours.lora_A.weight.grad, peft.lora_A["default"].weight.grad),
-             (ours.lora_B.weight.grad, peft.lora_B["default"].weight.grad)]
+             (ours.lora_A["default"].weight.grad, peft.lora_A["default"].weight.grad),
+             (ours.lora_B["default"].weight.grad, peft.lora_B["default"].weight.grad)]
     for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
@@ -143,8 +143,7 @@ def bench_shape(n: int, d: int, r: int, repeats: int) -> list[str]:
 
     drop = {"loralab, dropout 0.1": copy.deepcopy(layers["loralab LoRALinear"]),
             "PEFT, dropout 0.1": copy.deepcopy(layers["PEFT lora.Linear"])}
-    drop["loralab, dropout 0.1"].lora_dropout_p = 0.1
-    drop["loralab, dropout 0.1"].lora_dropout = nn.Dropout(0.1)
+    drop["loralab, dropout 0.1"].set_dropout("default", 0.1)
     drop["PEFT, dropout 0.1"].lora_dropout["default"] = nn.Dropout(0.1)
     out += [f"\n### ({n}, {d}, {r}): training step with lora_dropout = 0.1\n",
             "| layer | median ms | vs PEFT (paired) |", "|---|---|---|"]
@@ -189,7 +188,18 @@ def make_other(kind: str, n: int, d: int, r: int, vocab: int, seed: int
                           fan_in_fan_out=True)
         ours = LoRALinear(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
         pa, pb = peft.lora_A["default"].weight, peft.lora_B["default"].weight
-        oa, ob = ours.lora_A.weight, ours.lora_B.weight
+        oa, ob = ours.lora_A["default"].weight, ours.lora_B["default"].weight
+    elif kind == "dora":
+        base = nn.Linear(d, d)
+        with torch.no_grad():
+            base.weight.copy_(torch.randn(d, d, generator=gen) / d**0.5)
+        base.requires_grad_(False)
+        x = torch.randn(n, d, generator=gen).requires_grad_(True)
+        cfg = LoraConfig(r=r, lora_alpha=2 * r, use_dora=True)
+        peft = PeftLinear(copy.deepcopy(base), "default", config=cfg, r=r, lora_alpha=2 * r)
+        ours = LoRALinear(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen, use_dora=True)
+        pa, pb = peft.lora_A["default"].weight, peft.lora_B["default"].weight
+        oa, ob = ours.factors()
     else:
         base = nn.Embedding(vocab, d).requires_grad_(False)
         x = torch.randint(0, vocab, (n,), generator=gen)
@@ -197,14 +207,14 @@ def make_other(kind: str, n: int, d: int, r: int, vocab: int, seed: int
         peft = PeftEmbedding(copy.deepcopy(base), "default", config=cfg, r=r, lora_alpha=2 * r)
         ours = LoRAEmbedding(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
         pa, pb = peft.lora_embedding_A["default"], peft.lora_embedding_B["default"]
-        oa, ob = ours.lora_embedding_A, ours.lora_embedding_B
+        oa, ob = ours.lora_embedding_A["default"], ours.lora_embedding_B["default"]
     with torch.no_grad():
         oa.normal_(generator=gen)
         ob.normal_(generator=gen)
         pa.copy_(oa)
         pb.copy_(ob)
     torch.testing.assert_close(ours(x), peft(x), rtol=1e-4, atol=1e-4)
-    names = {"conv1d": "Conv1D", "embedding": "nn.Embedding"}
+    names = {"conv1d": "Conv1D", "embedding": "nn.Embedding", "dora": "nn.Linear"}
     return ({f"loralab {kind}": ours, f"PEFT {kind}": peft, f"plain {names[kind]}": base}, x)
 
 
@@ -237,8 +247,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "process"], default="wall",
                         help="wall time (default), or this process's CPU time, which other "
                              "programs on a shared machine disturb less")
-    parser.add_argument("--kinds", nargs="+", default=["linear", "conv1d", "embedding"],
-                        choices=["linear", "conv1d", "embedding"])
+    parser.add_argument("--kinds", nargs="+", default=["linear", "conv1d", "embedding", "dora"],
+                        choices=["linear", "conv1d", "embedding", "dora"])
     parser.add_argument("--vocab", type=int, default=32_000)
     args = parser.parse_args()
     global CLOCK, PEAK_GFLOPS
@@ -255,7 +265,7 @@ def main() -> None:
         n, d, r = (int(v) for v in shape.split(","))
         if "linear" in args.kinds:
             print("\n".join(bench_shape(n, d, r, args.repeats)))
-        for kind in ("conv1d", "embedding"):
+        for kind in ("conv1d", "embedding", "dora"):
             if kind in args.kinds:
                 print("\n".join(bench_other(kind, n, d, r, args.vocab, args.repeats)))
 

@@ -211,8 +211,9 @@ def test_peft_config_object_and_dict_are_accepted() -> None:
     inject_lora(a, peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
     inject_lora(b, peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]).to_dict())
     assert sorted(lora_layers(a)) == sorted(lora_layers(b)) != []
-    with pytest.raises(LoralabError, match="use_dora=True is not supported"):
-        inject_lora(llama(), peft.LoraConfig(target_modules=["q_proj"], use_dora=True))
+    with pytest.raises(LoralabError, match="layer_replication=.* is not supported"):
+        inject_lora(llama(), peft.LoraConfig(target_modules=["q_proj"],
+                                             layer_replication=[[0, 1]]))
 
 
 def test_layers_to_transform_int_means_that_layer() -> None:
@@ -256,7 +257,7 @@ def _unchanged_fraction(autocast: bool) -> float:
     inject_lora(model, AdapterConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                                      init_lora_weights="gaussian"),
                 generator=torch.Generator().manual_seed(0), autocast_adapter_dtype=autocast)
-    a0 = {n: m.lora_A.weight.detach().clone() for n, m in lora_layers(model).items()}
+    a0 = {n: m.lora_A["default"].weight.detach().clone() for n, m in lora_layers(model).items()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     for step in range(3):
         ids = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(step))
@@ -264,7 +265,7 @@ def _unchanged_fraction(autocast: bool) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    same = sum(int((m.lora_A.weight == a0[n]).sum()) for n, m in lora_layers(model).items())
+    same = sum(int((m.factors()[0] == a0[n]).sum()) for n, m in lora_layers(model).items())
     return same / sum(t.numel() for t in a0.values())
 
 
@@ -272,7 +273,8 @@ def test_bf16_base_trains_a_float32_adapter() -> None:
     model = llama().to(torch.bfloat16)
     inject_lora(model, AdapterConfig(r=4, target_modules=["q_proj"]))
     layer = model.model.layers[0].self_attn.q_proj
-    assert layer.lora_A.weight.dtype == torch.float32 and layer.base.weight.dtype == torch.bfloat16
+    assert layer.factors()[0].dtype == torch.float32
+    assert layer.base.weight.dtype == torch.bfloat16
     out = model(input_ids=IDS).logits
     assert out.dtype == torch.bfloat16
     assert _unchanged_fraction(True) == 0.0

@@ -136,7 +136,7 @@ def _result(run: RunSpec, res: TrainResult, wall: float, model: nn.Module) -> Ru
     return RunResult(
         label=run.label, method=run.method, rank=run.rank, targets=run.targets,
         modules=list(run.modules), rslora=run.rslora,
-        scaling=layers[0].scaling if layers else None,
+        scaling=layers[0].scaling[layers[0].active_adapter] if layers else None,
         trainable_params=res.trainable_params, total_params=res.total_params,
         final_val_loss=res.final_val_loss, step_time_s=res.step_time_s,
         tokens_per_s=res.tokens_per_s, flops_per_s=res.flops_per_s, mfu=res.mfu,

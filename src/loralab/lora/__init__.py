@@ -5,7 +5,8 @@ Convention (the LoRA paper's and PEFT's): a frozen layer with ``W0: (d_out, d_in
 
     y = x W0ᵀ + b + s · (dropout(x) Aᵀ) Bᵀ,   s = α / r   (or α / √r with rsLoRA)
 
-so the weight it stands for is ``W = W0 + ΔW`` with ``ΔW = s · B A`` (rank ≤ r).
+so the weight it stands for is ``W = W0 + ΔW`` with ``ΔW = s · B A`` (rank ≤ r); DoRA
+(``use_dora=True``) rescales each output row of it to a trained magnitude.
 
 One concept per module:
 
@@ -19,6 +20,9 @@ One concept per module:
   :func:`unload_lora` (merge), :func:`unload` (no merge), :func:`count_parameters`;
 * :mod:`.adapters` / :mod:`.loading`: :func:`save_adapter` / :func:`load_adapter`
   (``adapter_config.json`` + ``adapter_model.safetensors``, as PEFT writes them);
+* :mod:`.named`: several named adapters: :func:`add_adapter`, :func:`set_adapter`,
+  :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter`;
+* :mod:`.inits`: PiSSA (exact and fast SVD) and OLoRA; :mod:`.optim`: LoRA+;
 * :mod:`.hf`: transformers models save their adapter from ``save_pretrained``.
 """
 
@@ -44,6 +48,8 @@ from .inject import (
 from .layer import LoRALayer, LoRAPrecisionWarning
 from .linear import LoRALinear
 from .loading import load_adapter
+from .named import add_adapter, add_weighted_adapter, delete_adapter, disable_adapters, set_adapter
+from .optim import loraplus_optimizer, loraplus_param_groups
 from .saved import TrainedCopy
 from .state import lora_layers
 from .targets import find_targets, match_target
@@ -58,20 +64,27 @@ __all__ = [
     "LoRAPrecisionWarning",
     "ParameterCount",
     "TrainedCopy",
+    "add_adapter",
+    "add_weighted_adapter",
     "as_adapter_config",
     "config_from_peft",
     "config_to_peft",
     "count_parameters",
+    "delete_adapter",
+    "disable_adapters",
     "find_targets",
     "format_parameter_count",
     "inject_lora",
     "load_adapter",
     "lora_layers",
     "lora_state_dict",
+    "loraplus_optimizer",
+    "loraplus_param_groups",
     "mark_only_lora_trainable",
     "match_target",
     "merge_lora",
     "save_adapter",
+    "set_adapter",
     "unload",
     "unload_lora",
     "unmerge_lora",

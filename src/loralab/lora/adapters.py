@@ -8,13 +8,15 @@ saved. Tensors are named as PEFT names them::
     base_model.model.<path>.lora_B.weight           (d_out, r)     (+ .lora_B.bias: lora_bias)
     base_model.model.<path>.lora_embedding_A        (r, V)         Embedding
     base_model.model.<path>.lora_embedding_B        (d, r)
+    base_model.model.<path>.lora_magnitude_vector   (d_out,)       DoRA
     base_model.model.<path>.base_layer.bias         (d_out,)       bias="all"/"lora_only"
     base_model.model.<other module>.bias                           bias="all"
     base_model.model.<saved module>.<its state>                    modules_to_save, heads
 
-Everything the adapter trains is saved: a parameter left trainable outside LoRA (a head
-unfrozen by hand) is saved with its module, which is listed in ``modules_to_save`` so that
-PEFT and loralab load it back. No pickle anywhere.
+Each named adapter has its own folder, PEFT's layout: ``"default"`` in the folder itself,
+adapter ``name`` in ``<folder>/<name>/``. Everything the adapter trains is saved: a
+parameter left trainable outside LoRA (a head unfrozen by hand) is saved with its module,
+which is listed in ``modules_to_save`` so that PEFT and loralab load it back. No pickle.
 """
 
 from __future__ import annotations
@@ -46,10 +48,22 @@ PREFIX = "base_model.model."
 
 
 def factor_names(layer: LoRALayer) -> tuple[str, str]:
-    """The names of A and B inside a layer, as PEFT stores them."""
+    """The on-disk names of A and B of a layer, as PEFT stores them."""
     if isinstance(layer, LoRAEmbedding):
         return "lora_embedding_A", "lora_embedding_B"
     return "lora_A.weight", "lora_B.weight"
+
+
+def layer_tensors(path: str, layer: LoRALayer, name: str) -> dict[str, torch.Tensor]:
+    """Adapter ``name``'s tensors of one layer under their PEFT keys."""
+    a_name, b_name = factor_names(layer)
+    a, b = layer.factors(name)
+    out = {f"{PREFIX}{path}.{a_name}": a, f"{PREFIX}{path}.{b_name}": b}
+    if layer.lora_bias_param(name) is not None:
+        out[f"{PREFIX}{path}.lora_B.bias"] = layer.lora_bias_param(name)
+    if name in layer.lora_magnitude_vector:
+        out[f"{PREFIX}{path}.lora_magnitude_vector"] = layer.lora_magnitude_vector[name]
+    return out
 
 
 def _peft_name(param_path: str, lora_names: set[str]) -> str:
@@ -62,15 +76,12 @@ def _peft_name(param_path: str, lora_names: set[str]) -> str:
     return PREFIX + (f"{module}.{leaf}" if module else leaf)
 
 
-def _lora_tensors(model: nn.Module, bias: str) -> dict[str, torch.Tensor]:
+def _lora_tensors(model: nn.Module, bias: str, adapter: str) -> dict[str, torch.Tensor]:
     layers = lora_layers(model)
     out: dict[str, torch.Tensor] = {}
     for name, mod in layers.items():
-        a_name, b_name = factor_names(mod)
-        a, b = mod.factors()
-        out[f"{PREFIX}{name}.{a_name}"], out[f"{PREFIX}{name}.{b_name}"] = a, b
-        if mod.lora_bias_param() is not None:
-            out[f"{PREFIX}{name}.lora_B.bias"] = mod.lora_bias_param()
+        if adapter in mod.r:
+            out.update(layer_tensors(name, mod, adapter))
     if bias != "none":
         wrapped = {id(m.bias) for m in layers.values() if m.bias is not None}
         copies = list(trained_copies(model))   # their biases are saved with their state
@@ -99,16 +110,18 @@ def _hand_trained(model: nn.Module, covered: set[int]) -> list[str]:
     return out
 
 
-def adapter_state(model: nn.Module, bias: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Every tensor the adapter trains under its PEFT name, and the saved modules' paths
-    (``modules_to_save`` copies first, then modules unfrozen by hand)."""
-    out = _lora_tensors(model, bias)
+def adapter_state(model: nn.Module, bias: str, adapter: str = "default"
+                  ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Every tensor adapter ``adapter`` trains under its PEFT name, and the saved modules'
+    paths (``modules_to_save`` copies first, then modules unfrozen by hand)."""
+    out = _lora_tensors(model, bias, adapter)
     copies = trained_copies(model)
     for path, mod in copies.items():
         for key, t in mod.module.state_dict().items():
             out[f"{PREFIX}{path}.{key}"] = t
     covered = {id(t) for t in out.values()} | {id(p) for c in copies.values()
-                                               for p in c.parameters()}
+                                               for p in c.parameters()} | {
+        id(p) for m in lora_layers(model).values() for p in m.trainable(m.adapter_names)}
     extra = _hand_trained(model, covered)
     for path in extra:
         for key, t in model.get_submodule(path).state_dict().items():
@@ -117,71 +130,92 @@ def adapter_state(model: nn.Module, bias: str) -> tuple[dict[str, torch.Tensor],
     return tensors, [*copies, *extra]
 
 
-def _setting(layer: LoRALayer) -> tuple:
-    return (layer.lora_dropout_p, layer.use_rslora, layer.init_lora_weights, layer.lora_bias)
+def _setting(layer: LoRALayer, a: str) -> tuple:
+    return (layer.dropout_p(a), layer.use_rslora[a], layer.init_lora_weights[a],
+            layer.lora_bias[a], layer.use_dora[a])
 
 
 def _stored_fits(model: nn.Module, stored: AdapterConfig, layers: dict[str, LoRALayer],
-                 saved: list[str]) -> bool:
-    names = selected_names(model, stored, skip=[*layers, *saved])
+                 saved: list[str], a: str) -> bool:
+    names = selected_names(model, stored, skip=[*lora_layers(model), *saved])
     return sorted(names) == sorted(layers) and all(
-        (m.r, m.lora_alpha) == (stored.rank_for(n), stored.alpha_for(n))
+        (m.r[a], m.lora_alpha[a]) == (stored.rank_for(n), stored.alpha_for(n))
         for n, m in layers.items())
 
 
-def config_for(model: nn.Module, saved: list[str]) -> AdapterConfig:
-    """The config that rebuilds ``model``'s adapter: the injected one when it selects exactly
-    the wrapped layers with their ranks, else one written from the layers themselves."""
-    layers = lora_layers(model)
+def config_for(model: nn.Module, saved: list[str], a: str = "default") -> AdapterConfig:
+    """The config that rebuilds adapter ``a``: the injected one when it selects exactly the
+    layers that have ``a`` with their ranks, else one written from the layers themselves."""
+    layers = {n: m for n, m in lora_layers(model).items() if a in m.r}
     first = next(iter(layers.values()))
     for name, m in layers.items():
-        if _setting(m) != _setting(first):
+        if _setting(m, a) != _setting(first, a):
             raise LoralabError(f"LoRA layer {name!r} has (dropout, use_rslora, init, "
-                               f"lora_bias) = {_setting(m)}, unlike the others; one adapter "
-                               "file holds one such setting")
-    stored = injected_config(model) or AdapterConfig(target_modules=sorted(layers))
+                               f"lora_bias, use_dora) = {_setting(m, a)}, unlike the others; "
+                               "one adapter file holds one such setting")
+    stored = injected_config(model, a) or AdapterConfig(target_modules=sorted(layers))
     base = dict(fan_in_fan_out=any(getattr(m, "fan_in_fan_out", False) for m in layers.values()),
-                lora_dropout=first.lora_dropout_p, use_rslora=first.use_rslora,
-                init_lora_weights=first.init_lora_weights, lora_bias=first.lora_bias,
-                modules_to_save=saved or None)
-    if stored.target_modules != "all-linear" and _stored_fits(model, stored, layers, saved):
+                lora_dropout=first.dropout_p(a), use_rslora=first.use_rslora[a],
+                init_lora_weights=first.init_lora_weights[a], lora_bias=first.lora_bias[a],
+                use_dora=first.use_dora[a], modules_to_save=saved or None)
+    if stored.target_modules != "all-linear" and _stored_fits(model, stored, layers, saved, a):
         return replace(stored, **base)
-    r = Counter(m.r for m in layers.values()).most_common(1)[0][0]
-    alpha = Counter(m.lora_alpha for m in layers.values()).most_common(1)[0][0]
+    r = Counter(m.r[a] for m in layers.values()).most_common(1)[0][0]
+    alpha = Counter(m.lora_alpha[a] for m in layers.values()).most_common(1)[0][0]
     return replace(stored, **base, r=r, lora_alpha=alpha, target_modules=sorted(layers),
                    exclude_modules=None, layers_to_transform=None, layers_pattern=None,
-                   rank_pattern={re.escape(n): m.r for n, m in layers.items() if m.r != r},
-                   alpha_pattern={re.escape(n): m.lora_alpha for n, m in layers.items()
-                                  if m.lora_alpha != alpha})
+                   rank_pattern={re.escape(n): m.r[a] for n, m in layers.items() if m.r[a] != r},
+                   alpha_pattern={re.escape(n): m.lora_alpha[a] for n, m in layers.items()
+                                  if m.lora_alpha[a] != alpha})
 
 
-def save_adapter(model: nn.Module, folder: str | os.PathLike[str]) -> Path:
+def _write(folder: Path, blob: bytes, text: str) -> None:
+    if folder.exists():
+        check_output_dir(folder)
+        atomic_write(folder / WEIGHTS_NAME, lambda fh: fh.write(blob))
+        atomic_write_text(folder / CONFIG_NAME, text)
+    else:
+        with atomic_dir(folder) as tmp:
+            (tmp / WEIGHTS_NAME).write_bytes(blob)
+            (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
+
+
+def _files(model: nn.Module, a: str) -> tuple[bytes, str]:
+    stored = injected_config(model, a)
+    tensors, saved = adapter_state(model, stored.bias if stored is not None else "none", a)
+    config = config_for(model, saved, a)
+    if config.base_model_name_or_path is None:
+        name = getattr(model, "name_or_path", None)
+        config = replace(config, base_model_name_or_path=name or None)
+    blob = st_save(tensors, metadata={"format": "pt"})
+    return blob, json.dumps(config_to_peft(config), indent=2, sort_keys=True) + "\n"
+
+
+def save_adapter(model: nn.Module, folder: str | os.PathLike[str],
+                 adapter_name: str | None = None) -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``.
 
-    The files are PEFT's: ``peft.PeftModel.from_pretrained(base, folder)`` rebuilds the same
-    model. A new folder appears whole or not at all; in an existing folder each file is
-    replaced atomically and other files are kept. Returns the folder.
+    ``adapter_name``: that adapter's files go into ``folder``; ``None``: every adapter, in
+    PEFT's layout (``"default"`` in ``folder``, others in ``folder/<name>/``). The files are
+    PEFT's: ``peft.PeftModel.from_pretrained(base, folder)`` rebuilds the same model. A new
+    folder appears whole or not at all; in an existing folder each file is replaced
+    atomically and other files are kept. Every adapter is checked before any is written.
+    Returns the folder.
     """
     layers = lora_layers(model)
     if not layers:
         raise LoralabError("the model has no LoRA layers to save; call inject_lora first")
     if "" in layers:
         raise LoralabError("the model itself is a LoRA layer; save a module that contains it")
-    stored = injected_config(model)
-    tensors, saved = adapter_state(model, stored.bias if stored is not None else "none")
-    config = config_for(model, saved)
-    if config.base_model_name_or_path is None:
-        name = getattr(model, "name_or_path", None)
-        config = replace(config, base_model_name_or_path=name or None)
-    blob = st_save(tensors, metadata={"format": "pt"})
-    text = json.dumps(config_to_peft(config), indent=2, sort_keys=True) + "\n"
+    present = list(dict.fromkeys(a for m in layers.values() for a in m.adapter_names))
+    if adapter_name is not None and adapter_name not in present:
+        raise LoralabError(f"adapter {adapter_name!r} is not allowed; the model's adapters "
+                           f"are: {', '.join(present)}")
     dest = Path(folder)
-    if dest.exists():
-        check_output_dir(dest)
-        atomic_write(dest / WEIGHTS_NAME, lambda fh: fh.write(blob))
-        atomic_write_text(dest / CONFIG_NAME, text)
-    else:
-        with atomic_dir(dest) as tmp:
-            (tmp / WEIGHTS_NAME).write_bytes(blob)
-            (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
+    names = [adapter_name] if adapter_name is not None else present
+    where = {a: dest if adapter_name is not None or a == "default" else dest / a
+             for a in names}
+    files = {a: _files(model, a) for a in names}          # all checks before any write
+    for a in names:
+        _write(where[a], *files[a])
     return dest

@@ -34,10 +34,10 @@ __all__ = [
     "pattern_key",
 ]
 
-InitValue = bool | Literal["gaussian", "pissa"]
+InitValue = bool | str      # True, False, "gaussian", "pissa", "pissa_niter_K", "olora"
 BiasKind = Literal["none", "all", "lora_only"]
 BIASES: tuple[str, ...] = ("none", "all", "lora_only")
-INIT_STRINGS: tuple[str, ...] = ("gaussian", "pissa")
+INIT_STRINGS: tuple[str, ...] = ("gaussian", "pissa", "olora")
 # PEFT's task types, and the heads PEFT trains in full for them (modules_to_save).
 TASK_HEADS: dict[str, tuple[str, ...]] = {
     "SEQ_CLS": ("classifier", "score"), "TOKEN_CLS": ("classifier", "score"),
@@ -55,7 +55,8 @@ def check_layer_args(r: object, lora_alpha: object, lora_dropout: object, use_rs
                      init_lora_weights: object) -> None:
     """The one check of a LoRA layer's settings (the config's and a layer's constructor's):
     ``r`` an integer ≥ 1, ``lora_alpha`` finite > 0, ``0 ≤ lora_dropout < 1``, ``use_rslora`` a
-    bool, ``init_lora_weights`` True, False, ``"gaussian"`` or ``"pissa"``."""
+    bool, ``init_lora_weights`` True, False, ``"gaussian"``, ``"pissa"``, ``"pissa_niter_K"``
+    (K ≥ 1) or ``"olora"``."""
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise LoralabError(f"r={r!r} is not allowed; the rank must be an integer >= 1")
     _check_alpha("lora_alpha", lora_alpha)
@@ -64,11 +65,14 @@ def check_layer_args(r: object, lora_alpha: object, lora_dropout: object, use_rs
         raise LoralabError(f"lora_dropout={p!r} is not allowed; it must be in [0, 1)")
     if not isinstance(use_rslora, bool):
         raise LoralabError(f"use_rslora={use_rslora!r} is not allowed; use True/False")
-    if not (isinstance(init_lora_weights, bool) or init_lora_weights in INIT_STRINGS):
-        hint = (" (issue: PiSSA with fast SVD, OLoRA and LoftQ are not implemented yet)"
+    ok = isinstance(init_lora_weights, bool) or init_lora_weights in INIT_STRINGS or (
+        isinstance(init_lora_weights, str)
+        and re.fullmatch(r"pissa_niter_[1-9]\d*", init_lora_weights) is not None)
+    if not ok:
+        hint = (" ('loftq', 'eva', 'corda' and the others are not implemented)"
                 if isinstance(init_lora_weights, str) else "")
         raise LoralabError(f"init_lora_weights={init_lora_weights!r} is not allowed; use True, "
-                           f"False, 'gaussian' or 'pissa'{hint}")
+                           f"False, 'gaussian', 'pissa', 'pissa_niter_K' or 'olora'{hint}")
 
 
 def _check_alpha(name: str, a: object) -> None:
@@ -165,7 +169,7 @@ class AdapterConfig:
     rank_pattern / alpha_pattern: ``{regex: r or α}`` per module. layers_to_transform: a
     layer index or a list of them; layers_pattern: the name of the layer list
     (``"layers"``, ``"h"``). lora_bias: ``lora_B`` gets a bias (trained, merged as
-    ``b += s·b_B``).
+    ``b += s·b_B``). use_dora: DoRA (magnitude and direction, Linear and Conv1D).
     """
 
     r: int = 8
@@ -184,6 +188,7 @@ class AdapterConfig:
     layers_to_transform: int | list[int] | None = None
     layers_pattern: list[str] | str | None = None
     lora_bias: bool = False
+    use_dora: bool = False
     base_model_name_or_path: str | None = None
     revision: str | None = None
 
@@ -193,10 +198,14 @@ class AdapterConfig:
         if self.bias not in BIASES:
             raise LoralabError(f"bias={self.bias!r} is not allowed; use one of "
                                f"{', '.join(map(repr, BIASES))}")
-        for name in ("fan_in_fan_out", "lora_bias"):
+        for name in ("fan_in_fan_out", "lora_bias", "use_dora"):
             if not isinstance(getattr(self, name), bool):
                 raise LoralabError(f"{name}={getattr(self, name)!r} is not allowed; use "
                                    "True/False")
+        if self.lora_bias and not isinstance(self.init_lora_weights, bool):
+            raise LoralabError(f"lora_bias=True with init_lora_weights="
+                               f"{self.init_lora_weights!r} is not allowed; lora_bias needs "
+                               "init_lora_weights True or False (as PEFT)")
         self.target_modules = _check_names(self.target_modules, "target_modules", False, True)
         self.exclude_modules = _check_names(self.exclude_modules, "exclude_modules", True)
         if self.modules_to_save is not None:
@@ -260,8 +269,8 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
             continue
         elif value not in _OFF:
             raise LoralabError(f"{source}: {key}={value!r} is not supported by loralab "
-                               "(only plain LoRA; DoRA, LoftQ and other variants are not "
-                               "implemented)")
+                               "(LoftQ, EVA, trainable tokens and the other PEFT variants "
+                               "are not implemented)")
     kwargs.setdefault("lora_alpha", 8)                  # PEFT's default α
     if isinstance(kwargs.get("target_modules"), set | frozenset):
         kwargs["target_modules"] = sorted(kwargs["target_modules"])
@@ -278,7 +287,7 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
 def config_to_peft(config: AdapterConfig) -> dict[str, Any]:
     """The ``adapter_config.json`` dict (PEFT ``LoraConfig`` fields) for ``config``."""
     out = {f.name: getattr(config, f.name) for f in fields(AdapterConfig)}
-    out.update(peft_type="LORA", use_dora=False, inference_mode=True)
+    out.update(peft_type="LORA", inference_mode=True)
     return out
 
 

@@ -21,81 +21,92 @@ from torch.nn import functional as F
 
 from ..errors import LoralabError
 from .config import InitValue
-from .layer import LOW_PRECISION, LoRALayer, adapter_dtype
+from .layer import LOW_PRECISION, LoRALayer
 
 __all__ = ["LoRAConv"]
 
 
 class LoRAConv(LoRALayer):
-    """A frozen ``nn.Conv1d`` or ``nn.Conv2d`` plus a rank-r update of its kernel."""
+    """A frozen ``nn.Conv1d`` or ``nn.Conv2d`` plus rank-r updates of its kernel."""
 
     def __init__(self, base: nn.Conv1d | nn.Conv2d, r: int, lora_alpha: float,
                  lora_dropout: float = 0.0, use_rslora: bool = False,
                  init_lora_weights: InitValue = True, generator: torch.Generator | None = None,
-                 *, lora_bias: bool = False, autocast_adapter_dtype: bool = True) -> None:
+                 *, lora_bias: bool = False, use_dora: bool = False,
+                 autocast_adapter_dtype: bool = True, adapter_name: str = "default") -> None:
         if type(base) not in (nn.Conv1d, nn.Conv2d):
             raise LoralabError(f"LoRAConv wraps an nn.Conv1d or nn.Conv2d, got "
                                f"{type(base).__name__}")
-        if init_lora_weights == "pissa":
-            raise LoralabError("init_lora_weights='pissa' is not supported on convolutions; "
-                               "use True or 'gaussian'")
-        super().__init__(base, r, lora_alpha, lora_dropout, use_rslora, init_lora_weights,
-                         lora_bias)
-        w = base.weight
-        conv = type(base)
-        one = (1,) * (w.ndim - 2)
-        kw = {"device": w.device, "dtype": adapter_dtype(w.dtype, autocast_adapter_dtype)}
+        super().__init__(base)
         self.in_features, self.out_features = base.in_channels, base.out_channels
-        self.lora_A = nn.utils.skip_init(conv, base.in_channels, r, base.kernel_size,
-                                         base.stride, base.padding, bias=False, **kw)
-        self.lora_B = nn.utils.skip_init(conv, r, base.out_channels, one, one,
-                                         groups=base.groups, bias=lora_bias, **kw)
-        self._conv_fn = F.conv1d if conv is nn.Conv1d else F.conv2d
-        self.reset_lora_parameters(generator)
+        self._conv_fn = F.conv1d if type(base) is nn.Conv1d else F.conv2d
+        self.lora_A, self.lora_B = nn.ModuleDict(), nn.ModuleDict()
+        self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
+                         init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
+                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype)
 
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.lora_A.weight, self.lora_B.weight
+    def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
+        base, conv = self.base, type(self.base)
+        one = (1,) * (base.weight.ndim - 2)
+        kw = {"device": base.weight.device, "dtype": dtype}
+        self.lora_A[name] = nn.utils.skip_init(conv, base.in_channels, r, base.kernel_size,
+                                               base.stride, base.padding, bias=False, **kw)
+        self.lora_B[name] = nn.utils.skip_init(conv, r, base.out_channels, one, one,
+                                               groups=base.groups, bias=lora_bias, **kw)
 
-    def lora_bias_param(self) -> torch.Tensor | None:
-        return self.lora_B.bias
+    def factor_dicts(self) -> tuple:
+        return self.lora_A, self.lora_B
+
+    def factors(self, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        name = name or self.active_adapter
+        return self.lora_A[name].weight, self.lora_B[name].weight
+
+    def lora_bias_param(self, name: str | None = None) -> torch.Tensor | None:
+        return self.lora_B[name or self.active_adapter].bias
 
     @torch.no_grad()
-    def reset_lora_parameters(self, generator: torch.Generator | None = None) -> None:
+    def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
+                              ) -> None:
         """As :class:`~loralab.lora.LoRALinear`: A Kaiming-uniform (``"gaussian"``:
         N(0, 1/r²)), B = 0; ``False`` leaves both random."""
-        if self.merged:
-            raise LoralabError("cannot re-initialise a merged LoRAConv; call unmerge() first")
-        a, b = self.lora_A.weight, self.lora_B.weight
-        if self.init_lora_weights == "gaussian":
-            nn.init.normal_(a, std=1.0 / self.r, generator=generator)
+        init = self.init_lora_weights[name]
+        if init not in (True, False, "gaussian"):
+            raise LoralabError(f"init_lora_weights={init!r} is not supported on convolutions; "
+                               "use True or 'gaussian'")
+        a, b = self.factors(name)
+        if init == "gaussian":
+            nn.init.normal_(a, std=1.0 / self.r[name], generator=generator)
         else:
             nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
-        if self.init_lora_weights is False:
+        if init is False:
             nn.init.kaiming_uniform_(b, a=math.sqrt(5), generator=generator)
         else:
             nn.init.zeros_(b)
-        if self.lora_B.bias is not None:
-            nn.init.zeros_(self.lora_B.bias)
+        if self.lora_B[name].bias is not None:
+            nn.init.zeros_(self.lora_B[name].bias)
 
-    def delta_weight(self) -> torch.Tensor:
+    def delta_weight(self, name: str | None = None) -> torch.Tensor:
         """``ΔW`` in the base kernel's layout ``(C_out, C_in, k…)`` (see the module doc)."""
-        a, b = self.lora_A.weight, self.lora_B.weight
+        name = name or self.active_adapter
+        a, b = self.factors(name)
         if a.dtype in LOW_PRECISION:
             a, b = a.float(), b.float()
-        base_w = self.base.weight
+        base_w, s = self.base.weight, self.scaling[name]
         if tuple(base_w.shape[2:]) == (1,) * (base_w.ndim - 2):
             flat = b.flatten(1) @ a.flatten(1)  # (C_out, r) @ (r, C_in)
-            return flat.view(base_w.shape[:2] + (1,) * (base_w.ndim - 2)) * self.scaling
+            return flat.view(base_w.shape[:2] + (1,) * (base_w.ndim - 2)) * s
         out = self._conv_fn(a.transpose(0, 1), b)  # (C_in, C_out, k…)
-        return (out if self.base.groups > 1 else out.transpose(0, 1)) * self.scaling
+        return (out if self.base.groups > 1 else out.transpose(0, 1)) * s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C_in, L) or (N, C_in, H, W) -> the base's output shape."""
         y = self.base(x)
-        if self.merged:
+        if self.disabled or self.merged:
             return y
-        a = self.lora_A.weight
-        xl = x if x.dtype == a.dtype else x.to(a.dtype)
-        if self.lora_dropout_p > 0 and self.training:
-            xl = self.lora_dropout(xl)
-        return (y + self.lora_B(self.lora_A(xl)) * self.scaling).to(y.dtype)
+        out = y
+        for name in self.active_adapters:
+            a_mod = self.lora_A[name]
+            xl = x if x.dtype == a_mod.weight.dtype else x.to(a_mod.weight.dtype)
+            xl = self.lora_dropout[name](xl) if self.training else xl
+            out = out + self.lora_B[name](a_mod(xl)) * self.scaling[name]
+        return out.to(y.dtype)

@@ -19,10 +19,11 @@ from .config import BIASES, AdapterConfig, BiasKind, as_adapter_config
 from .conv import LoRAConv
 from .embedding import LoRAEmbedding
 from .hf import guard_save_pretrained, unguard_save_pretrained
+from .inits import is_split_init
 from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning
 from .linear import LoRALinear
 from .saved import TrainedCopy
-from .state import lora_layers, remember_config, trained_copies
+from .state import adapters_of, lora_layers, remember_config, trained_copies
 from .targets import find_targets, lora_kind, saved_module_paths
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "mark_only_lora_trainable",
     "merge_lora",
     "set_module",
+    "sync_active",
     "unload",
     "unload_lora",
     "unmerge_lora",
@@ -49,7 +51,7 @@ def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
     for pname, p in model.named_parameters(remove_duplicate=False):
         owners.setdefault(id(p), []).append(pname)
     for name in names:
-        w = model.get_submodule(name).weight
+        w = _plain(model.get_submodule(name)).weight
         others = [o for o in owners.get(id(w), []) if not o.startswith(f"{name}.")]
         if others:
             return name, others[0]
@@ -62,19 +64,29 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def _check_layer(model: nn.Module, name: str, config: AdapterConfig) -> None:
+def _check_layer(model: nn.Module, name: str, config: AdapterConfig, adapter_name: str) -> None:
     """The per-layer checks a layer's constructor would make, before anything changes."""
     mod, r = model.get_submodule(name), config.rank_for(name)
+    if isinstance(mod, LoRALayer) and adapter_name in mod.r:
+        raise LoralabError(f"module {name!r} already has LoRA adapter {adapter_name!r}; give "
+                           "another adapter_name or call unload_lora first")
+    if isinstance(mod, LoRALayer) and mod.merged:
+        raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) first")
+    mod = _plain(mod)
     kind = lora_kind(mod)
+    if config.use_dora and kind not in ("linear", "conv1d_hf"):
+        raise LoralabError(f"use_dora=True is not supported on {type(mod).__name__} "
+                           f"({name!r}); DoRA works on Linear and Conv1D layers")
     if config.lora_bias and kind == "embedding":
         raise LoralabError(f"lora_bias=True is not supported on nn.Embedding ({name!r}); "
                            "PEFT refuses it too")
-    if config.init_lora_weights == "pissa":
+    init = config.init_lora_weights
+    if is_split_init(init):
         if kind not in ("linear", "conv1d_hf"):
-            raise LoralabError(f"init_lora_weights='pissa' works on Linear/Conv1D layers; "
+            raise LoralabError(f"init_lora_weights={init!r} works on Linear/Conv1D layers; "
                                f"{name!r} is a {type(mod).__name__}")
         if r > min(mod.weight.shape):
-            raise LoralabError(f"init_lora_weights='pissa' needs r <= min(d_out, d_in); "
+            raise LoralabError(f"init_lora_weights={init!r} needs r <= min(d_out, d_in); "
                                f"module {name!r} has weight {tuple(mod.weight.shape)} and r={r}")
 
 
@@ -89,47 +101,70 @@ def _fan_in_fan_out(config: AdapterConfig, kinds: set[str]) -> None:
 
 
 def inject_lora(model: nn.Module, config: AdapterConfig | object,
-                generator: torch.Generator | None = None, *,
+                generator: torch.Generator | None = None, *, adapter_name: str = "default",
                 autocast_adapter_dtype: bool = True) -> list[str]:
-    """Put LoRA on every layer ``config`` selects; returns the wrapped paths.
+    """Put LoRA adapter ``adapter_name`` on every layer ``config`` selects; returns the paths.
 
     ``config``: an :class:`AdapterConfig`, a ``peft.LoraConfig`` or a dict of its fields.
     Each selected ``nn.Linear`` / ``Conv1D`` becomes a :class:`LoRALinear`, ``nn.Embedding``
     a :class:`LoRAEmbedding`, ``nn.Conv1d``/``nn.Conv2d`` a :class:`LoRAConv`, with the
-    module's own r and α (``rank_pattern``, ``alpha_pattern``). ``modules_to_save`` and the
-    heads of ``task_type`` become trainable copies. Everything but the LoRA factors (and
-    biases, per ``bias``) is frozen. ``autocast_adapter_dtype``: factors in float32 over a
+    module's own r and α (``rank_pattern``, ``alpha_pattern``); a layer that already has LoRA
+    gets the new named adapter beside its others. ``modules_to_save`` and the heads of
+    ``task_type`` become trainable copies. The first adapter is the active one (see
+    :func:`set_adapter`); the active adapters' factors (and biases, per ``bias``) train,
+    everything else is frozen. ``autocast_adapter_dtype``: factors in float32 over a
     float16/bfloat16 base (PEFT's default); ``False`` keeps the base's dtype.
     """
     config = as_adapter_config(config)
-    skip = list(lora_layers(model))
-    saved = saved_module_paths(model, config, skip)
-    names = find_targets(model, config, skip=[*skip, *saved])
+    state = adapters_of(model)
+    if adapter_name in state.configs:
+        raise LoralabError(f"the model already has an adapter named {adapter_name!r}; give "
+                           "another adapter_name or delete_adapter it first")
+    existing = lora_layers(model)
+    saved = saved_module_paths(model, config, list(existing))
+    names = find_targets(model, config, skip=[*existing, *saved], allow_lora=True)
     for name in names:
-        _check_layer(model, name, config)
-    if config.init_lora_weights == "pissa" and (tied := _tied(model, names)):
-        raise LoralabError(f"init_lora_weights='pissa' rewrites the weight of {tied[0]!r}, "
-                           f"which is shared with {tied[1]!r}; use True or untie the weights")
-    kinds = {lora_kind(model.get_submodule(n)) for n in names}
+        _check_layer(model, name, config, adapter_name)
+    if is_split_init(config.init_lora_weights) and (tied := _tied(model, names)):
+        raise LoralabError(f"init_lora_weights={config.init_lora_weights!r} rewrites the "
+                           f"weight of {tied[0]!r}, which is shared with {tied[1]!r}; use True "
+                           "or untie the weights")
+    kinds = {lora_kind(_plain(model.get_submodule(n))) for n in names}
     _fan_in_fan_out(config, kinds)   # type: ignore[arg-type]
     for name in names:
-        base = model.get_submodule(name)
-        cls = _LAYER[lora_kind(base)]  # type: ignore[index]
-        set_module(model, name, cls(base, config.rank_for(name), config.alpha_for(name),
-                                     config.lora_dropout, config.use_rslora,
-                                     config.init_lora_weights, generator,
-                                     lora_bias=config.lora_bias,
-                                     autocast_adapter_dtype=autocast_adapter_dtype))
+        mod = model.get_submodule(name)
+        args = (config.rank_for(name), config.alpha_for(name), config.lora_dropout,
+                config.use_rslora, config.init_lora_weights)
+        kw = {"lora_bias": config.lora_bias, "use_dora": config.use_dora,
+              "autocast_adapter_dtype": autocast_adapter_dtype}
+        if isinstance(mod, LoRALayer):
+            mod.add_adapter(adapter_name, *args, generator=generator, **kw)
+        else:
+            set_module(model, name, _LAYER[lora_kind(mod)](  # type: ignore[index]
+                mod, *args, generator, adapter_name=adapter_name, **kw))
     for name in saved:
-        set_module(model, name, TrainedCopy(model.get_submodule(name)))
+        if not isinstance(model.get_submodule(name), TrainedCopy):
+            set_module(model, name, TrainedCopy(model.get_submodule(name)))
+    remember_config(model, config, adapter_name)
+    sync_active(model)
     mark_only_lora_trainable(model, bias=config.bias)
-    remember_config(model, config)
     guard_save_pretrained(model)
     return names
 
 
+def _plain(mod: nn.Module) -> nn.Module:
+    return mod.base if isinstance(mod, LoRALayer) else mod
+
+
+def sync_active(model: nn.Module) -> None:
+    """Give every LoRA layer the model's active adapter names (a layer skips those it lacks)."""
+    active = adapters_of(model).active
+    for layer in lora_layers(model).values():
+        layer.active_adapters = [a for a in active if a in layer.r]
+
+
 def mark_only_lora_trainable(model: nn.Module, bias: BiasKind = "none") -> None:
-    """Freeze every parameter except the LoRA factors and the trained copies.
+    """Freeze every parameter except the active adapters' factors and the trained copies.
 
     ``bias="all"`` also trains every bias in the model, ``"lora_only"`` the biases of the
     wrapped layers (PEFT's options). Parameters are picked by module type, not by name.
@@ -140,9 +175,8 @@ def mark_only_lora_trainable(model: nn.Module, bias: BiasKind = "none") -> None:
         p.requires_grad_(False)
     for mod in model.modules():
         if isinstance(mod, LoRALayer):
-            for p in (*mod.factors(), mod.lora_bias_param()):
-                if p is not None:
-                    p.requires_grad_(True)
+            for p in mod.trainable():
+                p.requires_grad_(True)
             if bias == "lora_only" and mod.bias is not None:
                 mod.bias.requires_grad_(True)
         elif isinstance(mod, TrainedCopy):
@@ -153,24 +187,32 @@ def mark_only_lora_trainable(model: nn.Module, bias: BiasKind = "none") -> None:
         mod.original_module.requires_grad_(False)
 
 
-def merge_lora(model: nn.Module) -> dict[str, float]:
-    """Merge every LoRA layer (idempotent); returns path -> rounding error.
+def merge_lora(model: nn.Module, adapter_names: list[str] | None = None) -> dict[str, float]:
+    """Merge the active adapters (or ``adapter_names``) of every LoRA layer (idempotent);
+    returns path -> rounding error.
 
     One :class:`LoRAPrecisionWarning` with the largest error is issued for fp16/bf16 bases.
     A layer whose weight is shared with another parameter (a tied ``lm_head``) is refused
     before anything changes, since merging into it would change the other one too; so is a
-    non-finite update (each layer checks its own before writing).
+    non-finite update (each layer's is checked before any is written).
     """
     layers = lora_layers(model)
+    if adapter_names is not None:
+        adapters_of(model).check(adapter_names)
     tied = _tied(model, [n for n, m in layers.items() if not m.merged])
     if tied:
         raise LoralabError(f"the weight of LoRA layer {tied[0]!r} is shared with {tied[1]!r}; "
                            "merging would change both, so keep this model unmerged")
     for name, m in layers.items():
-        if not m.merged and not bool(torch.isfinite(m.delta_weight()).all()):
-            raise LoralabError(f"LoRA layer {name!r} has NaN/Inf in its update (training "
-                               "diverged?); refusing to merge it into the base weights")
-    errors = {n: m.merge(warn=False) for n, m in layers.items()}
+        for a in adapter_names or m.active_adapters:
+            if a in m.r and a not in m.merged_adapters and \
+                    not bool(torch.isfinite(m.delta_weight(a)).all()):
+                raise LoralabError(f"LoRA layer {name!r} has NaN/Inf in adapter {a!r} "
+                                   "(training diverged?); refusing to merge it")
+    errors = {n: m.merge(warn=False, adapter_names=[a for a in (adapter_names or
+                                                                 m.active_adapters)
+                                                    if a in m.r] or None)
+              for n, m in layers.items()}
     low = [n for n, m in layers.items() if m.weight.dtype in LOW_PRECISION]
     if low and max(errors[n] for n in low) > 0:
         worst = max(low, key=lambda n: errors[n])
@@ -204,27 +246,33 @@ def _remove(model: nn.Module, merge: bool) -> nn.Module:
 
 
 def unload_lora(model: nn.Module) -> nn.Module:
-    """Merge each LoRA layer and put its base module back (PEFT's ``merge_and_unload``);
-    returns ``model``, whose weights now hold ``W0 + ΔW``. Trained copies replace their
-    originals. If ``model`` itself is a LoRA layer its merged base is returned."""
+    """Merge the active adapters and put each base module back (PEFT's
+    ``merge_and_unload``); returns ``model``, whose weights now hold ``W0 + ΔW``. Trained
+    copies replace their originals. If ``model`` itself is a LoRA layer its base is
+    returned."""
     return _remove(model, merge=True)
 
 
 def unload(model: nn.Module) -> nn.Module:
     """Remove LoRA without merging (PEFT's ``unload``): the base modules come back as they
-    were (a merged layer is unmerged first); trained copies replace their originals."""
+    were (merged adapters are unmerged first); trained copies replace their originals."""
     return _remove(model, merge=False)
 
 
-def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``{"<path>.lora_A.weight": A, "<path>.lora_B.weight": B, ...}`` (detached), with
-    PEFT's names per layer type (``lora_embedding_A`` / ``_B`` for embeddings)."""
+def lora_state_dict(model: nn.Module, adapter_name: str | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """Adapter ``adapter_name``'s tensors (default: the first active) under PEFT's on-disk
+    names without the prefix: ``{"<path>.lora_A.weight": A, "<path>.lora_B.weight": B}``
+    (``lora_embedding_A`` / ``_B`` for embeddings, ``lora_magnitude_vector`` with DoRA)."""
     out: dict[str, torch.Tensor] = {}
     for name, mod in lora_layers(model).items():
+        a_name = adapter_name or (mod.active_adapters or mod.adapter_names)[0]
+        if a_name not in mod.r:
+            continue
         prefix = f"{name}." if name else ""
         for pname, p in mod.named_parameters():
-            if pname.startswith("lora_"):
-                out[f"{prefix}{pname}"] = p.detach()
+            if pname.startswith("lora_") and f".{a_name}" in f".{pname}":
+                out[prefix + pname.replace(f".{a_name}", "")] = p.detach()
     return out
 
 

@@ -1,15 +1,16 @@
-"""What every LoRA layer shares: a frozen base, ``ΔW = s·B A``, explicit merge and unmerge.
+"""What every LoRA layer shares: a frozen base, named adapters ``ΔW = s·B A``, merge/unmerge.
 
-A LoRA layer wraps a module ``base`` with weight ``W0`` and adds a low-rank update of
-rank ``r``, scaled by ``s = α/r`` (``α/√r`` with rsLoRA). The subclasses say what ``A`` and
-``B`` are for their layer type and how ``ΔW`` lies in the base's weight layout
-(:meth:`LoRALayer.delta_weight`); merging is the same for all::
+A LoRA layer wraps a module ``base`` with weight ``W0`` and holds one or more *named*
+adapters (PEFT's ``adapter_name``, ``"default"`` first). Adapter ``a`` has rank ``r[a]``,
+scale ``s = scaling[a] = α/r`` (``α/√r`` with rsLoRA) and factors ``A``, ``B``; the active
+adapters add up. The subclasses say what ``A`` and ``B`` are for their layer type and how
+``ΔW`` lies in the base's weight layout (:meth:`LoRALayer.delta_weight`). Merging::
 
-    merge:    W0 ← W0 + ΔW   (b ← b + s·b_B with lora_bias)      unmerge: the reverse
+    LoRA:   W0 ← W0 + ΔW          (b ← b + s·b_B with lora_bias)
+    DoRA:   W0 ← m / ‖W0 + ΔW‖_c · (W0 + ΔW)       (‖·‖_c: the norm of each output row)
 
-computed in at least float32 and rounded once into the base's dtype. A non-finite ``ΔW``
-is refused before anything is written (PEFT's ``safe_merge``), so a broken adapter never
-reaches the base weights.
+computed in at least float32 and rounded once into the base's dtype. A non-finite result
+is refused before anything is written (PEFT's ``safe_merge``).
 
 On a float16/bfloat16 base the factors live in float32 by default (PEFT's
 ``autocast_adapter_dtype=True``): a bf16 factor cannot hold the small steps of training
@@ -27,7 +28,7 @@ from torch import nn
 from ..errors import LoralabError
 from .config import InitValue, check_layer_args
 
-__all__ = ["LOW_PRECISION", "LoRALayer", "LoRAPrecisionWarning", "adapter_dtype"]
+__all__ = ["LOW_PRECISION", "LoRALayer", "LoRAPrecisionWarning", "adapter_dtype", "wide"]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -51,42 +52,112 @@ def wide(t: torch.Tensor) -> torch.Tensor:
 
 class LoRALayer(nn.Module):
     """Base of :class:`~loralab.lora.LoRALinear`, :class:`~loralab.lora.LoRAEmbedding` and
-    :class:`~loralab.lora.LoRAConv`: the settings, the frozen ``base``, merge/unmerge.
+    :class:`~loralab.lora.LoRAConv`: per-adapter settings, the frozen ``base``, merging.
 
-    Subclasses create their factors in ``__init__`` (after calling this one), implement
-    :meth:`factors`, :meth:`delta_weight`, :meth:`reset_lora_parameters` and ``forward``.
-    ``merge()`` / ``unmerge()`` are explicit and idempotent (``merged`` flag); ``eval()``
-    and ``forward`` never merge.
+    Per adapter name (dicts, as PEFT's layers): ``r``, ``lora_alpha``, ``scaling``,
+    ``use_rslora``, ``init_lora_weights``, ``lora_bias``, ``use_dora``, the dropout module
+    ``lora_dropout[name]`` and, with DoRA, the magnitude ``lora_magnitude_vector[name]``.
+    ``active_adapters`` add up in ``forward``; ``merged_adapters`` are in the base weight.
+    Subclasses implement :meth:`create_factors`, :meth:`factors`, :meth:`delta_weight`,
+    :meth:`reset_lora_parameters` and ``forward``. ``merge()`` / ``unmerge()`` are explicit
+    and idempotent; ``eval()`` and ``forward`` never merge.
     """
 
-    def __init__(self, base: nn.Module, r: int, lora_alpha: float, lora_dropout: float = 0.0,
-                 use_rslora: bool = False, init_lora_weights: InitValue = True,
-                 lora_bias: bool = False) -> None:
+    dora_types: tuple[str, ...] = ()        # layer kinds that implement DoRA
+
+    def __init__(self, base: nn.Module) -> None:
         super().__init__()
-        check_layer_args(r, lora_alpha, lora_dropout, use_rslora, init_lora_weights)
-        if lora_bias and getattr(base, "bias", None) is None:
-            warnings.warn(f"lora_bias=True on a {type(base).__name__} without a bias: it trains "
-                          "and saves, but cannot be merged (as PEFT warns)", UserWarning,
-                          stacklevel=3)
         self.base = base
-        self.r, self.init_lora_weights, self.lora_bias = r, init_lora_weights, lora_bias
-        self.set_scale(lora_alpha, use_rslora)
-        self.set_dropout(lora_dropout)
-        self.merged = False
-        self.merge_error = 0.0  # max |rounding change| of the last merge (0 for fp32)
+        for name in ("r", "lora_alpha", "scaling", "use_rslora", "init_lora_weights",
+                     "lora_bias", "use_dora"):
+            setattr(self, name, {})
+        self.lora_dropout = nn.ModuleDict()
+        self.lora_magnitude_vector = nn.ParameterDict()
+        self.active_adapters: list[str] = []
+        self.merged_adapters: list[str] = []
+        self.disabled = False
+        self.merge_error = 0.0     # max |rounding change| of the last merge (0 for fp32)
+        self._dora_norm: dict[str, torch.Tensor] = {}
         for p in base.parameters():
             p.requires_grad_(False)
 
-    # ------------------------------------------------------------------ settings
-    def set_scale(self, lora_alpha: float, use_rslora: bool) -> None:
-        """``scaling = α/r`` (``α/√r`` with rsLoRA)."""
-        self.lora_alpha, self.use_rslora = lora_alpha, use_rslora
-        self.scaling = lora_alpha / math.sqrt(self.r) if use_rslora else lora_alpha / self.r
+    # ------------------------------------------------------------------ adapters
+    def add_adapter(self, name: str, r: int, lora_alpha: float, lora_dropout: float = 0.0,
+                    use_rslora: bool = False, init_lora_weights: InitValue = True, *,
+                    lora_bias: bool = False, use_dora: bool = False,
+                    generator: torch.Generator | None = None,
+                    autocast_adapter_dtype: bool = True) -> None:
+        """Create adapter ``name`` (checked first; nothing changes on an error); the first
+        adapter of a layer becomes its active one."""
+        check_layer_args(r, lora_alpha, lora_dropout, use_rslora, init_lora_weights)
+        if not isinstance(name, str) or not name or "." in name:
+            raise LoralabError(f"adapter_name={name!r} is not allowed; give a non-empty name "
+                               "without dots")
+        if name in self.r:
+            raise LoralabError(f"this layer already has an adapter named {name!r}")
+        if use_dora and type(self).__name__ not in self.dora_types:
+            raise LoralabError(f"use_dora=True is not supported on {type(self).__name__} "
+                               f"(base {type(self.base).__name__}); DoRA works on Linear "
+                               "and Conv1D layers")
+        if lora_bias and getattr(self.base, "bias", None) is None:
+            warnings.warn(f"lora_bias=True on a {type(self.base).__name__} without a bias: it "
+                          "trains and saves, but cannot be merged (as PEFT warns)", UserWarning,
+                          stacklevel=3)
+        w = self.base.weight
+        try:
+            self.create_factors(name, r, lora_bias, adapter_dtype(w.dtype, autocast_adapter_dtype))
+            self.r[name], self.init_lora_weights[name], self.lora_bias[name] = \
+                r, init_lora_weights, lora_bias
+            self.use_dora[name] = use_dora
+            self.set_scale(name, lora_alpha, use_rslora)
+            self.set_dropout(name, lora_dropout)
+            self.reset_lora_parameters(name, generator)
+        except Exception:
+            self.delete_adapter(name)
+            raise
+        if use_dora:           # m = ‖W0 + ΔW‖_c at init (‖W0‖_c when B = 0)
+            self.lora_magnitude_vector[name] = nn.Parameter(self.weight_norm(name).detach()
+                                                            .to(self.factors(name)[0].dtype))
+        if not self.active_adapters:
+            self.active_adapters = [name]
 
-    def set_dropout(self, p: float) -> None:
-        """Dropout probability on the LoRA branch's input."""
-        self.lora_dropout_p = float(p)
-        self.lora_dropout = nn.Dropout(p) if p > 0 else nn.Identity()
+    def delete_adapter(self, name: str) -> None:
+        """Remove adapter ``name`` (unmerged first)."""
+        if name in self.merged_adapters:
+            self.unmerge()
+        for d in (self.r, self.lora_alpha, self.scaling, self.use_rslora,
+                  self.init_lora_weights, self.lora_bias, self.use_dora):
+            d.pop(name, None)
+        for holder in self.factor_dicts() + (self.lora_dropout, self.lora_magnitude_vector):
+            if name in holder:
+                del holder[name]
+        self.active_adapters = [a for a in self.active_adapters if a != name]
+
+    @property
+    def adapter_names(self) -> list[str]:
+        """Every adapter of this layer, in the order they were added."""
+        return list(self.r)
+
+    @property
+    def active_adapter(self) -> str:
+        """The first active adapter (the single one in the usual case)."""
+        if not self.active_adapters:
+            raise LoralabError("this LoRA layer has no active adapter")
+        return self.active_adapters[0]
+
+    def set_scale(self, name: str, lora_alpha: float, use_rslora: bool) -> None:
+        """``scaling[name] = α/r`` (``α/√r`` with rsLoRA)."""
+        r = self.r[name]
+        self.lora_alpha[name], self.use_rslora[name] = lora_alpha, use_rslora
+        self.scaling[name] = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
+
+    def set_dropout(self, name: str, p: float) -> None:
+        """Dropout probability on adapter ``name``'s input."""
+        self.lora_dropout[name] = nn.Dropout(p) if p > 0 else nn.Identity()
+
+    def dropout_p(self, name: str) -> float:
+        drop = self.lora_dropout[name]
+        return float(drop.p) if isinstance(drop, nn.Dropout) else 0.0
 
     @property
     def weight(self) -> torch.Tensor:
@@ -98,81 +169,129 @@ class LoRALayer(nn.Module):
         """The base bias or None."""
         return getattr(self.base, "bias", None)
 
+    @property
+    def merged(self) -> bool:
+        return bool(self.merged_adapters)
+
     # ------------------------------------------------------------------ subclass API
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(A, B)`` parameters."""
+    def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
         raise NotImplementedError
 
-    def lora_bias_param(self) -> torch.Tensor | None:
+    def factor_dicts(self) -> tuple:
+        """The containers of A and B (``ModuleDict`` or ``ParameterDict``)."""
+        raise NotImplementedError
+
+    def factors(self, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B)`` parameters of adapter ``name`` (default: the active one)."""
+        raise NotImplementedError
+
+    def lora_bias_param(self, name: str | None = None) -> torch.Tensor | None:
         """``lora_B``'s bias (only with ``lora_bias``)."""
         return None
 
-    def delta_weight(self) -> torch.Tensor:
-        """``ΔW`` in the base weight's layout, in at least float32."""
+    def delta_weight(self, name: str | None = None) -> torch.Tensor:
+        """Plain ``ΔW = s·B A`` in the base weight's layout, in at least float32."""
         raise NotImplementedError
 
-    def reset_lora_parameters(self, generator: torch.Generator | None = None) -> None:
-        """(Re)initialise ``A`` and ``B`` by ``init_lora_weights``."""
+    def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
+                              ) -> None:
         raise NotImplementedError
 
-    def cast_factors(self, dtype: torch.dtype) -> None:
-        """Put ``A``, ``B`` (and ``lora_B``'s bias) in ``dtype`` (float32 on a half base)."""
-        for p in (*self.factors(), self.lora_bias_param()):
-            if p is not None:
-                p.data = p.data.to(dtype)
+    def weight_out_in(self) -> torch.Tensor:
+        """``W0`` as ``(d_out, d_in)`` (DoRA's rows are output rows)."""
+        return self.base.weight
+
+    def weight_norm(self, name: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """DoRA's ``‖W0 + ΔW‖`` per output row (``(d_out,)``), ``W0`` the unmerged base."""
+        w = wide(self.weight_out_in() if weight is None else weight)
+        delta = self.delta_weight(name)
+        delta = delta.t() if getattr(self, "fan_in_fan_out", False) else delta
+        return torch.linalg.norm(w + delta, dim=1)
+
+    def trainable(self, names: list[str] | None = None) -> list[torch.Tensor]:
+        """The parameters that train for adapters ``names`` (default: the active ones)."""
+        out = []
+        for name in self.active_adapters if names is None else names:
+            out += [*self.factors(name), self.lora_bias_param(name)]
+            if name in self.lora_magnitude_vector:
+                out.append(self.lora_magnitude_vector[name])
+        return [p for p in out if p is not None]
 
     # ------------------------------------------------------------------ merge
-    @torch.no_grad()
-    def merge(self, warn: bool = True) -> float:
-        """Add ΔW into the base weight (no-op when merged). Returns the rounding error.
+    def _merged_weight(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        """``W0 + ΔW`` (LoRA) or ``m/‖W0 + ΔW‖·(W0 + ΔW)`` (DoRA) in at least float32."""
+        exact = wide(w) + self.delta_weight(name)
+        if self.use_dora[name]:
+            norm = self.weight_norm(name).detach()
+            self._dora_norm[name] = norm
+            factor = (wide(self.lora_magnitude_vector[name]) / norm).view(-1, 1)
+            exact = factor.t() * exact if getattr(self, "fan_in_fan_out", False) \
+                else factor * exact
+        return exact
 
-        For a float16/bfloat16 base the sum ``W0 + ΔW`` is formed in float32 and rounded
-        once; the return value (also kept in ``merge_error``) is ``max |rounded − exact|``,
-        and with ``warn`` a :class:`LoRAPrecisionWarning` states it. A non-finite ΔW raises
-        :class:`LoralabError` and leaves the base as it was.
+    @torch.no_grad()
+    def merge(self, warn: bool = True, adapter_names: list[str] | None = None) -> float:
+        """Merge the active adapters (or ``adapter_names``) into the base weight.
+
+        Returns the rounding error (``max |rounded − exact|``, 0 for fp32), also kept in
+        ``merge_error``; with ``warn`` a :class:`LoRAPrecisionWarning` states it. A non-finite
+        result raises :class:`LoralabError` and leaves the base as it was.
         """
-        if self.merged:
+        names = [n for n in (adapter_names or self.active_adapters)
+                 if n not in self.merged_adapters]
+        if not names:
             return self.merge_error
-        if self.lora_bias_param() is not None and self.bias is None:
-            raise LoralabError("cannot merge lora_bias=True into a base layer without a bias")
-        w = self.base.weight
-        delta = self.delta_weight()
-        exact = wide(w) + delta
-        bias_b = self.lora_bias_param()
-        new_bias = None if bias_b is None else wide(self.base.bias) + self.scaling * wide(bias_b)
+        if any(self.use_dora[n] for n in names) and (len(names) > 1 or self.merged_adapters):
+            raise LoralabError("a DoRA adapter merges alone; merge one adapter at a time")
+        w, b = self.base.weight, self.bias
+        exact, new_bias = wide(w), None if b is None else wide(b)
+        for name in names:
+            if self.lora_bias_param(name) is not None and b is None:
+                raise LoralabError("cannot merge lora_bias=True into a base layer without a "
+                                   "bias")
+            exact = self._merged_weight(name, exact) if self.use_dora[name] else \
+                exact + self.delta_weight(name)
+            if self.lora_bias_param(name) is not None:
+                new_bias = new_bias + self.scaling[name] * wide(self.lora_bias_param(name))
         if not bool(torch.isfinite(exact).all()) or (
                 new_bias is not None and not bool(torch.isfinite(new_bias).all())):
             raise LoralabError("the LoRA update has NaN/Inf entries (training diverged?); "
                                "refusing to merge it into the base weights")
         w.copy_(exact)
-        if new_bias is not None:
-            self.base.bias.copy_(new_bias)
+        if new_bias is not None and b is not None:
+            b.copy_(new_bias)
         self.merge_error = float((wide(w) - exact).abs().max()) if w.dtype != exact.dtype \
             else 0.0
-        self.merged = True
+        self.merged_adapters += names
         if warn and self.merge_error > 0:
             warnings.warn(f"merging LoRA into a {str(w.dtype).removeprefix('torch.')} weight "
-                          f"{tuple(w.shape)} rounded it by up to {self.merge_error:.3g} "
-                          f"(largest |ΔW| entry: {float(delta.abs().max()):.3g})",
+                          f"{tuple(w.shape)} rounded it by up to {self.merge_error:.3g}",
                           LoRAPrecisionWarning, stacklevel=2)
         return self.merge_error
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        """Subtract ΔW from the base weight again (no-op when not merged).
+        """Take every merged adapter out of the base weight again (no-op when none is).
 
         Exact up to float rounding: ≤ ~1e-6 relative in float32; in float16/bfloat16 the
         merge and unmerge roundings add up (see ``merge_error``).
         """
-        if not self.merged:
-            return
-        w = self.base.weight
-        w.copy_(wide(w) - self.delta_weight())
-        bias_b = self.lora_bias_param()
-        if bias_b is not None:
-            self.base.bias.copy_(wide(self.base.bias) - self.scaling * wide(bias_b))
-        self.merged = False
+        w, b = self.base.weight, self.bias
+        for name in reversed(self.merged_adapters):
+            if self.use_dora[name]:
+                norm = self._dora_norm.pop(name)
+                factor = (wide(self.lora_magnitude_vector[name]) / norm).view(-1, 1)
+                factor = factor.t() if getattr(self, "fan_in_fan_out", False) else factor
+                w.copy_(wide(w) / factor - self.delta_weight(name))
+            else:
+                w.copy_(wide(w) - self.delta_weight(name))
+            if self.lora_bias_param(name) is not None and b is not None:
+                b.copy_(wide(b) - self.scaling[name] * wide(self.lora_bias_param(name)))
+        self.merged_adapters = []
 
     def extra_repr(self) -> str:
-        return (f"r={self.r}, lora_alpha={self.lora_alpha}, scaling={self.scaling:.4g}, "
-                f"init_lora_weights={self.init_lora_weights!r}, merged={self.merged}")
+        parts = [f"{n}: r={self.r[n]}, lora_alpha={self.lora_alpha[n]}, "
+                 f"scaling={self.scaling[n]:.4g}{', dora' if self.use_dora[n] else ''}"
+                 for n in self.r]
+        return f"adapters=[{'; '.join(parts)}], active={self.active_adapters}, " \
+               f"merged={self.merged_adapters}"

@@ -1,4 +1,4 @@
-"""``LoRALinear``: a frozen ``nn.Linear`` (or GPT-2's ``Conv1D``) plus ``ΔW = s·B A``.
+"""``LoRALinear``: a frozen ``nn.Linear`` (or GPT-2's ``Conv1D``) plus ``ΔW = s·B A`` (or DoRA).
 
 Shapes (PEFT's convention): ``W0: (d_out, d_in)``, ``A: (r, d_in)``, ``B: (d_out, r)``,
 ``s = α/r`` (``α/√r`` with rsLoRA)::
@@ -8,6 +8,15 @@ Shapes (PEFT's convention): ``W0: (d_out, d_in)``, ``A: (r, d_in)``, ``B: (d_out
 transformers' ``Conv1D`` stores the transpose, ``W: (d_in, d_out)`` with ``y = x W + b``
 (PEFT's ``fan_in_fan_out=True``): the same ``A`` and ``B``, and ``ΔW`` is written into ``W``
 as ``(s·B A)ᵀ``. Both take the fused path below.
+
+DoRA (Liu et al. 2024, ``use_dora=True``) splits the weight into a magnitude ``m: (d_out,)``
+(trained, initialised to ``‖W0‖_c``, each output row's norm) and a direction::
+
+    W' = m · (W0 + s·B A) / ‖W0 + s·B A‖_c          y = x W'ᵀ + b
+
+with the norm treated as a constant in the backward (detached), as the paper (§4.3) and PEFT
+do. Computed as ``y = b + (m/‖·‖_c) ⊙ (x W0ᵀ + s·(x Aᵀ) Bᵀ)``: no ``(d_out, d_in)`` weight
+is formed but ``B A`` itself for the norm.
 """
 
 from __future__ import annotations
@@ -16,10 +25,12 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import LoralabError
 from .config import InitValue
-from .layer import LOW_PRECISION, LoRALayer, adapter_dtype
+from .inits import split_init
+from .layer import LOW_PRECISION, LoRALayer
 from .targets import is_conv1d
 
 __all__ = ["LoRALinear"]
@@ -87,119 +98,150 @@ class _FusedLoRA(torch.autograd.Function):
 
 
 class LoRALinear(LoRALayer):
-    """A frozen ``nn.Linear`` or ``Conv1D`` plus a trainable low-rank update.
+    """A frozen ``nn.Linear`` or ``Conv1D`` plus trainable low-rank updates.
 
-    ``y = base(x) + scaling · lora_B(lora_A(dropout(x)))`` with ``lora_A.weight: (r, d_in)``,
-    ``lora_B.weight: (d_out, r)``, ``scaling = α/r`` (``α/√r`` with ``use_rslora``).
+    ``y = base(x) + Σ_active scaling[a] · lora_B[a](lora_A[a](dropout(x)))`` with
+    ``lora_A[a].weight: (r, d_in)``, ``lora_B[a].weight: (d_out, r)``,
+    ``scaling = α/r`` (``α/√r`` with ``use_rslora``); DoRA as in the module doc.
 
     Init (as PEFT): ``True``: A Kaiming-uniform (a=√5, i.e. U(±1/√d_in)), B = 0; ``False``:
     both Kaiming-uniform (the update starts non-zero); ``"gaussian"``: A ~ N(0, (1/r)²),
-    B = 0; ``"pissa"``: with ``W0 = U S Vᵀ`` the top-r part moves into the adapter,
-    ``A = diag(√(S_r/s)) V_rᵀ``, ``B = U_r diag(√(S_r/s))``, and the base keeps the residual
-    ``W0 − s·B A``: the output is unchanged at init. ``lora_bias`` gives ``lora_B`` a bias.
-    ``autocast_adapter_dtype``: A, B in float32 over a float16/bfloat16 base.
+    B = 0; ``"pissa"`` / ``"pissa_niter_K"``: with ``W0 = U S Vᵀ`` the top-r part moves into
+    the adapter, ``A = diag(√(S_r/s)) V_rᵀ``, ``B = U_r diag(√(S_r/s))`` (exact SVD, or
+    ``torch.svd_lowrank`` with K power iterations), and the base keeps ``W0 − s·B A``;
+    ``"olora"``: ``W0 = Q R``, ``B = Q_r``, ``A = R_r``, the base keeps ``W0 − s·B A``. The
+    output is unchanged at init for all but ``False``.
+    ``lora_bias`` gives ``lora_B`` a bias; ``autocast_adapter_dtype``: A, B in float32 over a
+    float16/bfloat16 base.
     """
+
+    dora_types = ("LoRALinear",)
 
     def __init__(self, base: nn.Module, r: int, lora_alpha: float, lora_dropout: float = 0.0,
                  use_rslora: bool = False, init_lora_weights: InitValue = True,
                  generator: torch.Generator | None = None, *, lora_bias: bool = False,
-                 autocast_adapter_dtype: bool = True) -> None:
+                 use_dora: bool = False, autocast_adapter_dtype: bool = True,
+                 adapter_name: str = "default") -> None:
         if not (isinstance(base, nn.Linear) or is_conv1d(base)):
             raise LoralabError(f"LoRALinear wraps an nn.Linear or a Conv1D, got "
                                f"{type(base).__name__}")
-        super().__init__(base, r, lora_alpha, lora_dropout, use_rslora, init_lora_weights,
-                         lora_bias)
+        super().__init__(base)
         self.fan_in_fan_out = is_conv1d(base)
         w = base.weight
         d_out, d_in = (w.shape[1], w.shape[0]) if self.fan_in_fan_out else w.shape
         self.in_features, self.out_features = int(d_in), int(d_out)
-        kw = {"device": w.device, "dtype": adapter_dtype(w.dtype, autocast_adapter_dtype)}
-        self.lora_A = nn.utils.skip_init(nn.Linear, self.in_features, r, bias=False, **kw)
-        self.lora_B = nn.utils.skip_init(nn.Linear, r, self.out_features, bias=lora_bias, **kw)
-        self.reset_lora_parameters(generator)
+        self.lora_A, self.lora_B = nn.ModuleDict(), nn.ModuleDict()
+        self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
+                         init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
+                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype)
 
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.lora_A.weight, self.lora_B.weight
+    def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
+        kw = {"device": self.base.weight.device, "dtype": dtype}
+        self.lora_A[name] = nn.utils.skip_init(nn.Linear, self.in_features, r, bias=False, **kw)
+        self.lora_B[name] = nn.utils.skip_init(nn.Linear, r, self.out_features, bias=lora_bias,
+                                               **kw)
 
-    def lora_bias_param(self) -> torch.Tensor | None:
-        return self.lora_B.bias
+    def factor_dicts(self) -> tuple:
+        return self.lora_A, self.lora_B
 
-    def base_weight_out_in(self) -> torch.Tensor:
+    def factors(self, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        name = name or self.active_adapter
+        return self.lora_A[name].weight, self.lora_B[name].weight
+
+    def lora_bias_param(self, name: str | None = None) -> torch.Tensor | None:
+        return self.lora_B[name or self.active_adapter].bias
+
+    def weight_out_in(self) -> torch.Tensor:
         """``W0`` as ``(d_out, d_in)`` (a transposed view for ``Conv1D``)."""
         w = self.base.weight
         return w.t() if self.fan_in_fan_out else w
 
     @torch.no_grad()
-    def reset_lora_parameters(self, generator: torch.Generator | None = None) -> None:
-        """(Re)initialise A and B by ``init_lora_weights`` (PiSSA: moves the top-r SVD part)."""
+    def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
+                              ) -> None:
+        """(Re)initialise adapter ``name``'s A and B by its ``init_lora_weights``."""
         if self.merged:
             raise LoralabError("cannot re-initialise a merged LoRALinear; call unmerge() first")
-        a, b = self.lora_A.weight, self.lora_B.weight
-        init = self.init_lora_weights
-        if init == "pissa":
-            self._pissa_init()
+        a, b = self.factors(name)
+        bias = self.lora_B[name].bias
+        init = self.init_lora_weights[name]
+        if isinstance(init, str) and (init == "olora" or init.startswith("pissa")):
+            split_init(self, name, init, generator)
             return
         if init == "gaussian":
-            nn.init.normal_(a, std=1.0 / self.r, generator=generator)
+            nn.init.normal_(a, std=1.0 / self.r[name], generator=generator)
         else:
             nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
         if init is False:           # PEFT leaves nn.Linear's own init: B is random too
             nn.init.kaiming_uniform_(b, a=math.sqrt(5), generator=generator)
-            if self.lora_B.bias is not None:
-                bound = 1 / math.sqrt(self.r)
-                nn.init.uniform_(self.lora_B.bias, -bound, bound, generator=generator)
+            if bias is not None:
+                bound = 1 / math.sqrt(self.r[name])
+                nn.init.uniform_(bias, -bound, bound, generator=generator)
         else:
             nn.init.zeros_(b)
-            if self.lora_B.bias is not None:
-                nn.init.zeros_(self.lora_B.bias)
+            if bias is not None:
+                nn.init.zeros_(bias)
 
-    def _pissa_init(self) -> None:
-        w = self.base_weight_out_in()
-        if self.r > min(w.shape):
-            raise LoralabError(f"init_lora_weights='pissa' needs r <= min(d_out, d_in) = "
-                               f"{min(w.shape)}, got r={self.r}")
-        w32 = w.detach().float()
-        u, s, vh = torch.linalg.svd(w32, full_matrices=False)  # (out,k) (k,) (k,in)
-        sr = s[: self.r] / self.scaling
-        a = torch.diag(sr.sqrt()) @ vh[: self.r]  # (r, d_in)
-        b = u[:, : self.r] @ torch.diag(sr.sqrt())  # (d_out, r)
-        self.lora_A.weight.copy_(a)
-        self.lora_B.weight.copy_(b)
-        a, b = self.lora_A.weight.float(), self.lora_B.weight.float()  # as rounded
-        w.copy_(w32 - self.scaling * (b @ a))
-
-    def delta_weight(self) -> torch.Tensor:
+    def delta_weight(self, name: str | None = None) -> torch.Tensor:
         """``ΔW = scaling · B A``: (d_out, r) @ (r, d_in) -> (d_out, d_in), in the base's
         layout (transposed for ``Conv1D``); float32 for fp16/bf16 factors."""
-        a, b = self.lora_A.weight, self.lora_B.weight
+        name = name or self.active_adapter
+        a, b = self.factors(name)
         if a.dtype in LOW_PRECISION:
             a, b = a.float(), b.float()
-        delta = (b @ a) * self.scaling
+        delta = (b @ a) * self.scaling[name]
         return delta.t() if self.fan_in_fan_out else delta
 
     def _fused_ok(self, x: torch.Tensor) -> bool:
-        base, w, a = self.base, self.base.weight, self.lora_A.weight
-        return ((type(base) is nn.Linear or self.fan_in_fan_out)
-                and x.dtype == w.dtype == a.dtype and self.lora_B.bias is None
+        if len(self.active_adapters) != 1:
+            return False
+        name = self.active_adapters[0]
+        base, w = self.base, self.base.weight
+        a_mod, b_mod = self.lora_A[name], self.lora_B[name]
+        return ((type(base) is nn.Linear or self.fan_in_fan_out) and not self.use_dora[name]
+                and x.dtype == w.dtype == a_mod.weight.dtype and b_mod.bias is None
                 and not (base._forward_hooks or base._forward_pre_hooks
-                         or self.lora_A._forward_hooks or self.lora_A._forward_pre_hooks
-                         or self.lora_B._forward_hooks or self.lora_B._forward_pre_hooks)
+                         or a_mod._forward_hooks or a_mod._forward_pre_hooks
+                         or b_mod._forward_hooks or b_mod._forward_pre_hooks)
                 and not _autocast_on(x.device.type))
+
+    def _dora(self, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with DoRA adapter ``name`` applied (``y`` holds the base output so far)."""
+        a_mod, b_mod = self.lora_A[name], self.lora_B[name]
+        s, drop = self.scaling[name], self.lora_dropout[name]
+        xl = x if x.dtype == a_mod.weight.dtype else x.to(a_mod.weight.dtype)
+        bias = self.bias
+        if isinstance(drop, nn.Identity) or not self.training:
+            base_out = y if bias is None else y - bias          # x W0ᵀ, reused
+        else:
+            xl = drop(xl)
+            base_out = F.linear(xl.to(y.dtype), self.weight_out_in())
+        with torch.no_grad():
+            norm = self.weight_norm(name).to(y.dtype)           # ‖W0 + s·B A‖_c, detached
+        scale = (self.lora_magnitude_vector[name] / norm).view(1, -1)   # (1, d_out)
+        lora = b_mod(a_mod(xl)) * s                            # (..., r) -> (..., d_out)
+        return y + (scale - 1) * base_out + scale * lora
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., d_in) -> (..., d_out)."""
-        if self.merged:
+        if self.disabled or self.merged or not self.active_adapters:
             return self.base(x)
-        dropout = self.lora_dropout_p > 0 and self.training
-        a = self.lora_A.weight
         if self._fused_ok(x):
-            xd = self.lora_dropout(x) if dropout else None
-            return _FusedLoRA.apply(x, xd, self.base_weight_out_in(), self.base.bias, a,
-                                    self.lora_B.weight, self.scaling)
-        # General path (autocast, hooks, subclasses, mixed dtypes): PEFT's exact formula.
+            name = self.active_adapters[0]
+            dropout = self.training and isinstance(self.lora_dropout[name], nn.Dropout)
+            xd = self.lora_dropout[name](x) if dropout else None
+            a, b = self.factors(name)
+            return _FusedLoRA.apply(x, xd, self.weight_out_in(), self.base.bias, a, b,
+                                    self.scaling[name])
+        # General path (several adapters, DoRA, autocast, hooks, mixed dtypes): PEFT's formula.
         y = self.base(x)  # (..., d_out)
-        xl = x if x.dtype == a.dtype else x.to(a.dtype)
-        if dropout:
-            xl = self.lora_dropout(xl)
-        out = y + self.lora_B(self.lora_A(xl)) * self.scaling  # (..., r) -> (..., d_out)
+        out = y
+        for name in self.active_adapters:
+            if self.use_dora[name]:
+                out = self._dora(name, x, out)
+                continue
+            a_mod = self.lora_A[name]
+            xl = x if x.dtype == a_mod.weight.dtype else x.to(a_mod.weight.dtype)
+            xl = self.lora_dropout[name](xl) if self.training else xl
+            out = out + self.lora_B[name](a_mod(xl)) * self.scaling[name]
         return out.to(y.dtype)

@@ -55,8 +55,11 @@ def read_adapter(folder: str | os.PathLike[str]) -> tuple[AdapterConfig, dict[st
     return config, tensors
 
 
-def _new_shapes(mod: nn.Module, r: int, lora_bias: bool) -> dict[str, tuple[int, ...]]:
-    """Shapes of the factors a LoRA layer of rank ``r`` on ``mod`` will have."""
+def _new_shapes(mod: nn.Module, r: int, lora_bias: bool, use_dora: bool
+                ) -> dict[str, tuple[int, ...]]:
+    """Shapes of the factors a LoRA adapter of rank ``r`` on ``mod`` will have."""
+    if isinstance(mod, LoRALayer):
+        mod = mod.base
     kind, w = lora_kind(mod), mod.weight
     if kind == "embedding":
         return {"A": (r, w.shape[0]), "B": (w.shape[1], r)}
@@ -69,19 +72,23 @@ def _new_shapes(mod: nn.Module, r: int, lora_bias: bool) -> dict[str, tuple[int,
         out = {"A": (r, d_in), "B": (d_out, r)}
     if lora_bias:
         out["bias"] = (out["B"][0],)
+    if use_dora:
+        out["magnitude"] = (out["B"][0],)
     return out
 
 
-def _layer_shapes(layer: LoRALayer) -> dict[str, tuple[int, ...]]:
-    a, b = layer.factors()
-    out = {"A": tuple(a.shape), "B": tuple(b.shape)}
-    if layer.lora_bias_param() is not None:
-        out["bias"] = tuple(layer.lora_bias_param().shape)
+def _layer_shapes(layer: LoRALayer, a: str) -> dict[str, tuple[int, ...]]:
+    fa, fb = layer.factors(a)
+    out = {"A": tuple(fa.shape), "B": tuple(fb.shape)}
+    if layer.lora_bias_param(a) is not None:
+        out["bias"] = tuple(layer.lora_bias_param(a).shape)
+    if a in layer.lora_magnitude_vector:
+        out["magnitude"] = tuple(layer.lora_magnitude_vector[a].shape)
     return out
 
 
-def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved: list[str]
-              ) -> tuple[dict[str, tuple[Where, tuple[int, ...]]], set[str]]:
+def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved: list[str],
+              adapter: str) -> tuple[dict[str, tuple[Where, tuple[int, ...]]], set[str]]:
     """Every key the file may hold (where it goes, its shape), and those it must hold.
 
     A saved module ``p`` is stored as ``p.<key>``; PEFT's ``bias="all"`` also writes the
@@ -92,12 +99,13 @@ def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved
     required: set[str] = set()
     for name in targets:
         mod = model.get_submodule(name)
-        shapes = _layer_shapes(mod) if isinstance(mod, LoRALayer) else \
-            _new_shapes(mod, config.rank_for(name), config.lora_bias)
+        shapes = _layer_shapes(mod, adapter) if isinstance(mod, LoRALayer) and adapter in mod.r \
+            else _new_shapes(mod, config.rank_for(name), config.lora_bias, config.use_dora)
         emb = lora_kind(mod) == "embedding" or type(mod).__name__ == "LoRAEmbedding"
         a_name, b_name = ("lora_embedding_A", "lora_embedding_B") if emb else \
             ("lora_A.weight", "lora_B.weight")
-        for part, key in (("A", a_name), ("B", b_name), ("bias", "lora_B.bias")):
+        for part, key in (("A", a_name), ("B", b_name), ("bias", "lora_B.bias"),
+                          ("magnitude", "lora_magnitude_vector")):
             if part in shapes:
                 out[f"{PREFIX}{name}.{key}"] = (("factor", f"{name}:{part}"), shapes[part])
                 required.add(f"{PREFIX}{name}.{key}")
@@ -126,17 +134,26 @@ def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved
     return out, required
 
 
-def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor]
-          ) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]]]:
+def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor],
+          adapter: str) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]]]:
     """Check everything; return the LoRA paths, the saved modules and {key: (where, t)}."""
     layers = lora_layers(model)
     saved = saved_module_paths(model, config, skip=list(layers))
-    targets = sorted(layers) if layers else find_targets(model, config, skip=saved)
+    having = sorted(n for n, m in layers.items() if adapter in m.r)
+    targets = having or find_targets(model, config, skip=[*layers, *saved], allow_lora=True)
     for name in targets:
-        if layers and layers[name].merged:
+        layer = layers.get(name)
+        if layer is not None and layer.merged:
             raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) before "
                                "loading an adapter into it")
-    expected, required = _expected(model, config, targets, saved)
+        if layer is not None and adapter in layer.r and (
+                layer.use_dora[adapter], layer.lora_bias[adapter]) != (config.use_dora,
+                                                                       config.lora_bias):
+            raise LoralabError(f"the adapter config has use_dora={config.use_dora}, "
+                               f"lora_bias={config.lora_bias} but the model's adapter "
+                               f"{adapter!r} on {name!r} has use_dora="
+                               f"{layer.use_dora[adapter]}, lora_bias={layer.lora_bias[adapter]}")
+    expected, required = _expected(model, config, targets, saved, adapter)
     plan: dict[str, tuple[Where, torch.Tensor]] = {}
     for key, t in sorted(tensors.items()):
         if key not in expected:
@@ -167,13 +184,16 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
     return targets, saved, plan
 
 
-def _destination(model: nn.Module, where: Where, saved: list[str]) -> torch.Tensor:
+def _destination(model: nn.Module, where: Where, saved: list[str], adapter: str
+                 ) -> torch.Tensor:
     kind, spec = where
     if kind == "factor":
         name, part = spec.rsplit(":", 1)
         layer = model.get_submodule(name)
-        a, b = layer.factors()
-        return {"A": a, "B": b}.get(part) if part != "bias" else layer.lora_bias_param()
+        if part == "magnitude":
+            return layer.lora_magnitude_vector[adapter]
+        a, b = layer.factors(adapter)
+        return {"A": a, "B": b}.get(part) if part != "bias" else layer.lora_bias_param(adapter)
     path, _, key = spec.partition(".module.")
     if path in saved and key:
         return model.get_submodule(path).module.state_dict(keep_vars=True)[key]
@@ -185,34 +205,38 @@ def _destination(model: nn.Module, where: Where, saved: list[str]) -> torch.Tens
 
 
 def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
-                 config: AdapterConfig | Any | None = None) -> list[str]:
-    """Load a PEFT-format adapter into ``model``; returns the LoRA module paths.
+                 config: AdapterConfig | Any | None = None,
+                 adapter_name: str = "default") -> list[str]:
+    """Load a PEFT-format adapter folder into ``model`` as ``adapter_name``; returns the LoRA
+    module paths.
 
-    A plain model gets LoRA injected from the saved config (PEFT's matching rules; or from
-    ``config``, an :class:`AdapterConfig`, ``peft.LoraConfig`` or dict, when given); a model
-    that already has LoRA layers has them filled, with each layer's α, rsLoRA and dropout set
-    from the config. Any mismatch raises :class:`LoralabError` before anything changes.
+    When the model has no adapter of that name, it is injected from the saved config (PEFT's
+    matching rules; or from ``config``, an :class:`AdapterConfig`, ``peft.LoraConfig`` or
+    dict, when given) beside any adapters the model has; when it has one, its layers are
+    filled, with each layer's α, rsLoRA and dropout set from the config. For PEFT's
+    multi-adapter folders load ``folder`` and then ``folder/<name>`` as ``name``. Any
+    mismatch raises :class:`LoralabError` before anything changes.
     """
     file_config, tensors = read_adapter(folder)
     config = as_adapter_config(config) if config is not None else file_config
-    targets, saved, plan = _plan(model, config, tensors)
-    had_lora = bool(lora_layers(model))
+    targets, saved, plan = _plan(model, config, tensors, adapter_name)
+    had_lora = any(adapter_name in m.r for m in lora_layers(model).values())
     if not had_lora:  # the init is overwritten below; keep the caller's RNG streams as they were
         cuda = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
-        with torch.random.fork_rng(devices=cuda):
-            inject_lora(model, config)  # "pissa" redoes the SVD split of each base, as PEFT does
+        with torch.random.fork_rng(devices=cuda):  # "pissa" redoes the SVD split, as PEFT does
+            inject_lora(model, config, adapter_name=adapter_name)
     for path in saved:
         if not isinstance(model.get_submodule(path), TrainedCopy):
             set_module(model, path, TrainedCopy(model.get_submodule(path)))
     with torch.no_grad():
         for where, t in plan.values():
-            dest = _destination(model, where, saved)
+            dest = _destination(model, where, saved, adapter_name)
             dest.copy_(t.to(device=dest.device, dtype=dest.dtype))
         for name in targets:
             layer = model.get_submodule(name)
-            layer.set_scale(config.alpha_for(name), config.use_rslora)
-            layer.set_dropout(config.lora_dropout)
+            layer.set_scale(adapter_name, config.alpha_for(name), config.use_rslora)
+            layer.set_dropout(adapter_name, config.lora_dropout)
     if had_lora:
         mark_only_lora_trainable(model, bias=config.bias)
-    remember_config(model, config)
+    remember_config(model, config, adapter_name)
     return targets

@@ -27,12 +27,15 @@ class TrainedCopy(nn.Module):
         super().__init__()
         self.original_module = module
         self.module = copy.deepcopy(module)
+        self.disabled = False          # inside disable_adapters: the original answers
         for p in module.parameters():
             p.requires_grad_(False)
         for p in self.module.parameters():
             p.requires_grad_(True)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.disabled:
+            return self.original_module(*args, **kwargs)
         return self.module(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

@@ -128,19 +128,21 @@ def selected_names(model: nn.Module, config: AdapterConfig, skip: list[str]) -> 
     if config.target_modules == "all-linear":
         heads = _output_heads(model, config)
         names = [n for n, m in model.named_modules()
-                 if n and lora_kind(m) in ("linear", "conv1d_hf") and n not in heads
-                 and not _inside(n, skip)]
+                 if n and (lora_kind(m) in ("linear", "conv1d_hf")
+                           or type(m).__name__ == "LoRALinear")
+                 and n not in heads and not _inside(n, skip)]
         resolved = replace(config, target_modules=names or ["-"])
         return [n for n in names if match_target(resolved, n)]
     return [n for n, _ in model.named_modules()
             if n and not _inside(n, skip) and match_target(config, n)]
 
 
-def find_targets(model: nn.Module, config: AdapterConfig, skip: list[str] | None = None
-                 ) -> list[str]:
+def find_targets(model: nn.Module, config: AdapterConfig, skip: list[str] | None = None,
+                 allow_lora: bool = False) -> list[str]:
     """The module paths ``config`` selects, checked; ``model`` is not changed.
 
     ``skip``: paths whose insides are not searched (modules that already carry LoRA).
+    ``allow_lora``: a selected LoRA layer is fine (a new named adapter goes into it).
     Raises :class:`LoralabError` when nothing matches (listing the layers that could take
     LoRA), when a match is a type without LoRA support, or is shared by several paths.
     """
@@ -152,6 +154,8 @@ def find_targets(model: nn.Module, config: AdapterConfig, skip: list[str] | None
         if isinstance(parent, nn.MultiheadAttention):
             raise LoralabError(f"module {name!r} belongs to an nn.MultiheadAttention, which "
                                "reads its weight directly; LoRA there would have no effect")
+        if isinstance(mod, LoRALayer) and allow_lora:
+            continue
         if isinstance(mod, LoRALayer):
             raise LoralabError(f"module {name!r} already has LoRA; call unload_lora (or "
                                "load into it) instead of injecting twice")
