@@ -219,7 +219,7 @@ def edit_config(folder: Path, **changes) -> None:
     (lambda d: edit_config(d, use_dora=True), "lora_magnitude_vector|use_dora=True"),
     (lambda d: edit_config(d, layer_replication=[[0, 1]]), "layer_replication=.* not supported"),
     (lambda d: edit_config(d, rank_pattern={"q": 4}), r"has shape \(2, 8\) but .*expects \(4, 8\)"),
-    (lambda d: edit_config(d, init_lora_weights="loftq"), "init_lora_weights='loftq'"),
+    (lambda d: edit_config(d, init_lora_weights="eva"), "init_lora_weights='eva'"),
     (lambda d: edit_config(d, peft_type="IA3"), "peft_type='IA3'"),
     (lambda d: edit_config(d, lora_alpha=-1), "lora_alpha=-1"),
     (lambda d: (d / "adapter_config.json").write_text("{oops"), "not valid JSON"),

@@ -413,7 +413,7 @@ def test_multihead_attention_out_proj_is_refused() -> None:
     ({"r": 0}, "r=0"), ({"r": 2.5}, "r=2.5"), ({"r": True}, "r=True"),
     ({"lora_alpha": 0}, "lora_alpha=0"), ({"lora_alpha": float("nan")}, "lora_alpha=nan"),
     ({"lora_dropout": 1.0}, "lora_dropout=1.0"), ({"lora_dropout": -0.1}, "lora_dropout=-0.1"),
-    ({"init_lora_weights": "loftq"}, "init_lora_weights='loftq'"),
+    ({"init_lora_weights": "eva"}, "init_lora_weights='eva'"),
     ({"init_lora_weights": "pissa_niter_0"}, "pissa_niter_0"),
     ({"bias": "some"}, "bias='some'"), ({"layers_to_transform": "0"}, "layers_to_transform"),
     ({"rank_pattern": {"q": 0}}, "rank_pattern"), ({"task_type": "CLS"}, "task_type='CLS'"),

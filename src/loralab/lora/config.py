@@ -37,7 +37,7 @@ __all__ = [
 InitValue = bool | str      # True, False, "gaussian", "pissa", "pissa_niter_K", "olora"
 BiasKind = Literal["none", "all", "lora_only"]
 BIASES: tuple[str, ...] = ("none", "all", "lora_only")
-INIT_STRINGS: tuple[str, ...] = ("gaussian", "pissa", "olora")
+INIT_STRINGS: tuple[str, ...] = ("gaussian", "pissa", "olora", "loftq")
 # PEFT's task types, and the heads PEFT trains in full for them (modules_to_save).
 TASK_HEADS: dict[str, tuple[str, ...]] = {
     "SEQ_CLS": ("classifier", "score"), "TOKEN_CLS": ("classifier", "score"),
@@ -69,10 +69,11 @@ def check_layer_args(r: object, lora_alpha: object, lora_dropout: object, use_rs
         isinstance(init_lora_weights, str)
         and re.fullmatch(r"pissa_niter_[1-9]\d*", init_lora_weights) is not None)
     if not ok:
-        hint = (" ('loftq', 'eva', 'corda' and the others are not implemented)"
+        hint = (" ('eva', 'corda' and the others are not implemented)"
                 if isinstance(init_lora_weights, str) else "")
         raise LoralabError(f"init_lora_weights={init_lora_weights!r} is not allowed; use True, "
-                           f"False, 'gaussian', 'pissa', 'pissa_niter_K' or 'olora'{hint}")
+                           f"False, 'gaussian', 'pissa', 'pissa_niter_K', 'olora' or "
+                           f"'loftq'{hint}")
 
 
 def _check_alpha(name: str, a: object) -> None:
@@ -147,6 +148,26 @@ def _check_layers(value: object) -> int | list[int] | None:
                        "(e.g. 0) or a list of them (e.g. [0, 2])")
 
 
+def _check_loftq(value: object, init: object) -> dict[str, int]:
+    """PEFT's ``loftq_config``: ``{"loftq_bits": 4 or 8, "loftq_iter": N ≥ 1}``."""
+    value = dict(value or {}) if isinstance(value, Mapping | type(None)) else value
+    if not isinstance(value, dict):
+        raise LoralabError(f"loftq_config={value!r} is not allowed; give a dict such as "
+                           "{'loftq_bits': 4, 'loftq_iter': 1}")
+    if init != "loftq":
+        return value
+    unknown = sorted(set(value) - {"loftq_bits", "loftq_iter"})
+    if unknown:
+        raise LoralabError(f"loftq_config key {unknown[0]!r} is not allowed; use loftq_bits "
+                           "and loftq_iter")
+    bits, iters = value.setdefault("loftq_bits", 4), value.setdefault("loftq_iter", 1)
+    if bits not in (4, 8) or isinstance(bits, bool):
+        raise LoralabError(f"loftq_bits={bits!r} is not allowed; use 4 or 8")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise LoralabError(f"loftq_iter={iters!r} is not allowed; it must be an integer >= 1")
+    return value
+
+
 def pattern_key(keys: Sequence[str], path: str) -> str | None:
     """PEFT's ``get_pattern_key``: the first key ``k`` with ``(.*\\.)?(k)$`` matching ``path``."""
     return next((k for k in keys if re.match(rf"(.*\.)?({k})$", path)), None)
@@ -170,6 +191,7 @@ class AdapterConfig:
     layer index or a list of them; layers_pattern: the name of the layer list
     (``"layers"``, ``"h"``). lora_bias: ``lora_B`` gets a bias (trained, merged as
     ``b += s·b_B``). use_dora: DoRA (magnitude and direction, Linear and Conv1D).
+    loftq_config: with ``init_lora_weights="loftq"``, ``{"loftq_bits": 4|8, "loftq_iter": N}``.
     """
 
     r: int = 8
@@ -189,6 +211,7 @@ class AdapterConfig:
     layers_pattern: list[str] | str | None = None
     lora_bias: bool = False
     use_dora: bool = False
+    loftq_config: dict[str, int] = field(default_factory=dict)
     base_model_name_or_path: str | None = None
     revision: str | None = None
 
@@ -202,6 +225,7 @@ class AdapterConfig:
             if not isinstance(getattr(self, name), bool):
                 raise LoralabError(f"{name}={getattr(self, name)!r} is not allowed; use "
                                    "True/False")
+        self.loftq_config = _check_loftq(self.loftq_config, self.init_lora_weights)
         if self.lora_bias and not isinstance(self.init_lora_weights, bool):
             raise LoralabError(f"lora_bias=True with init_lora_weights="
                                f"{self.init_lora_weights!r} is not allowed; lora_bias needs "

@@ -33,7 +33,8 @@ class LoRAConv(LoRALayer):
                  lora_dropout: float = 0.0, use_rslora: bool = False,
                  init_lora_weights: InitValue = True, generator: torch.Generator | None = None,
                  *, lora_bias: bool = False, use_dora: bool = False,
-                 autocast_adapter_dtype: bool = True, adapter_name: str = "default") -> None:
+                 autocast_adapter_dtype: bool = True, adapter_name: str = "default",
+                 init_options: dict | None = None) -> None:
         if type(base) not in (nn.Conv1d, nn.Conv2d):
             raise LoralabError(f"LoRAConv wraps an nn.Conv1d or nn.Conv2d, got "
                                f"{type(base).__name__}")
@@ -43,7 +44,8 @@ class LoRAConv(LoRALayer):
         self.lora_A, self.lora_B = nn.ModuleDict(), nn.ModuleDict()
         self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
                          init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
-                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype)
+                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype,
+                         init_options=init_options)
 
     def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
         base, conv = self.base, type(self.base)

@@ -30,7 +30,7 @@ class LoRAEmbedding(LoRALayer):
                  use_rslora: bool = False, init_lora_weights: InitValue = True,
                  generator: torch.Generator | None = None, *, lora_bias: bool = False,
                  use_dora: bool = False, autocast_adapter_dtype: bool = True,
-                 adapter_name: str = "default") -> None:
+                 adapter_name: str = "default", init_options: dict | None = None) -> None:
         if not isinstance(base, nn.Embedding):
             raise LoralabError(f"LoRAEmbedding wraps an nn.Embedding, got {type(base).__name__}")
         super().__init__(base)
@@ -39,7 +39,8 @@ class LoRAEmbedding(LoRALayer):
         self.lora_embedding_A, self.lora_embedding_B = nn.ParameterDict(), nn.ParameterDict()
         self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
                          init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
-                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype)
+                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype,
+                         init_options=init_options)
 
     def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
         if lora_bias:

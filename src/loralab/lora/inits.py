@@ -6,7 +6,10 @@ base with the residual ``W0 − s·B A``, so the output is unchanged at init:
 * ``"pissa"``: ``W0 = U S Vᵀ``; ``A = diag(√(S_r/s)) V_rᵀ``, ``B = U_r diag(√(S_r/s))``;
 * ``"pissa_niter_K"``: the same from ``torch.svd_lowrank(W0, r, niter=K)`` (randomized: the
   same distribution and the same residual as PEFT's, the same tensors only for the same RNG);
-* ``"olora"``: ``W0 = Q R`` (QR); ``B = Q_r`` (the first r columns), ``A = R_r`` (rows).
+* ``"olora"``: ``W0 = Q R`` (QR); ``B = Q_r`` (the first r columns), ``A = R_r`` (rows);
+* ``"loftq"``: LoftQ (:func:`loralab.quant.loftq`): the base becomes ``Q(W)`` (dequantized,
+  as PEFT leaves it: quantize it for QLoRA) and ``s·B A`` the rank-r fit of ``W − Q(W)``,
+  so ``Q + s·B A ≈ W`` for any α and r (PEFT 0.21 drops ``s``: right only for α = r).
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import re
 import torch
 
 from ..errors import LoralabError
+from ..quant import loftq
 
-__all__ = ["is_split_init", "split_init"]
+__all__ = ["is_split_init", "loftq_init", "split_init"]
 
 _NITER = re.compile(r"pissa_niter_(\d+)")
 
 
 def is_split_init(init: object) -> bool:
     """Whether ``init`` is one of this module's inits (they rewrite the base weight)."""
-    return isinstance(init, str) and (init in ("pissa", "olora") or bool(_NITER.fullmatch(init)))
+    return isinstance(init, str) and (init in ("pissa", "olora", "loftq")
+                                      or bool(_NITER.fullmatch(init)))
 
 
 def _factors(w: torch.Tensor, r: int, s: float, init: str,
@@ -64,3 +69,15 @@ def split_init(layer: torch.nn.Module, name: str, init: str,
     b_param.copy_(b)
     a, b = a_param.float(), b_param.float()                     # as rounded
     w.copy_(w32 - s * (b @ a))
+
+
+@torch.no_grad()
+def loftq_init(layer: torch.nn.Module, name: str, options: dict) -> None:
+    """LoftQ for adapter ``name`` of a float LoRALinear: base ← Q(W), ``s·B A`` ≈ W − Q(W)."""
+    w = layer.weight_out_in()
+    fit = loftq(w, layer.r[name], layer.scaling[name], bits=options.get("loftq_bits", 4),
+                iters=options.get("loftq_iter", 1))
+    a_param, b_param = layer.factors(name)
+    a_param.copy_(fit.a)
+    b_param.copy_(fit.b)
+    w.copy_(fit.q)

@@ -22,6 +22,7 @@ from .hf import guard_save_pretrained, unguard_save_pretrained
 from .inits import is_split_init
 from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning
 from .linear import LoRALinear
+from .quant import is_quantized
 from .saved import TrainedCopy
 from .state import adapters_of, lora_layers, remember_config, trained_copies
 from .targets import find_targets, lora_kind, saved_module_paths
@@ -81,6 +82,11 @@ def _check_layer(model: nn.Module, name: str, config: AdapterConfig, adapter_nam
         raise LoralabError(f"lora_bias=True is not supported on nn.Embedding ({name!r}); "
                            "PEFT refuses it too")
     init = config.init_lora_weights
+    if is_quantized(mod) and (is_split_init(init) or config.use_dora):
+        what = f"init_lora_weights={init!r}" if is_split_init(init) else "use_dora=True"
+        raise LoralabError(f"{what} needs the full-precision weight, but {name!r} is already "
+                           f"quantized ({type(mod).__name__}); apply it to the float model "
+                           "(PEFT refuses too)")
     if is_split_init(init):
         if kind not in ("linear", "conv1d_hf"):
             raise LoralabError(f"init_lora_weights={init!r} works on Linear/Conv1D layers; "
@@ -136,7 +142,8 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
         args = (config.rank_for(name), config.alpha_for(name), config.lora_dropout,
                 config.use_rslora, config.init_lora_weights)
         kw = {"lora_bias": config.lora_bias, "use_dora": config.use_dora,
-              "autocast_adapter_dtype": autocast_adapter_dtype}
+              "autocast_adapter_dtype": autocast_adapter_dtype,
+              "init_options": config.loftq_config}
         if isinstance(mod, LoRALayer):
             mod.add_adapter(adapter_name, *args, generator=generator, **kw)
         else:

@@ -78,6 +78,7 @@ class LoRALayer(nn.Module):
         self.disabled = False
         self.merge_error = 0.0     # max |rounding change| of the last merge (0 for fp32)
         self._dora_norm: dict[str, torch.Tensor] = {}
+        self.init_options: dict[str, dict] = {}   # e.g. LoftQ's {"loftq_bits", "loftq_iter"}
         for p in base.parameters():
             p.requires_grad_(False)
 
@@ -86,7 +87,8 @@ class LoRALayer(nn.Module):
                     use_rslora: bool = False, init_lora_weights: InitValue = True, *,
                     lora_bias: bool = False, use_dora: bool = False,
                     generator: torch.Generator | None = None,
-                    autocast_adapter_dtype: bool = True) -> None:
+                    autocast_adapter_dtype: bool = True,
+                    init_options: dict | None = None) -> None:
         """Create adapter ``name`` (checked first; nothing changes on an error); the first
         adapter of a layer becomes its active one."""
         check_layer_args(r, lora_alpha, lora_dropout, use_rslora, init_lora_weights)
@@ -103,9 +105,9 @@ class LoRALayer(nn.Module):
             warnings.warn(f"lora_bias=True on a {type(self.base).__name__} without a bias: it "
                           "trains and saves, but cannot be merged (as PEFT warns)", UserWarning,
                           stacklevel=3)
-        w = self.base.weight
+        self.init_options[name] = dict(init_options or {})
         try:
-            self.create_factors(name, r, lora_bias, adapter_dtype(w.dtype, autocast_adapter_dtype))
+            self.create_factors(name, r, lora_bias, self.factor_dtype(autocast_adapter_dtype))
             self.r[name], self.init_lora_weights[name], self.lora_bias[name] = \
                 r, init_lora_weights, lora_bias
             self.use_dora[name] = use_dora
@@ -126,12 +128,16 @@ class LoRALayer(nn.Module):
         if name in self.merged_adapters:
             self.unmerge()
         for d in (self.r, self.lora_alpha, self.scaling, self.use_rslora,
-                  self.init_lora_weights, self.lora_bias, self.use_dora):
+                  self.init_lora_weights, self.lora_bias, self.use_dora, self.init_options):
             d.pop(name, None)
         for holder in self.factor_dicts() + (self.lora_dropout, self.lora_magnitude_vector):
             if name in holder:
                 del holder[name]
         self.active_adapters = [a for a in self.active_adapters if a != name]
+
+    def factor_dtype(self, autocast_adapter_dtype: bool) -> torch.dtype:
+        """The dtype of new factors (see :func:`adapter_dtype`)."""
+        return adapter_dtype(self.base.weight.dtype, autocast_adapter_dtype)
 
     @property
     def adapter_names(self) -> list[str]:
@@ -201,6 +207,18 @@ class LoRALayer(nn.Module):
         """``W0`` as ``(d_out, d_in)`` (DoRA's rows are output rows)."""
         return self.base.weight
 
+    def read_weight(self) -> torch.Tensor:
+        """The base weight in its own layout, in at least float32 (a quantized base:
+        dequantized)."""
+        return wide(self.base.weight)
+
+    @torch.no_grad()
+    def write_weight(self, exact: torch.Tensor) -> float:
+        """Store ``exact`` as the base weight; returns the rounding error it caused."""
+        w = self.base.weight
+        w.copy_(exact)
+        return float((wide(w) - exact).abs().max()) if w.dtype != exact.dtype else 0.0
+
     def weight_norm(self, name: str, weight: torch.Tensor | None = None) -> torch.Tensor:
         """DoRA's ``‖W0 + ΔW‖`` per output row (``(d_out,)``), ``W0`` the unmerged base."""
         w = wide(self.weight_out_in() if weight is None else weight)
@@ -244,7 +262,7 @@ class LoRALayer(nn.Module):
         if any(self.use_dora[n] for n in names) and (len(names) > 1 or self.merged_adapters):
             raise LoralabError("a DoRA adapter merges alone; merge one adapter at a time")
         w, b = self.base.weight, self.bias
-        exact, new_bias = wide(w), None if b is None else wide(b)
+        exact, new_bias = self.read_weight(), None if b is None else wide(b)
         for name in names:
             if self.lora_bias_param(name) is not None and b is None:
                 raise LoralabError("cannot merge lora_bias=True into a base layer without a "
@@ -257,11 +275,10 @@ class LoRALayer(nn.Module):
                 new_bias is not None and not bool(torch.isfinite(new_bias).all())):
             raise LoralabError("the LoRA update has NaN/Inf entries (training diverged?); "
                                "refusing to merge it into the base weights")
-        w.copy_(exact)
+        self.merge_error = self.write_weight(exact)
         if new_bias is not None and b is not None:
             b.copy_(new_bias)
-        self.merge_error = float((wide(w) - exact).abs().max()) if w.dtype != exact.dtype \
-            else 0.0
+        w = self.base.weight
         self.merged_adapters += names
         if warn and self.merge_error > 0:
             warnings.warn(f"merging LoRA into a {str(w.dtype).removeprefix('torch.')} weight "
@@ -276,15 +293,16 @@ class LoRALayer(nn.Module):
         Exact up to float rounding: ≤ ~1e-6 relative in float32; in float16/bfloat16 the
         merge and unmerge roundings add up (see ``merge_error``).
         """
-        w, b = self.base.weight, self.bias
+        b = self.bias
         for name in reversed(self.merged_adapters):
+            w = self.read_weight()
             if self.use_dora[name]:
                 norm = self._dora_norm.pop(name)
                 factor = (wide(self.lora_magnitude_vector[name]) / norm).view(-1, 1)
                 factor = factor.t() if getattr(self, "fan_in_fan_out", False) else factor
-                w.copy_(wide(w) / factor - self.delta_weight(name))
+                self.write_weight(w / factor - self.delta_weight(name))
             else:
-                w.copy_(wide(w) - self.delta_weight(name))
+                self.write_weight(w - self.delta_weight(name))
             if self.lora_bias_param(name) is not None and b is not None:
                 b.copy_(wide(b) - self.scaling[name] * wide(self.lora_bias_param(name)))
         self.merged_adapters = []

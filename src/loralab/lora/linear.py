@@ -29,8 +29,9 @@ from torch.nn import functional as F
 
 from ..errors import LoralabError
 from .config import InitValue
-from .inits import split_init
-from .layer import LOW_PRECISION, LoRALayer
+from .inits import loftq_init, split_init
+from .layer import LOW_PRECISION, LoRALayer, wide
+from .quant import dequantized_weight, is_quantized, requantize
 from .targets import is_conv1d
 
 __all__ = ["LoRALinear"]
@@ -121,19 +122,22 @@ class LoRALinear(LoRALayer):
                  use_rslora: bool = False, init_lora_weights: InitValue = True,
                  generator: torch.Generator | None = None, *, lora_bias: bool = False,
                  use_dora: bool = False, autocast_adapter_dtype: bool = True,
-                 adapter_name: str = "default") -> None:
+                 adapter_name: str = "default", init_options: dict | None = None) -> None:
         if not (isinstance(base, nn.Linear) or is_conv1d(base)):
             raise LoralabError(f"LoRALinear wraps an nn.Linear or a Conv1D, got "
                                f"{type(base).__name__}")
         super().__init__(base)
         self.fan_in_fan_out = is_conv1d(base)
+        self.quantized = is_quantized(base)
         w = base.weight
-        d_out, d_in = (w.shape[1], w.shape[0]) if self.fan_in_fan_out else w.shape
+        d_out, d_in = (w.shape[1], w.shape[0]) if self.fan_in_fan_out else \
+            (base.out_features, base.in_features)
         self.in_features, self.out_features = int(d_in), int(d_out)
         self.lora_A, self.lora_B = nn.ModuleDict(), nn.ModuleDict()
         self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
                          init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
-                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype)
+                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype,
+                         init_options=init_options)
 
     def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
         kw = {"device": self.base.weight.device, "dtype": dtype}
@@ -152,9 +156,29 @@ class LoRALinear(LoRALayer):
         return self.lora_B[name or self.active_adapter].bias
 
     def weight_out_in(self) -> torch.Tensor:
-        """``W0`` as ``(d_out, d_in)`` (a transposed view for ``Conv1D``)."""
+        """``W0`` as ``(d_out, d_in)`` (a transposed view for ``Conv1D``, a dequantized copy
+        for a 4-/8-bit base)."""
+        if self.quantized:
+            return dequantized_weight(self.base)
         w = self.base.weight
         return w.t() if self.fan_in_fan_out else w
+
+    def read_weight(self) -> torch.Tensor:
+        return dequantized_weight(self.base) if self.quantized else wide(self.base.weight)
+
+    @torch.no_grad()
+    def write_weight(self, exact: torch.Tensor) -> float:
+        """Store ``exact`` in the base (a quantized base: quantized again, PEFT's merge)."""
+        if self.quantized:
+            return requantize(self.base, exact)
+        return super().write_weight(exact)
+
+    def factor_dtype(self, autocast_adapter_dtype: bool) -> torch.dtype:
+        """float32 over a quantized base (or its compute dtype with ``autocast=False``)."""
+        if self.quantized:
+            compute = getattr(self.base, "compute_dtype", None) or torch.float32
+            return torch.float32 if autocast_adapter_dtype else compute
+        return super().factor_dtype(autocast_adapter_dtype)
 
     @torch.no_grad()
     def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
@@ -165,6 +189,9 @@ class LoRALinear(LoRALayer):
         a, b = self.factors(name)
         bias = self.lora_B[name].bias
         init = self.init_lora_weights[name]
+        if init == "loftq":
+            loftq_init(self, name, self.init_options.get(name, {}))
+            return
         if isinstance(init, str) and (init == "olora" or init.startswith("pissa")):
             split_init(self, name, init, generator)
             return
@@ -199,6 +226,7 @@ class LoRALinear(LoRALayer):
         base, w = self.base, self.base.weight
         a_mod, b_mod = self.lora_A[name], self.lora_B[name]
         return ((type(base) is nn.Linear or self.fan_in_fan_out) and not self.use_dora[name]
+                and not self.quantized
                 and x.dtype == w.dtype == a_mod.weight.dtype and b_mod.bias is None
                 and not (base._forward_hooks or base._forward_pre_hooks
                          or a_mod._forward_hooks or a_mod._forward_pre_hooks

@@ -68,7 +68,8 @@ def _new_shapes(mod: nn.Module, r: int, lora_bias: bool, use_dora: bool
         out = {"A": (r, w.shape[1] * mod.groups, *w.shape[2:]),
                "B": (w.shape[0], r // mod.groups, *ones)}
     else:
-        d_in, d_out = (w.shape[0], w.shape[1]) if is_conv1d(mod) else (w.shape[1], w.shape[0])
+        d_in, d_out = (w.shape[0], w.shape[1]) if is_conv1d(mod) else \
+            (mod.in_features, mod.out_features)       # a 4-bit weight is packed: not its shape
         out = {"A": (r, d_in), "B": (d_out, r)}
     if lora_bias:
         out["bias"] = (out["B"][0],)

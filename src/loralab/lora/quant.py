@@ -1,0 +1,156 @@
+"""QLoRA: LoRA on bitsandbytes' 4-bit (NF4/FP4) and 8-bit bases, as PEFT runs it.
+
+A ``Linear4bit`` / ``Linear8bitLt`` (what transformers loads with ``BitsAndBytesConfig``, or
+what :func:`quantize_model` makes of any ``nn.Linear``) stays quantized and frozen; the
+LoRA factors live in float32 beside it and the forward is the quantized layer's plus the
+LoRA path. Merging does what PEFT's does: dequantize, add ``ΔW``, quantize again, and report
+the rounding error that caused. Nothing here imports bitsandbytes until it is needed.
+
+Bytes per parameter of a 4-bit base, measured from the tensors (:func:`base_weight_bytes`):
+4 bits of code, plus a float32 absmax per block of 64 (0.5 bit), less with double
+quantization (the absmaxes quantized to 8 bit in blocks of 256).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import LoralabError
+from ..quant import bnb
+
+__all__ = ["base_weight_bytes", "dequantized_weight", "is_quantized",
+           "prepare_model_for_kbit_training", "quantize_model", "requantize"]
+
+
+def is_quantized(module: nn.Module) -> bool:
+    """A bitsandbytes ``Linear4bit`` or ``Linear8bitLt`` (told by type, no import)."""
+    return type(module).__module__.startswith("bitsandbytes") and \
+        type(module).__name__ in ("Linear4bit", "Linear8bitLt")
+
+
+def dequantized_weight(module: nn.Module) -> torch.Tensor:
+    """The weight a quantized layer stands for, ``(d_out, d_in)`` in float32."""
+    w = module.weight
+    if type(module).__name__ == "Linear4bit":
+        return bnb().functional.dequantize_4bit(w.data, w.quant_state).float()
+    scb = getattr(w, "SCB", None)
+    if scb is None:                                  # not quantized yet (has_fp16_weights)
+        return w.data.float()
+    return w.data.float() * scb.float().view(-1, 1) / 127
+
+
+@torch.no_grad()
+def requantize(module: nn.Module, weight: torch.Tensor) -> float:
+    """Store ``weight: (d_out, d_in)`` in ``module``'s quantized format; returns the rounding
+    error ``max |Q(weight) − weight|``."""
+    lib, w = bnb(), module.weight
+    device = w.device
+    if type(module).__name__ == "Linear4bit":
+        st = w.quant_state
+        new = lib.nn.Params4bit(weight.detach().float().cpu().contiguous(), requires_grad=False,
+                                quant_type=st.quant_type, blocksize=st.blocksize,
+                                compress_statistics=st.nested,
+                                quant_storage=w.quant_storage).to(device)
+    else:
+        new = lib.nn.Int8Params(weight.detach().float().cpu().contiguous(), requires_grad=False,
+                                has_fp16_weights=False).to(device)
+    module.weight = new
+    return float((dequantized_weight(module) - weight.float().to(device)).abs().max())
+
+
+def _quantized_copy(lin: nn.Linear, bits: int, quant_type: str, double_quant: bool,
+                    compute_dtype: torch.dtype) -> nn.Module:
+    lib = bnb()
+    device = lin.weight.device
+    if bits == 4:
+        q = lib.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None,
+                              compute_dtype=compute_dtype, quant_type=quant_type,
+                              compress_statistics=double_quant)
+        q.weight = lib.nn.Params4bit(lin.weight.detach().float().cpu(), requires_grad=False,
+                                     quant_type=quant_type, compress_statistics=double_quant)
+    else:
+        q = lib.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=lin.bias is not None,
+                                has_fp16_weights=False)
+        q.weight = lib.nn.Int8Params(lin.weight.detach().float().cpu(), requires_grad=False,
+                                     has_fp16_weights=False)
+    if lin.bias is not None:
+        q.bias = nn.Parameter(lin.bias.detach().to(compute_dtype).cpu(), requires_grad=False)
+    return q.to(device)
+
+
+def quantize_model(model: nn.Module, bits: int = 4, quant_type: str = "nf4",
+                   double_quant: bool = False, compute_dtype: torch.dtype = torch.float32,
+                   skip: tuple[str, ...] = ("lm_head",)) -> list[str]:
+    """Replace every ``nn.Linear`` of ``model`` (not those whose path ends with a name in
+    ``skip``, nor tied ones) by its bitsandbytes 4- or 8-bit copy, in place; returns the
+    paths. For loralab's own tiny LM or any ``nn.Module``, without transformers' loader."""
+    if bits not in (4, 8):
+        raise LoralabError(f"bits={bits!r} is not allowed; use 4 or 8")
+    if quant_type not in ("nf4", "fp4"):
+        raise LoralabError(f"quant_type={quant_type!r} is not allowed; use 'nf4' or 'fp4'")
+    bnb()
+    owners: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        owners[id(p)] = owners.get(id(p), 0) + 1
+    names = [n for n, m in model.named_modules() if type(m) is nn.Linear and n
+             and not any(n == s or n.endswith(f".{s}") for s in skip)
+             and owners.get(id(m.weight), 0) == 1]
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        holder = model.get_submodule(parent) if parent else model
+        setattr(holder, child, _quantized_copy(getattr(holder, child), bits, quant_type,
+                                               double_quant, compute_dtype))
+    return names
+
+
+def _tensor_bytes(obj: Any, seen: set[int]) -> int:
+    if isinstance(obj, torch.Tensor):
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+        return obj.numel() * obj.element_size()
+    total = 0
+    for name in ("absmax", "code", "offset", "state2", "SCB"):
+        total += _tensor_bytes(getattr(obj, name, None), seen) if hasattr(obj, name) else 0
+    return total
+
+
+def base_weight_bytes(model: nn.Module) -> int:
+    """Bytes the model's frozen base weights take, counted from the tensors it holds: the
+    packed codes, and for bitsandbytes layers their block scales (``quant_state``) too."""
+    seen: set[int] = set()
+    total = 0
+    for name, p in model.named_parameters():
+        if ".lora_" in f".{name}":                       # the adapter, not the base
+            continue
+        total += _tensor_bytes(p, seen)
+        state = getattr(p, "quant_state", None)
+        if state is not None:
+            total += _tensor_bytes(state, seen)
+        scb = getattr(p, "SCB", None)
+        total += _tensor_bytes(scb, seen) if scb is not None else 0
+    return total
+
+
+def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing: bool = True
+                                    ) -> nn.Module:
+    """PEFT's ``prepare_model_for_kbit_training``: freeze the base, put its float16/bfloat16
+    parameters (norms, embeddings, head) in float32 for stable training, and, for
+    gradient checkpointing, make the inputs require grad so the checkpoints have a graph."""
+    quantized = any(is_quantized(m) for m in model.modules())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.parameters():
+        if p.dtype in (torch.float16, torch.bfloat16) and quantized:
+            p.data = p.data.float()
+    if use_gradient_checkpointing:
+        enable = getattr(model, "enable_input_require_grads", None)
+        if callable(enable):
+            enable()
+        gc = getattr(model, "gradient_checkpointing_enable", None)
+        if callable(gc):
+            gc(gradient_checkpointing_kwargs={"use_reentrant": True})
+    return model
