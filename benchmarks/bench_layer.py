@@ -12,7 +12,9 @@ rotates every repeat), median of repeats:
 
 Then the other layer types against PEFT's layer for them, train step only: GPT-2's
 ``Conv1D`` (``fan_in_fan_out``; loralab runs it through the same fused path as Linear),
-``nn.Embedding`` (a vocabulary of ``--vocab`` tokens) and a DoRA ``nn.Linear``.
+``nn.Embedding`` (a vocabulary of ``--vocab`` tokens), a DoRA ``nn.Linear``, and QLoRA: a
+bitsandbytes NF4 ``Linear4bit`` base against PEFT's bitsandbytes LoRA layer and a float LoRA
+step on the same weights, with the base's bits per weight measured from its tensors.
 
 Before timing, the outputs and gradients of ours and PEFT's are checked to agree.
 Prints a markdown table: median ms, ratio of medians and the median of the per-repeat
@@ -189,6 +191,23 @@ def make_other(kind: str, n: int, d: int, r: int, vocab: int, seed: int
         ours = LoRALinear(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
         pa, pb = peft.lora_A["default"].weight, peft.lora_B["default"].weight
         oa, ob = ours.lora_A["default"].weight, ours.lora_B["default"].weight
+    elif kind == "qlora":              # the same NF4 base under both; float32 factors
+        from peft.tuners.lora.bnb import Linear4bit as PeftLinear4bit
+
+        from loralab.lora.quant import quantize_model
+
+        lin = nn.Linear(d, d)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(d, d, generator=gen) / d**0.5)
+        holder = nn.Sequential(lin)
+        quantize_model(holder, bits=4)
+        base = holder[0].requires_grad_(False)
+        x = torch.randn(n, d, generator=gen).requires_grad_(True)
+        cfg = LoraConfig(r=r, lora_alpha=2 * r)
+        peft = PeftLinear4bit(copy.deepcopy(base), "default", config=cfg, r=r, lora_alpha=2 * r)
+        ours = LoRALinear(copy.deepcopy(base), r, lora_alpha=2 * r, generator=gen)
+        pa, pb = peft.lora_A["default"].weight, peft.lora_B["default"].weight
+        oa, ob = ours.factors()
     elif kind == "dora":
         base = nn.Linear(d, d)
         with torch.no_grad():
@@ -214,7 +233,8 @@ def make_other(kind: str, n: int, d: int, r: int, vocab: int, seed: int
         pa.copy_(oa)
         pb.copy_(ob)
     torch.testing.assert_close(ours(x), peft(x), rtol=1e-4, atol=1e-4)
-    names = {"conv1d": "Conv1D", "embedding": "nn.Embedding", "dora": "nn.Linear"}
+    names = {"conv1d": "Conv1D", "embedding": "nn.Embedding", "dora": "nn.Linear",
+             "qlora": "Linear4bit"}
     return ({f"loralab {kind}": ours, f"PEFT {kind}": peft, f"plain {names[kind]}": base}, x)
 
 
@@ -234,6 +254,15 @@ def bench_other(kind: str, n: int, d: int, r: int, vocab: int, repeats: int) -> 
     shape = f"vocab {vocab}, d {d}" if kind == "embedding" else f"d {d}"
     out = [f"\n### {kind}: (tokens, {shape}, r) = ({n}, {r}): training step\n",
            "| layer | median ms | vs PEFT (paired) |", "|---|---|---|"]
+    if kind == "qlora":               # beside a float LoRA step on the same (float) weight
+        from loralab.lora.quant import base_weight_bytes, dequantized_weight
+
+        float_base = nn.Linear(d, d).requires_grad_(False)
+        with torch.no_grad():
+            float_base.weight.copy_(dequantized_weight(layers["plain Linear4bit"]))
+        layers["loralab float LoRA"] = LoRALinear(float_base, r, lora_alpha=2 * r)
+        nbytes = base_weight_bytes(nn.Sequential(layers["plain Linear4bit"]))
+        out[0] += f"base: {8 * nbytes / (d * d):.3f} bits per weight (NF4, blocks of 64)\n"
     times = interleave({k: (lambda m=m: step(m)) for k, m in layers.items()}, repeats)
     return out + rows(times, f"PEFT {kind}")
 
@@ -247,8 +276,9 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "process"], default="wall",
                         help="wall time (default), or this process's CPU time, which other "
                              "programs on a shared machine disturb less")
-    parser.add_argument("--kinds", nargs="+", default=["linear", "conv1d", "embedding", "dora"],
-                        choices=["linear", "conv1d", "embedding", "dora"])
+    parser.add_argument("--kinds", nargs="+",
+                        default=["linear", "conv1d", "embedding", "dora", "qlora"],
+                        choices=["linear", "conv1d", "embedding", "dora", "qlora"])
     parser.add_argument("--vocab", type=int, default=32_000)
     args = parser.parse_args()
     global CLOCK, PEAK_GFLOPS
@@ -265,7 +295,7 @@ def main() -> None:
         n, d, r = (int(v) for v in shape.split(","))
         if "linear" in args.kinds:
             print("\n".join(bench_shape(n, d, r, args.repeats)))
-        for kind in ("conv1d", "embedding", "dora"):
+        for kind in ("conv1d", "embedding", "dora", "qlora"):
             if kind in args.kinds:
                 print("\n".join(bench_other(kind, n, d, r, args.vocab, args.repeats)))
 
