@@ -216,3 +216,48 @@ def test_bad_quant_input_names_the_value(base_dir: Path) -> None:
                                          loftq_config={"loftq_bits": 4, "loftq_iter": 1}))
     assert not lora_layers(model)
     assert all(torch.equal(p, snap[n]) for n, p in model.named_parameters())
+
+
+def test_8bit_base_merge_after_forward_is_right() -> None:
+    """bitsandbytes moves an 8-bit layer's row scales to ``module.state`` at the first
+    forward; dequantize, merge and the byte count must still find them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32))
+    w = model[0].weight.detach().clone()
+    quantize_model(model, bits=8)
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        model(x)                                   # scales move to the state here
+    deq = dequantized_weight(model[0])
+    assert float((deq - w).abs().max()) <= float(w.abs().max()) / 127
+    before = base_weight_bytes(model)
+    inject_lora(model, AdapterConfig(r=4, target_modules=["0"]))
+    train_like(model)
+    with torch.no_grad():
+        ref = model(x)
+    merge_lora(model)
+    with torch.no_grad():
+        assert float((model(x) - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    assert base_weight_bytes(model) == before
+
+
+def test_loftq_adapter_loads_onto_its_4bit_base(tmp_path: Path) -> None:
+    """LoftQ's workflow: the float model gets Q(W) + the adapter; the base saved as Q(W) and
+    loaded in 4 bit then takes the adapter file as it is (no LoftQ re-run on load)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(128, 64))
+    inject_lora(model, AdapterConfig(r=4, lora_alpha=16, target_modules=["0"],
+                                     init_lora_weights="loftq",
+                                     loftq_config={"loftq_bits": 4, "loftq_iter": 2}))
+    save_adapter(model, tmp_path)
+    x = torch.randn(3, 128)
+    with torch.no_grad():
+        ref = model(x)
+    base = nn.Sequential(nn.Linear(128, 64))
+    with torch.no_grad():
+        base[0].weight.copy_(model[0].base.weight)        # Q(W), which NF4 stores exactly
+        base[0].bias.copy_(model[0].base.bias)
+    quantize_model(base, bits=4)
+    load_adapter(base, tmp_path)
+    with torch.no_grad():
+        assert float((base(x) - ref).abs().max()) <= 1e-4

@@ -22,7 +22,8 @@ One concept per module:
   (``adapter_config.json`` + ``adapter_model.safetensors``, as PEFT writes them);
 * :mod:`.named`: several named adapters: :func:`add_adapter`, :func:`set_adapter`,
   :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter`;
-* :mod:`.inits`: PiSSA (exact and fast SVD) and OLoRA; :mod:`.optim`: LoRA+;
+* :mod:`.inits`: PiSSA (exact and fast SVD), OLoRA and LoftQ; :mod:`.optim`: LoRA+;
+* :mod:`.quant`: QLoRA, LoRA on bitsandbytes 4-/8-bit bases, :func:`quantize_model`;
 * :mod:`.hf`: transformers models save their adapter from ``save_pretrained``.
 """
 
@@ -50,6 +51,13 @@ from .linear import LoRALinear
 from .loading import load_adapter
 from .named import add_adapter, add_weighted_adapter, delete_adapter, disable_adapters, set_adapter
 from .optim import loraplus_optimizer, loraplus_param_groups
+from .quant import (
+    base_weight_bytes,
+    dequantized_weight,
+    is_quantized,
+    prepare_model_for_kbit_training,
+    quantize_model,
+)
 from .saved import TrainedCopy
 from .state import lora_layers
 from .targets import find_targets, match_target
@@ -67,14 +75,17 @@ __all__ = [
     "add_adapter",
     "add_weighted_adapter",
     "as_adapter_config",
+    "base_weight_bytes",
     "config_from_peft",
     "config_to_peft",
     "count_parameters",
     "delete_adapter",
+    "dequantized_weight",
     "disable_adapters",
     "find_targets",
     "format_parameter_count",
     "inject_lora",
+    "is_quantized",
     "load_adapter",
     "lora_layers",
     "lora_state_dict",
@@ -83,6 +94,8 @@ __all__ = [
     "mark_only_lora_trainable",
     "match_target",
     "merge_lora",
+    "prepare_model_for_kbit_training",
+    "quantize_model",
     "save_adapter",
     "set_adapter",
     "unload",

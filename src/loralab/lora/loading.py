@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from torch import nn
 from ..errors import LoralabError
 from .adapters import CONFIG_NAME, PREFIX, WEIGHTS_NAME
 from .config import AdapterConfig, as_adapter_config, config_from_peft
+from .inits import is_split_init
 from .inject import inject_lora, mark_only_lora_trainable, set_module
 from .layer import LoRALayer
+from .quant import is_quantized
 from .saved import TrainedCopy
 from .state import lora_layers, remember_config
 from .targets import find_targets, is_conv1d, lora_kind, saved_module_paths
@@ -205,6 +208,19 @@ def _destination(model: nn.Module, where: Where, saved: list[str], adapter: str
     return getattr(mod, leaf)
 
 
+def _init_config(model: nn.Module, config: AdapterConfig, targets: list[str]) -> AdapterConfig:
+    """The config to inject with: a LoftQ/PiSSA/OLoRA adapter onto a quantized base (the
+    base it was made for) takes the file's tensors as they are, without re-running the init."""
+    quantized = any(is_quantized(_base(model.get_submodule(n))) for n in targets)
+    if quantized and is_split_init(config.init_lora_weights):
+        return replace(config, init_lora_weights=True, loftq_config={})
+    return config
+
+
+def _base(mod: nn.Module) -> nn.Module:
+    return mod.base if isinstance(mod, LoRALayer) else mod
+
+
 def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
                  config: AdapterConfig | Any | None = None,
                  adapter_name: str = "default") -> list[str]:
@@ -225,7 +241,7 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
     if not had_lora:  # the init is overwritten below; keep the caller's RNG streams as they were
         cuda = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
         with torch.random.fork_rng(devices=cuda):  # "pissa" redoes the SVD split, as PEFT does
-            inject_lora(model, config, adapter_name=adapter_name)
+            inject_lora(model, _init_config(model, config, targets), adapter_name=adapter_name)
     for path in saved:
         if not isinstance(model.get_submodule(path), TrainedCopy):
             set_module(model, path, TrainedCopy(model.get_submodule(path)))

@@ -36,10 +36,19 @@ def dequantized_weight(module: nn.Module) -> torch.Tensor:
     w = module.weight
     if type(module).__name__ == "Linear4bit":
         return bnb().functional.dequantize_4bit(w.data, w.quant_state).float()
-    scb = getattr(w, "SCB", None)
+    scb = _row_scales(module)
     if scb is None:                                  # not quantized yet (has_fp16_weights)
         return w.data.float()
     return w.data.float() * scb.float().view(-1, 1) / 127
+
+
+def _row_scales(module: nn.Module) -> torch.Tensor | None:
+    """An 8-bit layer's per-row absmax: on the weight until the first forward, then moved
+    by bitsandbytes to ``module.state``."""
+    scb = getattr(module.weight, "SCB", None)
+    if scb is None:
+        scb = getattr(getattr(module, "state", None), "SCB", None)
+    return scb
 
 
 @torch.no_grad()
@@ -57,6 +66,8 @@ def requantize(module: nn.Module, weight: torch.Tensor) -> float:
     else:
         new = lib.nn.Int8Params(weight.detach().float().cpu().contiguous(), requires_grad=False,
                                 has_fp16_weights=False).to(device)
+        if getattr(module, "state", None) is not None:   # the old scales must not linger
+            module.state.CB = module.state.SCB = None
     module.weight = new
     return float((dequantized_weight(module) - weight.float().to(device)).abs().max())
 
@@ -132,6 +143,10 @@ def base_weight_bytes(model: nn.Module) -> int:
             total += _tensor_bytes(state, seen)
         scb = getattr(p, "SCB", None)
         total += _tensor_bytes(scb, seen) if scb is not None else 0
+    for m in model.modules():                          # 8-bit scales moved to the state
+        state_scb = getattr(getattr(m, "state", None), "SCB", None)
+        if isinstance(state_scb, torch.Tensor):
+            total += _tensor_bytes(state_scb, seen)
     return total
 
 
