@@ -1,27 +1,90 @@
-"""Argument types and options shared by several subcommands (no torch import here)."""
+"""Argument types and options shared by several subcommands (no torch import here).
+
+Every numeric flag has a range, checked when the command line is parsed (before any work,
+before any file is created); argparse's error names the flag: ``error: argument --seed:
+18446744073709551616 is not allowed; a seed must be 0..4294967295``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 __all__ = [
+    "MAX_ALPHA",
+    "MAX_DIM",
+    "MAX_SEED",
+    "MAX_STEPS",
+    "MAX_THREADS",
     "add_json_option",
+    "alpha_float",
     "finite_float",
+    "float_in",
+    "int_in",
     "positive_int",
     "rank_list",
+    "seed_int",
+    "thread_count",
 ]
 
+MAX_DIM = 65_536          # a matrix side, a rank, a signal rank (memory is checked as well)
+MAX_SEED = 2**32 - 1      # what every generator takes (torch, numpy)
+MAX_STEPS = 1_000_000     # optimizer steps of `loralab fit`
+MAX_ALPHA = 1e6           # the LoRA scale α (real ones are 1..256)
+MAX_THREADS = 1024
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+
+def _int(text: str) -> int:
     try:
-        value = int(text)
+        return int(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be >= 1")
+        hint = "; write it out in digits" if "e" in text.lower() else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer{hint}") from None
+
+
+def int_in(lo: int, hi: int, what: str = "it") -> Callable[[str], int]:
+    """argparse type: an integer in ``lo..hi``."""
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; {what} must be "
+                                             f"{lo}..{hi}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = int_in(1, MAX_DIM)
+"""argparse type: an integer in ``1..MAX_DIM`` (a size)."""
+
+seed_int = int_in(0, MAX_SEED, "a seed")
+"""argparse type: a random seed, ``0..2**32 - 1``."""
+
+
+def thread_count(text: str) -> int:
+    """argparse type: ``--threads``, 0 (torch's default) or ``1..MAX_THREADS``."""
+    value = _int(text)
+    if not 0 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"--threads {value} is not allowed; give 0 (torch's "
+                                         f"default) or 1..{MAX_THREADS}")
     return value
+
+
+def float_in(lo: float, hi: float, *, lo_open: bool = False,
+             what: str = "it") -> Callable[[str], float]:
+    """argparse type: a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if value > hi or value < lo or (lo_open and value == lo):
+            low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; {what} must be {low} "
+                                             f"and <= {hi:g}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
 
 
 def finite_float(text: str) -> float:
@@ -35,8 +98,11 @@ def finite_float(text: str) -> float:
     return value
 
 
+alpha_float = float_in(0.0, MAX_ALPHA, lo_open=True, what="the LoRA scale α")
+
+
 def rank_list(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated ranks such as ``2,4,8`` (each >= 1, at least one)."""
+    """argparse type: comma-separated ranks such as ``2,4,8`` (each 1..MAX_DIM, at least one)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError(f"{text!r} holds no rank; give e.g. 2,4,8")
@@ -49,6 +115,9 @@ def rank_list(text: str) -> tuple[int, ...]:
                 f"rank {p!r} is not an integer; give e.g. 2,4,8") from None
         if r < 1:
             raise argparse.ArgumentTypeError(f"rank {r} is not allowed; ranks must be >= 1")
+        if r > MAX_DIM:
+            raise argparse.ArgumentTypeError(f"rank {r} is not allowed; ranks must be <= "
+                                             f"{MAX_DIM}")
         ranks.append(r)
     return tuple(ranks)
 

@@ -4,16 +4,18 @@ which ranks, where the PNG and JSON go. No torch import at module level."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._args import add_json_option, finite_float, positive_int, rank_list
+from ._args import add_json_option, float_in, positive_int, rank_list, seed_int
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Matrix", "add_matrix_arguments", "add_output_arguments", "check_outputs",
-           "default_signal_rank", "matrix_from_args", "write_outputs"]
+__all__ = ["Matrix", "add_matrix_arguments", "add_output_arguments", "check_finite",
+           "claim_outputs", "default_signal_rank", "matrix_from_args", "write_outputs"]
 
 
 def add_matrix_arguments(parser: argparse.ArgumentParser, *, hidden_size: int = 512,
@@ -35,9 +37,10 @@ def add_matrix_arguments(parser: argparse.ArgumentParser, *, hidden_size: int = 
     parser.add_argument("--signal-rank", type=positive_int, default=None, metavar="K",
                         help="lowrank kind: rank of the signal, σ_K = σ_1/10 (default "
                              "min(32, min(m, n)/4))")
-    parser.add_argument("--noise", type=finite_float, default=0.1, metavar="X",
-                        help="lowrank kind: noise RMS relative to the signal's (default 0.1)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--noise", type=float_in(0.0, 1e3, what="--noise"), default=0.1,
+                        metavar="X", help="lowrank kind: noise RMS relative to the signal's "
+                        "(default 0.1)")
+    parser.add_argument("--seed", type=seed_int, default=42, help="random seed (default 42)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="arithmetic precision (default float32)")
     parser.add_argument("--ranks", type=rank_list, default=(2, 4, 8, 16, 32), metavar="R,R,..",
@@ -47,22 +50,32 @@ def add_matrix_arguments(parser: argparse.ArgumentParser, *, hidden_size: int = 
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, default_png: str) -> None:
-    """``--out PATH`` (the PNG) and ``--json PATH``."""
+    """``--out PATH`` (the figure) and ``--json PATH``."""
     parser.add_argument("--out", default=default_png, metavar="PATH",
-                        help=f"where to save the figure (default ./{default_png})")
+                        help=f"where to save the figure: .png, .pdf or .svg, by the suffix "
+                             f"(default ./{default_png})")
     add_json_option(parser)
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Fail before any computation when an output cannot be written."""
-    from ..errors import LoralabError
-    from ..fileio import check_output_file
+@contextlib.contextmanager
+def claim_outputs(args: argparse.Namespace, command: str) -> Iterator[None]:
+    """Before any computation: the figure's suffix names a format we write, ``--out`` and
+    ``--json`` are two writable files (never one, a FIFO or a folder), and no other run is
+    writing them (a lock beside each while the command runs). See :mod:`loralab.fileio`."""
+    from ..fileio import output_files
+    from ..plots import check_figure_path
 
-    check_output_file(args.out)
-    if args.json:
-        check_output_file(args.json)
-        if args.json == args.out:
-            raise LoralabError(f"--json {args.json!r} is the same file as --out; give two names")
+    check_figure_path(args.out)
+    with output_files({"--out": args.out, "--json": args.json}, command):
+        yield
+
+
+def check_finite(data: Any, command: str, advice: str = "use smaller values, or --dtype "
+                 "float64") -> None:
+    """Refuse (``error: overflow: ...``) a result holding inf/NaN, before it is printed."""
+    from ..fileio import require_finite
+
+    require_finite(data, f"loralab {command}:", advice)
 
 
 def default_signal_rank(shape: tuple[int, int]) -> int:
@@ -94,8 +107,21 @@ def generated_shape(args: argparse.Namespace) -> tuple[int, int]:
     return m, args.in_features or m
 
 
-def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None) -> Matrix:
-    """Load ``--input`` or generate ``kind`` (default ``--kind``) from ``--seed``."""
+def check_memory(args: argparse.Namespace, shape: tuple[int, int], copies: int,
+                 source: str = "") -> None:
+    """Refuse, before allocating, a matrix whose analysis would not fit in memory."""
+    from ..lowrank.budget import check_matrix_memory
+
+    m, n = shape
+    check_matrix_memory(shape, copies=copies, square=not source,
+                        what=f"{source or 'a'} {m} × {n} {args.dtype} matrix and its analysis",
+                        flag="--in-features" if args.in_features else "--hidden-size")
+
+
+def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None,
+                     copies: int = 8) -> Matrix:
+    """Load ``--input`` or generate ``kind`` (default ``--kind``) from ``--seed``, after
+    checking that ``copies`` float64 arrays of its shape fit in memory."""
     import torch
 
     from ..errors import LoralabError
@@ -108,9 +134,11 @@ def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None) -> Ma
         from ..lowrank.matrixio import load_matrix
 
         loaded = load_matrix(args.input, dtype=args.dtype)
+        check_memory(args, tuple(loaded.tensor.shape), copies, source="the input's")
         return Matrix(loaded.tensor, loaded.label, gaussian=False)
     kind = kind or getattr(args, "kind", "gaussian")
     shape = generated_shape(args)
+    check_memory(args, shape, copies)
     gen = torch.Generator().manual_seed(args.seed)
     rank = args.signal_rank or default_signal_rank(shape)
     w = make_matrix(kind, *shape, seed=gen, dtype=args.dtype, rank=rank, noise=args.noise)
@@ -120,10 +148,11 @@ def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None) -> Ma
 
 
 def write_outputs(args: argparse.Namespace, fig: Any, data: Any) -> None:
-    """Save the PNG, and the JSON when asked (both atomically), and say where."""
+    """Save the figure (PNG, PDF or SVG by suffix), and the JSON when asked (both
+    atomically), and say where."""
     from ..fileio import atomic_write_json
-    from ..plots import save_png
+    from ..plots import save_figure
 
-    print(f"\nsaved {save_png(fig, args.out)}")
+    print(f"\nsaved {save_figure(fig, args.out)}")
     if args.json:
         print(f"saved {atomic_write_json(args.json, data)}")

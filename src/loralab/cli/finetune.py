@@ -5,7 +5,9 @@ fine-tuning and with LoRA at each rank on each target set (plus rsLoRA at the la
 ranks), then prints the results table, the bridge to the SVD (the full update's spectrum,
 ΔW_full truncated to rank r vs LoRA at rank r, the amplification factor, α/r vs α/√r) and
 sample generations. Writes into --out: results.md, results.json, samples.txt,
-convergence.png, bridge.png, cost.png and adapters/<run>/ (PEFT format).
+convergence.png, bridge.png, cost.png and adapters/<run>/ (PEFT format). --out may only hold
+what an earlier finetune wrote there (listed in its .loralab-manifest.json); that run's files
+not written again are removed, and a second run into the same folder is refused.
 
 Ctrl-C saves a checkpoint; the same command resumes. Under
 `torchrun --nproc_per_node=N -m loralab finetune ...` it trains with DDP (gloo on CPU,
@@ -16,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._args import add_json_option, rank_list
+from ._args import add_json_option, rank_list, seed_int, thread_count
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import torch
     from tqdm import tqdm
 
@@ -45,34 +46,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(attn = q_proj+k_proj+v_proj+o_proj, mlp = up_proj+down_proj); "
                              "default: attn attn+mlp")
     parser.add_argument("--out", default="finetune_out", metavar="DIR",
-                        help="output folder (created if missing; default ./finetune_out)")
+                        help="output folder (created if missing; it may only hold what an "
+                             "earlier finetune wrote there; default ./finetune_out)")
     add_json_option(parser)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA when present, else CPU (default auto)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for matmuls (weights and optimizer stay fp32)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="where the pretrained base is cached (default $LORALAB_CACHE "
                              "or ~/.cache/loralab)")
-    parser.add_argument("--threads", type=int, default=0, metavar="N",
+    parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
                         help="torch CPU threads (default 0: torch's default, one per core); "
                              "on a busy machine --threads 1 avoids thread contention")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
-    """Check ``--threads`` and build the experiment's config from the flags."""
+    """Build the experiment's config from the flags (it checks them)."""
     from ..experiment.config import ExperimentConfig
 
-    if args.threads < 0:
-        from ..errors import LoralabError
-
-        raise LoralabError(f"--threads {args.threads} is not allowed; give 0 (torch's default) "
-                           "or a positive number")
     return ExperimentConfig(preset=args.preset, ranks=tuple(args.ranks),
                             targets=tuple(args.targets), seed=args.seed, device=args.device,
                             bf16=args.bf16, cache_dir=args.cache)
+
+
+def _preflight(args: argparse.Namespace, config: ExperimentConfig) -> None:
+    """Everything that can be checked before any work, creating nothing in ``--out``: the
+    outputs (distinct, ``--json`` outside ``--out``, the folder holds only an earlier
+    finetune's files and no run is writing there), the device and the cache."""
+    from ..errors import LoralabError
+    from ..experiment.base import base_path, check_cache
+    from ..experiment.driver import STATE
+    from ..fileio import check_distinct, check_output_file, check_output_folder
+    from ..lm.dist import resolve_device
+
+    out = Path(args.out)
+    check_distinct({"--out": out, "--json": args.json})
+    inside = [(flag, p) for flag, p in (("--json", args.json), ("--cache", base_path(config)))
+              if p is not None and _inside(p, out)]
+    if inside:
+        flag, p = inside[0]
+        raise LoralabError(f"{flag} {str(p)!r} is inside --out {str(out)!r}, which holds only "
+                           "what finetune writes there; give a path outside it")
+    if args.json:
+        check_output_file(args.json, flag="--json")
+    check_output_folder(out, "finetune", state=(STATE,))
+    try:
+        resolve_device(args.device)
+    except LoralabError as exc:
+        raise LoralabError(f"--device {args.device}: {exc}") from None
+    check_cache(config)
+
+
+def _inside(path: str | Path, folder: Path) -> bool:
+    import os
+
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def _progress_bar(args: argparse.Namespace, dist: DistContext,
@@ -100,16 +132,29 @@ def _run_with_bar(config: ExperimentConfig, out: Path, dist: DistContext,
 
     try:
         return run_experiment(config, out_dir=out, dist=dist, progress=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
         if dist.is_main:
-            print(f"checkpoint saved under {out}; run the same command again to resume",
-                  file=sys.stderr)
+            print(_resume_hint(exc, out, config), file=sys.stderr)
         raise
     finally:
         if bar is not None:
             bar.close()
+
+
+def _resume_hint(exc: KeyboardInterrupt, out: Path, config: ExperimentConfig) -> str:
+    """Where the interrupted run left what a rerun resumes from."""
+    from ..experiment.driver import STATE
+
+    saved = getattr(exc, "checkpoint", None)
+    state = out / STATE / config.key()
+    if saved:
+        return f"checkpoint saved in {saved}; run the same command again to resume"
+    if state.is_dir() and any(state.glob("*.done.safetensors")):
+        return (f"interrupted between runs: the finished runs are kept in {state}; run the "
+                "same command again to resume")
+    return "interrupted before a checkpoint was saved; a rerun starts this step again"
 
 
 def _report(result: ExperimentResult, args: argparse.Namespace, out: Path,
@@ -133,23 +178,28 @@ def _report(result: ExperimentResult, args: argparse.Namespace, out: Path,
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate, run the experiment (resuming if interrupted before), print, save."""
-    from ..fileio import check_output_dir, check_output_file
+    """Validate everything, run the experiment (resuming if interrupted before), print, save."""
+    import contextlib
+    import os
+
+    from ..fileio import output_files
     from ..lm.dist import init_distributed
 
     config = _config(args)
-    out = check_output_dir(args.out, create=True)
-    if args.json:
-        check_output_file(args.json)
+    _preflight(args, config)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    dist, device = init_distributed(args.device)
-    bar = _progress_bar(args, dist, config)
-    result = _run_with_bar(config, out, dist, bar)
-    if dist.is_main:
-        _report(result, args, out, device, dist)
+    main = int(os.environ.get("RANK", "0")) == 0
+    with (output_files({"--json": args.json}, "finetune") if main
+          else contextlib.nullcontext()):
+        dist, device = init_distributed(args.device)
+        bar = _progress_bar(args, dist, config)
+        out = Path(args.out)
+        result = _run_with_bar(config, out, dist, bar)
+        if dist.is_main:
+            _report(result, args, out, device, dist)
     if dist.world_size > 1:
         import torch.distributed
 

@@ -19,9 +19,10 @@ example:
 from __future__ import annotations
 
 import argparse
+import math
 from typing import TYPE_CHECKING
 
-from ._args import finite_float, positive_int, rank_list
+from ._args import MAX_STEPS, alpha_float, float_in, int_in, rank_list
 from ._matrix import add_matrix_arguments, add_output_arguments
 
 if TYPE_CHECKING:
@@ -36,11 +37,12 @@ HELP = "learn B, A by Adam (B = 0 at start) per rank vs the Eckart–Young floor
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Target, ranks, optimiser settings, the φ pair and outputs."""
     add_matrix_arguments(parser, hidden_size=256, kind="lowrank")
-    parser.add_argument("--steps", type=positive_int, default=500,
+    parser.add_argument("--steps", type=int_in(1, MAX_STEPS), default=500,
                         help="Adam steps per rank (default 500)")
-    parser.add_argument("--lr", type=finite_float, default=2e-2,
+    parser.add_argument("--lr", type=float_in(0.0, 10.0, lo_open=True, what="--lr"),
+                        default=2e-2,
                         help="peak learning rate; cosine decay to lr/100 (default 0.02)")
-    parser.add_argument("--alpha", type=finite_float, default=16.0,
+    parser.add_argument("--alpha", type=alpha_float, default=16.0,
                         help="LoRA scale α: ΔW = (α/r)·B A (default 16)")
     parser.add_argument("--compare", type=rank_list, default=None, metavar="R1,R2",
                         help="the two fitted ranks for φ (default: the two largest)")
@@ -57,12 +59,20 @@ def format_report(result: FitResult, label: str) -> str:
              f"{'rank':>5}  {'steps':>6}  {'learned ‖W−ΔW‖_F':>17}  "
              f"{'optimal (Eckart–Young)':>22}  {'learned/optimal':>15}"]
     for f in fits:
+        ratio = f"{f.ratio:>15.5f}" if math.isfinite(f.ratio) else f"{'n/a (floor 0)':>15}"
         lines.append(f"{f.rank:>5}  {f.steps:>6}  {f.learned_error:>17,.6g}  "
-                     f"{f.optimal_error:>22,.6g}  {f.ratio:>15.5f}")
-    worst = max(fits, key=lambda f: f.ratio)
-    lines.append(f"largest learned/optimal: {worst.ratio:.5f} (rank {worst.rank}); "
-                 + ("all within 1 % of the optimum" if worst.ratio <= 1.01
-                    else "above 1.01: more --steps, or ranks past the signal's converge slowly"))
+                     f"{f.optimal_error:>22,.6g}  {ratio}")
+    finite = [f for f in fits if math.isfinite(f.ratio)]
+    if finite:
+        worst = max(finite, key=lambda f: f.ratio)
+        lines.append(f"largest learned/optimal: {worst.ratio:.5f} (rank {worst.rank}); "
+                     + ("all within 1 % of the optimum" if worst.ratio <= 1.01 else
+                        "above 1.01: more --steps, or ranks past the signal's converge slowly"
+                        if worst.ratio <= 2 else "far above the optimum: the fit did not "
+                        "converge; lower --lr or --alpha, or give more --steps"))
+    if len(finite) < len(fits):
+        lines.append("n/a: at full rank the optimum is exact (error 0), so the ratio is "
+                     "undefined; the learned error is shown")
     sim = result.similarity
     if sim is not None:
         d = sim.d_in
@@ -82,15 +92,17 @@ def run(args: argparse.Namespace) -> int:
     from ..lowrank import check_ranks, fit_lowrank
     from ..plots.lowrank import fit_figure
     from ..threads import SMALL_NUMEL, torch_threads
-    from ._matrix import check_outputs, matrix_from_args, write_outputs
+    from ._matrix import check_finite, claim_outputs, matrix_from_args, write_outputs
 
-    check_outputs(args)
-    mat = matrix_from_args(args)
-    ranks = check_ranks(args.ranks, tuple(mat.tensor.shape))
-    # per-step matmuls this small lose more to thread hand-offs than they gain
-    with torch_threads(1 if mat.tensor.numel() <= SMALL_NUMEL else None):
-        result = fit_lowrank(mat.tensor, ranks, steps=args.steps, lr=args.lr,
-                             alpha=args.alpha, seed=args.seed, compare=args.compare)
-    print(format_report(result, mat.label))
-    write_outputs(args, fit_figure(result), result.to_dict())
+    with claim_outputs(args, "fit"):
+        mat = matrix_from_args(args)
+        ranks = check_ranks(args.ranks, tuple(mat.tensor.shape))
+        # per-step matmuls this small lose more to thread hand-offs than they gain
+        with torch_threads(1 if mat.tensor.numel() <= SMALL_NUMEL else None):
+            result = fit_lowrank(mat.tensor, ranks, steps=args.steps, lr=args.lr,
+                                 alpha=args.alpha, seed=args.seed, compare=args.compare)
+        data = result.to_dict()
+        check_finite(data, "fit", "lower --lr or --alpha")
+        print(format_report(result, mat.label))
+        write_outputs(args, fit_figure(result), data)
     return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._args import finite_float, positive_int
+from ._args import MAX_ALPHA, alpha_float, float_in, positive_int
 from ._matrix import add_matrix_arguments, add_output_arguments
 
 if TYPE_CHECKING:
@@ -36,9 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delta-kind", choices=("lowrank", "seed"), default="lowrank",
                         help="generated ΔW: lowrank (signal rank K + noise) or seed "
                              "((α/K)·B A, the seed's random update) (default lowrank)")
-    parser.add_argument("--delta-scale", type=finite_float, default=0.5, metavar="S",
+    parser.add_argument("--delta-scale", type=float_in(0.0, MAX_ALPHA, lo_open=True,
+                                                       what="--delta-scale"),
+                        default=0.5, metavar="S",
                         help="lowrank ΔW: ‖ΔW‖_F = S·‖W0‖_F (default 0.5)")
-    parser.add_argument("--alpha", type=finite_float, default=16.0,
+    parser.add_argument("--alpha", type=alpha_float, default=16.0,
                         help="seed ΔW: the LoRA scale α (default 16)")
     parser.add_argument("--max-cells", type=positive_int, default=512, metavar="N",
                         help="block-average matrices larger than N per side (default 512)")
@@ -78,36 +80,55 @@ def _delta(args: argparse.Namespace, w0: torch.Tensor, gen: torch.Generator
     return d.to(w0.dtype), f"low rank {k} + noise {args.noise:g}, ×{args.delta_scale:g}‖W0‖_F"
 
 
+def _ratio(a: float, b: float, fmt: str) -> str:
+    """``a / b`` formatted, or ``n/a`` when ``b`` is 0 (an all-zero W0 or ΔW)."""
+    return format(a / b, fmt) if b > 0 else "n/a"
+
+
+def _report(w0, delta_label: str, sweep, block: int, w0_norm: float) -> str:
+    """The header lines and the per-rank residual table."""
+    shape = sweep.shape
+    lines = [f"loralab heatmap: W0 = {w0.label}, ΔW = {delta_label}, shape {shape}",
+             f"‖W0‖_F = {w0_norm:,.5g}, ‖ΔW‖_F = {sweep.frobenius_norm:,.5g} "
+             f"(ratio {_ratio(sweep.frobenius_norm, w0_norm, '.3f')})"
+             + (f"; shown as {block}×{block} block means" if block > 1 else ""), "",
+             f"{'rank':>5}  {'‖ΔW − [ΔW]_r‖_F':>17}  {'of ‖ΔW‖_F':>9}  {'of ‖W0‖_F':>9}"]
+    for r, err, rel in zip(sweep.ranks, sweep.optimal_error, sweep.relative_error, strict=True):
+        lines.append(f"{r:>5}  {err:>17,.5g}  {rel:>9.2%}  {_ratio(err, w0_norm, '.2%'):>9}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check outputs, get W0 and ΔW, one SVD of ΔW, print the residual norms, save."""
     import torch
 
-    from ..lowrank import check_ranks, svd_factors, sweep_from_singular_values
+    from ..lowrank import as_matrix, check_ranks, svd_factors, sweep_from_singular_values
     from ..plots.lowrank import block_size, heatmaps_figure
-    from ._matrix import check_outputs, matrix_from_args, write_outputs
+    from ._matrix import check_finite, claim_outputs, matrix_from_args, write_outputs
 
-    check_outputs(args)
-    w0 = matrix_from_args(args, kind="gaussian")
-    gen = w0.generator if w0.generator is not None else torch.Generator().manual_seed(args.seed)
-    delta, delta_label = _delta(args, w0.tensor, gen)
-    shape = tuple(delta.shape)
-    ranks = check_ranks(args.ranks, shape)
-    factors = svd_factors(delta)
-    sweep = sweep_from_singular_values(factors[1], ranks, shape)
-    w0_norm = float(torch.linalg.vector_norm(w0.tensor, dtype=torch.float64))
-    block = block_size(shape, args.max_cells)
-    lines = [f"loralab heatmap: W0 = {w0.label}, ΔW = {delta_label}, shape {shape}",
-             f"‖W0‖_F = {w0_norm:,.5g}, ‖ΔW‖_F = {sweep.frobenius_norm:,.5g} "
-             f"(ratio {sweep.frobenius_norm / w0_norm:.3f})"
-             + (f"; shown as {block}×{block} block means" if block > 1 else ""), "",
-             f"{'rank':>5}  {'‖ΔW − [ΔW]_r‖_F':>17}  {'of ‖ΔW‖_F':>9}  {'of ‖W0‖_F':>9}"]
-    for r, err, rel in zip(sweep.ranks, sweep.optimal_error, sweep.relative_error, strict=True):
-        lines.append(f"{r:>5}  {err:>17,.5g}  {rel:>9.2%}  {err / w0_norm:>9.2%}")
-    print("\n".join(lines))
-    fig = heatmaps_figure(w0.tensor, delta, list(ranks), factors=factors,
-                          max_cells=args.max_cells)
-    data = {"shape": list(shape), "w0": w0.label, "delta": delta_label, "w0_norm": w0_norm,
-            "delta_norm": sweep.frobenius_norm, "block": block, "ranks": sweep.ranks,
-            "residual_error": sweep.optimal_error, "residual_relative": sweep.relative_error}
-    write_outputs(args, fig, data)
+    with claim_outputs(args, "heatmap"):
+        if args.delta_input is not None:
+            from ..lowrank.matrixio import check_spec
+
+            check_spec(args.delta_input)           # before W0 is built or read
+        w0 = matrix_from_args(args, kind="gaussian", copies=10)
+        gen = (w0.generator if w0.generator is not None
+               else torch.Generator().manual_seed(args.seed))
+        delta, delta_label = _delta(args, w0.tensor, gen)
+        delta = as_matrix(delta, name=f"ΔW ({delta_label})")      # finite, in range
+        shape = tuple(delta.shape)
+        ranks = check_ranks(args.ranks, shape)
+        factors = svd_factors(delta)
+        sweep = sweep_from_singular_values(factors[1], ranks, shape)
+        w0_norm = float(torch.linalg.vector_norm(w0.tensor, dtype=torch.float64))
+        block = block_size(shape, args.max_cells)
+        data = {"shape": list(shape), "w0": w0.label, "delta": delta_label, "w0_norm": w0_norm,
+                "delta_norm": sweep.frobenius_norm, "block": block, "ranks": sweep.ranks,
+                "residual_error": sweep.optimal_error, "residual_relative": sweep.relative_error}
+        check_finite(data, "heatmap", "use a smaller --delta-scale or --alpha, or --dtype "
+                     "float64")
+        print(_report(w0, delta_label, sweep, block, w0_norm))
+        fig = heatmaps_figure(w0.tensor, delta, list(ranks), factors=factors,
+                              max_cells=args.max_cells)
+        write_outputs(args, fig, data)
     return 0

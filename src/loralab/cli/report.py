@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import positive_int
+from ._args import positive_int, seed_int
 
 STAGES = {"demo": "the seed demo", "slider": "the rank explorer (one heatmap per rank)",
           "analyses": "the low-rank analyses (chapter 7.1-7.4)",
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="report", metavar="DIR",
                         help="folder to write index.html into; created, or replaced if it "
                              "holds only a previous report (default ./report)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--seed", type=seed_int, default=42, help="random seed (default 42)")
     parser.add_argument("--hidden-size", type=positive_int, default=512, metavar="D",
                         help="d of the seed demo and the rank explorer (default 512, the "
                              "seed's)")

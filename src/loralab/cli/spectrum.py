@@ -63,30 +63,35 @@ def run(args: argparse.Namespace) -> int:
     from ..lowrank import check_ranks, make_matrix, spectrum
     from ..plots.lowrank import spectrum_figure
     from ._matrix import (
-        check_outputs,
+        check_finite,
+        check_memory,
+        claim_outputs,
         default_signal_rank,
         generated_shape,
         matrix_from_args,
         write_outputs,
     )
 
-    check_outputs(args)
-    user = matrix_from_args(args) if args.input is not None else None
-    shape = tuple(user.tensor.shape) if user is not None else generated_shape(args)
-    ranks = check_ranks(args.ranks, shape)
-    gen = torch.Generator().manual_seed(args.seed)
-    k = args.signal_rank or default_signal_rank(shape)
-    gaussian = make_matrix("gaussian", *shape, seed=gen, dtype=args.dtype)
-    update = make_matrix("lowrank", *shape, seed=gen, dtype=args.dtype, rank=k,
-                         noise=args.noise)
-    spectra = [spectrum(gaussian, label="Gaussian W0 ~ N(0,1)", gaussian=True),
-               spectrum(update, label=f"low rank {k} + noise {args.noise:g}")]
-    if user is not None:
-        spectra.append(spectrum(user.tensor, label=user.label))
-    print(format_report(spectra, ranks))
-    data = {"ranks": list(ranks),
-            "spectra": [dict(sp.to_dict(),
-                             energy_at_ranks=[sp.cumulative_energy[r - 1] for r in ranks])
-                        for sp in spectra]}
-    write_outputs(args, spectrum_figure(spectra), data)
+    with claim_outputs(args, "spectrum"):
+        user = matrix_from_args(args, copies=10) if args.input is not None else None
+        shape = tuple(user.tensor.shape) if user is not None else generated_shape(args)
+        if user is None:
+            check_memory(args, shape, copies=8)
+        ranks = check_ranks(args.ranks, shape)
+        gen = torch.Generator().manual_seed(args.seed)
+        k = args.signal_rank or default_signal_rank(shape)
+        gaussian = make_matrix("gaussian", *shape, seed=gen, dtype=args.dtype)
+        update = make_matrix("lowrank", *shape, seed=gen, dtype=args.dtype, rank=k,
+                             noise=args.noise)
+        spectra = [spectrum(gaussian, label="Gaussian W0 ~ N(0,1)", gaussian=True),
+                   spectrum(update, label=f"low rank {k} + noise {args.noise:g}")]
+        if user is not None:
+            spectra.append(spectrum(user.tensor, label=user.label))
+        data = {"ranks": list(ranks),
+                "spectra": [dict(sp.to_dict(),
+                                 energy_at_ranks=[sp.cumulative_energy[r - 1] for r in ranks])
+                            for sp in spectra]}
+        check_finite(data, "spectrum")
+        print(format_report(spectra, ranks))
+        write_outputs(args, spectrum_figure(spectra), data)
     return 0

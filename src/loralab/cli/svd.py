@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._args import finite_float
+from ._args import alpha_float
 from ._matrix import add_matrix_arguments, add_output_arguments
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ HELP = "best rank-r error (one SVD) vs the seed's random BA, with the Eckart–Y
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Matrix, ranks, α, check options and outputs."""
     add_matrix_arguments(parser)
-    parser.add_argument("--alpha", type=finite_float, default=16.0,
+    parser.add_argument("--alpha", type=alpha_float, default=16.0,
                         help="LoRA scale α of the seed's random ΔW = (α/r)·BA (default 16)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the explicit Eckart–Young check (it costs one SVD of "
@@ -105,15 +105,17 @@ def run(args: argparse.Namespace) -> int:
     """Check outputs, get the matrix, analyse, print, save."""
     from ..lowrank import analyze_svd, check_ranks
     from ..plots.lowrank import svd_figure
-    from ._matrix import check_outputs, matrix_from_args, write_outputs
+    from ._matrix import check_finite, claim_outputs, matrix_from_args, write_outputs
 
-    check_outputs(args)
-    mat = matrix_from_args(args)
-    ranks = check_ranks(args.ranks, tuple(mat.tensor.shape))
-    seed = mat.generator if mat.generator is not None else args.seed
-    analysis = analyze_svd(mat.tensor, ranks, alpha=args.alpha, seed=seed, label=mat.label,
-                           gaussian=mat.gaussian, check=not args.no_check,
-                           randomized=args.randomized)
-    print(format_report(analysis))
-    write_outputs(args, svd_figure(analysis), analysis.to_dict())
+    with claim_outputs(args, "svd"):
+        mat = matrix_from_args(args, copies=6)
+        ranks = check_ranks(args.ranks, tuple(mat.tensor.shape))
+        seed = mat.generator if mat.generator is not None else args.seed
+        analysis = analyze_svd(mat.tensor, ranks, alpha=args.alpha, seed=seed, label=mat.label,
+                               gaussian=mat.gaussian, check=not args.no_check,
+                               randomized=args.randomized)
+        data = analysis.to_dict()
+        check_finite(data, "svd", "use a smaller --alpha, or --dtype float64")
+        print(format_report(analysis))
+        write_outputs(args, svd_figure(analysis), data)
     return 0

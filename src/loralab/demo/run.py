@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 
 from ..errors import check_choice
+from ..fileio import require_finite
 from ..lowrank.theory import theory_delta_norm
 from ..threads import SMALL_NUMEL, torch_threads
 from .result import DTYPES, DemoResult, DType, LoraConfig, RankRow
@@ -74,8 +75,11 @@ def _run_demo(config: LoraConfig, seed: int, dtype: DType) -> DemoResult:
             optimal_error=opt, optimal_relative=opt / w0_norm if w0_norm else 0.0,
             trainable_params=r * (d + d), full_params=d * d,
         ))
-    return DemoResult(config=config, seed=seed, dtype=dtype, w0_norm=w0_norm,
-                      singular_values=sigma.tolist(), rows=rows)
+    result = DemoResult(config=config, seed=seed, dtype=dtype, w0_norm=w0_norm,
+                        singular_values=sigma.tolist(), rows=rows)
+    require_finite(result.to_dict(), "the demo's", "use a smaller alpha (--alpha) or dtype "
+                   "float64 (--dtype float64)")
+    return result
 
 
 def format_table(result: DemoResult) -> str:
@@ -129,6 +133,9 @@ def simulate_lora(config: LoraConfig | None = None, *, seed: int = 42, dtype: DT
     from ..fileio import check_output_file
 
     if plot_path is not None:
+        from ..plots import check_figure_path
+
+        check_figure_path(plot_path, flag="plot_path")
         check_output_file(plot_path)
     result = run_demo(config, seed=seed, dtype=dtype)
     if verbose:

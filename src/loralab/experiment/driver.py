@@ -12,15 +12,22 @@
    LoRA paper's amplification factor; α/r against α/√r; sample generations.
 
 ``run_experiment(config, out_dir=...)`` does it all and writes the outputs
-(:func:`loralab.finetune_report.write_outputs`); without ``out_dir`` it only computes.
-Under ``torchrun`` every rank runs the same code with DDP and only rank 0 writes.
-A Ctrl-C during training saves a checkpoint in ``<out>/.resume/``; the same command resumes.
+(:func:`loralab.experiment.outputs.write_outputs`); without ``out_dir`` it only computes.
+``out_dir`` follows the one output rule of :mod:`loralab.fileio` (a manifest of what the run
+wrote, a lock, the earlier run's files removed). Under ``torchrun`` every rank runs the same
+code with DDP and only rank 0 writes. A Ctrl-C during training saves a checkpoint in
+``<out>/.resume/<key>/`` (pretraining: beside the cached base); the same command resumes.
+The resume state records the SHA-256 of the base it was trained on and is discarded when the
+base changed (:mod:`.base`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import os
+import json
+import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -30,16 +37,17 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
-from ..fileio import check_output_dir
-from ..lm.checkpoint import load_weights, save_weights
+from ..fileio import OutputFolder, atomic_write_text, output_folder, require_finite
+from ..lm.checkpoint import load_weights, non_finite, save_weights
 from ..lm.corpus import LMData, build_data
 from ..lm.dist import DistContext, resolve_device
-from ..lm.model import CharTokenizer, TinyLM
-from ..lm.train import TrainConfig, TrainResult, evaluate, train
+from ..lm.model import CharTokenizer
+from ..lm.train import TrainConfig, TrainResult, train
 from .analysis import analyse
+from .base import default_cache_dir, load_or_pretrain_base
 from .config import ExperimentConfig, RunSpec, plan_runs
 from .outputs import write_outputs
-from .results import BaseInfo, ExperimentResult, RunResult
+from .results import ExperimentResult, RunResult
 
 __all__ = [
     "default_cache_dir",
@@ -49,14 +57,8 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int], None]   # (what is running, steps just completed)
-
-
-def default_cache_dir() -> Path:
-    """``$LORALAB_CACHE``, else ``$XDG_CACHE_HOME/loralab``, else ``~/.cache/loralab``."""
-    if os.environ.get("LORALAB_CACHE"):
-        return Path(os.environ["LORALAB_CACHE"])
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "loralab"
+STATE = ".resume"                       # the resume state's folder inside --out
+_log = logging.getLogger("loralab")
 
 
 def total_steps(config: ExperimentConfig) -> int:
@@ -68,50 +70,6 @@ def total_steps(config: ExperimentConfig) -> int:
 
 def _with_seed(tc: TrainConfig, seed: int) -> TrainConfig:
     return replace(tc, seed=seed)
-
-
-def load_or_pretrain_base(config: ExperimentConfig, pre: LMData, ft: LMData, *,
-                          device: torch.device, dist: DistContext,
-                          progress: Progress | None = None) -> tuple[TinyLM, BaseInfo]:
-    """The pretrained base (frozen, eval mode), from the cache or trained now and cached."""
-    spec, key = config.spec, config.base_key()
-    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    path = cache / f"base-{key}.safetensors"
-    model = TinyLM(spec.model, seed=config.seed).to(device)
-    cached = dist.broadcast_flag(path.is_file(), device)
-    if cached:
-        tensors, meta = load_weights(path)
-        own = model.state_dict()
-        if set(tensors) != set(own) or any(tensors[k].shape != own[k].shape for k in own):
-            raise LoralabError(f"cached base {str(path)!r} does not fit the "
-                               f"{config.preset} preset's model; delete it to rebuild")
-        model.load_state_dict(tensors)
-        history, wall = meta.get("history", {}), float(meta.get("wall_s", 0.0))
-        if progress:
-            progress("base (cached)", spec.pretrain.steps)
-    else:
-        if dist.is_main:
-            cache.mkdir(parents=True, exist_ok=True)
-        dist.barrier()
-        t0 = time.perf_counter()
-        res = train(model, pre, _with_seed(spec.pretrain, config.seed), device=device,
-                    dist=dist, bf16=config.bf16, checkpoint=str(cache / f"base-{key}.ckpt"),
-                    run_key=f"base:{key}",
-                    on_step=(lambda s, _l: progress("pretraining", 1)) if progress else None)
-        wall = time.perf_counter() - t0
-        history = res.history()
-        if dist.is_main:
-            save_weights(path, model.state_dict(), {"key": key, "history": history,
-                                                    "wall_s": wall,
-                                                    "model": spec.model.to_dict()})
-        dist.barrier()
-    model.requires_grad_(False).eval()
-    info = BaseInfo(
-        key=key, path=str(path), cached=cached, params=sum(p.numel() for p in model.parameters()),
-        pretrain_val_loss=evaluate(model, pre, 64, device=device, dist=dist),
-        finetune_val_loss=evaluate(model, ft, 64, device=device, dist=dist),
-        pretrain_wall_s=wall, pretrain_history=history)
-    return model, info
 
 
 def build_run_model(base: nn.Module, run: RunSpec, config: ExperimentConfig) -> nn.Module:
@@ -146,42 +104,86 @@ def _result(run: RunSpec, res: TrainResult, wall: float, model: nn.Module) -> Ru
         train_loss=res.train_loss, resumed_from=res.resumed_from)
 
 
+def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str) -> RunResult:
+    """Load a finished run's weights from its resume file, after checking it fits."""
+    state = done.parent
+    advice = f"delete the resume folder {str(state)!r} and rerun to train it again"
+    tensors, meta = load_weights(done, what="resume file", advice=advice)
+    trainable = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    try:
+        result = RunResult(**meta["result"])
+        ok = set(tensors) == set(trainable) and all(
+            tensors[n].shape == p.shape for n, p in trainable.items())
+    except (KeyError, TypeError):
+        ok = False
+    if not ok or meta.get("base_sha256") != base_sha:
+        why = "does not fit" if not ok else "was trained on another base than"
+        raise LoralabError(f"resume file {str(done)!r} {why} run {run.label}; {advice}")
+    bad = non_finite(tensors)
+    if bad is not None:
+        raise LoralabError(f"resume file {str(done)!r} holds {bad[1]} NaN/Inf values (in "
+                           f"{bad[0]}); {advice}")
+    with torch.no_grad():
+        for n, p in trainable.items():
+            p.copy_(tensors[n])
+    return result
+
+
 def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfig, *,
                device: torch.device, dist: DistContext, state_dir: Path | None,
-               progress: Progress | None) -> tuple[nn.Module, RunResult]:
+               base_sha: str, progress: Progress | None) -> tuple[nn.Module, RunResult]:
     """Train one run, or restore it when ``state_dir`` says it already finished."""
     spec = config.spec
     tc = _with_seed(spec.full if run.method == "full" else spec.lora, config.seed)
     model = build_run_model(base, run, config)
     done = state_dir / f"{run.label}.done.safetensors" if state_dir else None
     if done is not None and dist.broadcast_flag(done.is_file(), device):
-        tensors, meta = load_weights(done)
-        trainable = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
-        try:
-            result = RunResult(**meta["result"])
-            ok = set(tensors) == set(trainable) and all(
-                tensors[n].shape == p.shape for n, p in trainable.items())
-        except (KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise LoralabError(f"resume file {str(done)!r} does not fit run {run.label}; "
-                               "delete the .resume folder to start over")
-        with torch.no_grad():
-            for n, p in trainable.items():
-                p.copy_(tensors[n])
+        result = _restore(run, model, done, base_sha)
         if progress:
             progress(f"{run.label} (done before)", tc.steps)
         return model, result
     t0 = time.perf_counter()
-    res = train(model, ft, tc, device=device, dist=dist, bf16=config.bf16,
-                checkpoint=str(state_dir / f"{run.label}.ckpt") if state_dir else None,
-                run_key=f"{config.key()}:{run.label}",
-                on_step=(lambda s, _l: progress(run.label, 1)) if progress else None)
+    try:
+        res = train(model, ft, tc, device=device, dist=dist, bf16=config.bf16,
+                    checkpoint=str(state_dir / f"{run.label}.ckpt") if state_dir else None,
+                    run_key=f"{config.key()}:{base_sha[:16]}:{run.label}",
+                    on_step=(lambda s, _l: progress(run.label, 1)) if progress else None)
+    except LoralabError as exc:
+        raise LoralabError(f"run {run.label}: {exc}") from None
     result = _result(run, res, time.perf_counter() - t0, model)
     if done is not None and dist.is_main:
         save_weights(done, {n: p for n, p in model.named_parameters() if p.requires_grad},
-                     {"result": asdict(result)})
+                     {"result": asdict(result), "base_sha256": base_sha})
     return model, result
+
+
+def _resume_dir(out: Path, config: ExperimentConfig, base_sha: str, dist: DistContext) -> Path:
+    """``<out>/.resume/<key>``, stamped with the SHA-256 of the base its runs trained on; a
+    state stamped with another base is stale (the base was rebuilt) and is discarded."""
+    state = out / STATE / config.key()
+    stamp = state / "base.json"
+    if dist.is_main:
+        if stamp.exists():
+            try:
+                old = json.loads(stamp.read_text(encoding="utf-8")).get("base_sha256")
+            except (OSError, ValueError, AttributeError):
+                old = None
+            if old != base_sha:
+                _log.warning("loralab: the resume state %s was trained on another base (it was "
+                             "rebuilt); discarding it", state)
+                shutil.rmtree(state)
+        state.mkdir(parents=True, exist_ok=True)
+        if not stamp.exists():
+            atomic_write_text(stamp, json.dumps({"base_sha256": base_sha}) + "\n")
+    dist.barrier()
+    return state
+
+
+def _drop_resume(out: Path, config: ExperimentConfig) -> None:
+    """Remove this experiment's resume state (its outputs are written)."""
+    shutil.rmtree(out / STATE / config.key(), ignore_errors=True)
+    if (out / STATE).is_dir() and not any((out / STATE).iterdir()):
+        (out / STATE).rmdir()
 
 
 def run_experiment(config: ExperimentConfig | None = None, *, out_dir: str | Path | None = None,
@@ -189,13 +191,28 @@ def run_experiment(config: ExperimentConfig | None = None, *, out_dir: str | Pat
                    progress: Progress | None = None) -> ExperimentResult:
     """Run the whole experiment; with ``out_dir`` also write every output there (rank 0).
 
+    ``out_dir`` is claimed first (:func:`loralab.fileio.output_folder`: refused if it holds
+    files another command or the user wrote, or another run is writing there); the cache is
+    checked before any training (:func:`loralab.experiment.base.check_cache`).
     ``progress(label, steps)`` is called as optimizer steps complete (for a progress bar
     whose total is :func:`total_steps`). Returns the :class:`ExperimentResult`.
     """
+    from .base import check_cache
+
     config = config or ExperimentConfig()
     dist = dist or DistContext()
-    out = check_output_dir(out_dir, create=True) if out_dir is not None else None
     device = resolve_device(config.device, dist.local_rank)
+    check_cache(config)
+    claim = (output_folder(out_dir, "finetune", state=(STATE,))
+             if out_dir is not None and dist.is_main else contextlib.nullcontext(None))
+    with claim as folder:
+        dist.barrier()
+        out = Path(out_dir) if out_dir is not None else None
+        return _run(config, out, folder, dist=dist, device=device, progress=progress)
+
+
+def _run(config: ExperimentConfig, out: Path | None, folder: OutputFolder | None, *,
+         dist: DistContext, device: torch.device, progress: Progress | None) -> ExperimentResult:
     t0 = time.perf_counter()
     spec, tok = config.spec, CharTokenizer()
     t = spec.model.block_size
@@ -205,15 +222,13 @@ def run_experiment(config: ExperimentConfig | None = None, *, out_dir: str | Pat
                     n_val=spec.n_val_lines, seed=config.seed)
     base, base_info = load_or_pretrain_base(config, pre, ft, device=device, dist=dist,
                                             progress=progress)
-    state_dir = out / ".resume" / config.key() if out is not None else None
-    if state_dir is not None and dist.is_main:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    dist.barrier()
+    state_dir = _resume_dir(out, config, base_info.sha256, dist) if out is not None else None
     models: dict[str, nn.Module] = {}
     runs: list[RunResult] = []
     for run in plan_runs(config):
         model, result = _fine_tune(run, base, ft, config, device=device, dist=dist,
-                                   state_dir=state_dir, progress=progress)
+                                   state_dir=state_dir, base_sha=base_info.sha256,
+                                   progress=progress)
         model.eval()
         models[run.label] = model
         runs.append(result)
@@ -222,7 +237,12 @@ def run_experiment(config: ExperimentConfig | None = None, *, out_dir: str | Pat
                               out_dir=str(out) if out is not None else None)
     result.analysis = analyse(result, base, models, ft, tok, device=device, dist=dist)
     result.wall_s = time.perf_counter() - t0
-    if out is not None and dist.is_main:
-        write_outputs(result, models, out)
+    require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "
+                   "lower the learning rate")                  # never printed nor saved
+    if folder is not None and out is not None:
+        staged = folder.staging()
+        write_outputs(result, models, staged)
+        folder.commit(staged)
+        _drop_resume(out, config)
     dist.barrier()
     return result

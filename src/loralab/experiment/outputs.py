@@ -1,13 +1,15 @@
-"""Every file of the fine-tuning experiment, written into the ``--out`` folder atomically::
+"""Every file of the fine-tuning experiment, written into a folder atomically::
 
     results.md, results.json, samples.txt,
     convergence.png, bridge.png, cost.png,
     adapters/<run>/adapter_config.json + adapter_model.safetensors   (PEFT format)
+
+The driver writes them into a staging folder inside ``--out`` and moves them into place with
+:meth:`loralab.fileio.OutputFolder.commit`, which records them in the folder's manifest.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from torch import nn
@@ -23,8 +25,7 @@ __all__ = ["write_outputs"]
 
 
 def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: Path) -> None:
-    """Write tables, JSON, samples, figures and every LoRA adapter into ``out``; then drop
-    the resume state of this experiment."""
+    """Write tables, JSON, samples, figures and every LoRA adapter into ``out``."""
     (out / "adapters").mkdir(exist_ok=True)
     for label, model in models.items():
         if label != "full":
@@ -36,7 +37,3 @@ def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: P
                       + format_samples(result) + "\n```\n")
     atomic_write_text(out / "samples.txt", format_samples(result) + "\n")
     atomic_write_json(out / "results.json", result.to_dict())
-    state = out / ".resume" / result.config.key()
-    shutil.rmtree(state, ignore_errors=True)
-    if (out / ".resume").is_dir() and not any((out / ".resume").iterdir()):
-        (out / ".resume").rmdir()

@@ -171,7 +171,8 @@ class RunResult:
 
 @dataclass
 class BaseInfo:
-    """The pretrained base: where it is cached and how good it is on both tasks."""
+    """The pretrained base: where it is cached, how good it is on both tasks, and the
+    SHA-256 of its tensors (``sha256``, which keys the resume state)."""
 
     key: str
     path: str
@@ -181,6 +182,7 @@ class BaseInfo:
     finetune_val_loss: float
     pretrain_wall_s: float
     pretrain_history: dict = field(default_factory=dict)
+    sha256: str = ""
 
 
 @dataclass

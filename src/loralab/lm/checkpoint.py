@@ -1,7 +1,8 @@
 """Weights and resumable training checkpoints on disk: safetensors + JSON, never pickle.
 
 * :func:`save_weights` / :func:`load_weights`: a flat ``{name: tensor}`` safetensors file with
-  a JSON string in its metadata (used for the cached pretrained base).
+  a JSON string in its metadata (used for the cached pretrained base and finished runs),
+  including the SHA-256 of the tensors (:func:`tensors_sha256`), checked on every load.
 * :func:`save_checkpoint` / :func:`load_checkpoint`: ``<prefix>.safetensors`` holds the
   trainable parameters (``model.<name>``) and AdamW's state (``optim.<i>.<key>``);
   ``<prefix>.json`` holds the step, the loss history, the optimizer's param groups, a
@@ -28,44 +29,85 @@ from ..errors import LoralabError
 from ..fileio import atomic_write, atomic_write_json
 
 __all__ = [
+    "TrainingInterrupted",
     "load_checkpoint",
     "load_weights",
+    "non_finite",
     "remove_checkpoint",
     "save_checkpoint",
     "save_weights",
+    "tensors_sha256",
 ]
 
 _FORMAT = "loralab-checkpoint-1"
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`loralab.lm.train.train`; ``checkpoint`` is the JSON file it saved
+    (``None`` when it had no checkpoint to write)."""
+
+    def __init__(self, checkpoint: str | None = None) -> None:
+        super().__init__(checkpoint or "")
+        self.checkpoint = checkpoint
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names, dtypes, shapes and values (of their safetensors form)."""
+    from safetensors.torch import save
+
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return hashlib.sha256(save(cpu)).hexdigest()
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> tuple[str, int] | None:
+    """``(name, count)`` of the first floating tensor holding NaN/Inf values, else ``None``."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name, int((~torch.isfinite(t)).sum())
+    return None
+
+
 def save_weights(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
                  metadata: dict | None = None) -> Path:
-    """Write ``tensors`` (moved to CPU, made contiguous) as safetensors, atomically."""
+    """Write ``tensors`` (moved to CPU, made contiguous) as safetensors, atomically, with
+    ``metadata`` and the tensors' SHA-256 (``metadata["sha256"]``)."""
     from safetensors.torch import save
 
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    data = save(cpu, metadata={"loralab": json.dumps(metadata or {})})
+    meta = dict(metadata or {}, sha256=tensors_sha256(cpu))
+    data = save(cpu, metadata={"loralab": json.dumps(meta)})
     return atomic_write(path, lambda fh: fh.write(data))
 
 
-def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict]:
+def load_weights(path: str | os.PathLike[str], *, what: str = "weights file",
+                 advice: str = "delete it to rebuild") -> tuple[dict[str, torch.Tensor], dict]:
     """Read a file written by :func:`save_weights`: ``(tensors, metadata)``.
 
-    Raises :class:`LoralabError` naming the file if it is missing or not valid safetensors.
+    Raises :class:`LoralabError` naming the file (as ``what``, followed by ``advice``) if it
+    is missing, not a regular file, not valid safetensors, or its tensors no longer match the
+    SHA-256 stored when it was written (the checksum is not part of the returned metadata).
     """
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise LoralabError(f"weights file {str(path)!r} does not exist")
+        raise LoralabError(f"{what} {str(path)!r} does not exist or is not a regular file")
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {}).get("loralab", "{}"))
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # safetensors raises its own error types
-        raise LoralabError(f"weights file {str(path)!r} is corrupt or not safetensors "
-                           f"({type(exc).__name__}); delete it to rebuild") from None
-    return tensors, meta if isinstance(meta, dict) else {}
+        raise LoralabError(f"{what} {str(path)!r} is corrupt or not safetensors "
+                           f"({type(exc).__name__}); {advice}") from None
+    meta = meta if isinstance(meta, dict) else {}
+    if "sha256" not in meta:
+        raise LoralabError(f"{what} {str(path)!r} has no checksum (an older loralab wrote it), "
+                           f"so it cannot be verified; {advice}")
+    if tensors_sha256(tensors) != meta.pop("sha256"):
+        raise LoralabError(f"{what} {str(path)!r} is corrupt: its tensors no longer match "
+                           f"the SHA-256 stored when it was written; {advice}")
+    return tensors, meta
 
 
 def _paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:

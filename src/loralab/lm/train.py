@@ -13,8 +13,9 @@ Scale-out: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
 global batch, so the averaged gradient equals the one-process gradient of the same global batch.
 
 Ctrl-C: the first SIGINT asks the loop to stop at the end of the current step; it then saves a
-checkpoint (:mod:`loralab.checkpoint`) and raises ``KeyboardInterrupt``. Calling :func:`train`
-again with the same checkpoint prefix resumes from that step with identical numbers.
+checkpoint and raises ``TrainingInterrupted`` (a ``KeyboardInterrupt`` naming the file). Calling
+:func:`train` again with the same checkpoint prefix resumes with identical numbers. A
+non-finite train loss stops the run at once ("training diverged"): it is never trained on.
 """
 
 from __future__ import annotations
@@ -32,21 +33,13 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
-from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
+from .checkpoint import TrainingInterrupted, load_checkpoint, remove_checkpoint, save_checkpoint
 from .corpus import LMData
 from .dist import DistContext
 from .model import CausalSelfAttention, lm_loss
 
-__all__ = [
-    "PEAK_FLOPS",
-    "TrainConfig",
-    "TrainResult",
-    "evaluate",
-    "lr_at",
-    "optimizer_state_bytes",
-    "train",
-    "train_flops_per_step",
-]
+__all__ = ["PEAK_FLOPS", "TrainConfig", "TrainResult", "evaluate", "lr_at",
+           "optimizer_state_bytes", "train", "train_flops_per_step"]
 
 PEAK_FLOPS = 350e9   # fp32 matmul peak of the reference machine (2 CPU threads), FLOP/s
 
@@ -321,6 +314,9 @@ class _Loop:
                              dtype=torch.float64, device=self.device)
         self.dist.all_reduce_sum(flags)
         result.train_loss.append(float(flags[0]) / self.dist.world_size)
+        if not math.isfinite(result.train_loss[-1]):
+            raise LoralabError(f"training diverged at step {step + 1} (train loss "
+                               f"{result.train_loss[-1]}); lower the learning rate ({config.lr:g})")
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             result.val_steps.append(step + 1)
             result.val_loss.append(evaluate(self.model, self.data, config.eval_batch_size,
@@ -330,13 +326,14 @@ class _Loop:
 
     def save_and_stop(self, checkpoint: str | None, done: int, result: TrainResult,
                       run_key: str) -> None:
-        """Save the checkpoint after ``done`` steps (rank 0 writes), raise KeyboardInterrupt."""
+        """Save the checkpoint after ``done`` steps (rank 0 writes), raise
+        :class:`~loralab.lm.checkpoint.TrainingInterrupted` naming its JSON file."""
         if checkpoint is not None:
             if self.dist.is_main:
                 save_checkpoint(checkpoint, self.model, self.optimizer, done,
                                 result.history(), run_key)
             self.dist.barrier()
-        raise KeyboardInterrupt
+        raise TrainingInterrupted(f"{checkpoint}.json" if checkpoint is not None else None)
 
 
 def train(model: nn.Module, data: LMData, config: TrainConfig, *,

@@ -39,8 +39,12 @@ def read_adapter(folder: str | os.PathLike[str]) -> tuple[AdapterConfig, dict[st
     if not folder.is_dir():
         raise LoralabError(f"adapter folder {str(folder)!r} does not exist")
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not cfg_path.is_file():
+    if not cfg_path.exists():
         raise LoralabError(f"adapter folder {str(folder)!r} has no {CONFIG_NAME}")
+    for path in (cfg_path, w_path):
+        if path.exists() and not path.is_file():
+            raise LoralabError(f"{str(path)!r} is not a regular file (a folder, FIFO or "
+                               "device); only regular files are read")
     if not w_path.is_file():
         extra = " (adapter_model.bin is a pickle and is never loaded; re-save it as " \
                 "safetensors)" if (folder / "adapter_model.bin").exists() else ""

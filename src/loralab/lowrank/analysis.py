@@ -132,7 +132,7 @@ def spectrum(w: Any, *, label: str = "W", gaussian: bool = False) -> Spectrum:
     return Spectrum(label=label, shape=(int(w.shape[0]), int(w.shape[1])),
                     singular_values=s.tolist(), frobenius_norm=total**0.5,
                     cumulative_energy=(cum / total).tolist() if total > 0 else cum.tolist(),
-                    energy_ranks=energy_ranks(s) if total > 0 else {},
+                    energy_ranks=energy_ranks(s),
                     gaussian=gaussian)
 
 

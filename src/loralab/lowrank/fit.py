@@ -82,7 +82,7 @@ class RankFit:
         idx = sorted(set(range(0, n, stride)) | {n - 1})
         return {"rank": self.rank, "learned_error": self.learned_error,
                 "optimal_error": self.optimal_error, "steps": self.steps,
-                "ratio": self.ratio,
+                "ratio": self.ratio if math.isfinite(self.ratio) else None,   # floor 0
                 "history": {"step": idx, "error": [self.history[i] for i in idx]}}
 
 
@@ -138,6 +138,19 @@ def _check_fit_options(steps: int, lr: float, alpha: float) -> None:
         raise LoralabError(f"alpha={alpha!r} is not allowed; it must be a finite number != 0")
 
 
+def _check_converged(losses: torch.Tensor, final: float, rank: int, lr: float,
+                     alpha: float) -> None:
+    """Refuse a fit whose error left the floating-point range: it diverged."""
+    import torch
+
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()) or not math.isfinite(final):
+        step = int(bad.nonzero()[0]) + 1 if bool(bad.any()) else len(losses)
+        raise LoralabError(f"the fit at rank {rank} diverged at step {step}: its error became "
+                           f"inf/NaN (B and A are no longer finite); lower the learning rate "
+                           f"(--lr, now {lr:g}) or the scale α (--alpha, now {alpha:g})")
+
+
 def fit_rank(w: Any, rank: int, *, steps: int = 500, lr: float = 2e-2, alpha: float = 16.0,
              seed: int = 0, optimal_error: float | None = None) -> RankFit:
     """Learn ``B, A`` at one rank from LoRA's init (see the module docstring).
@@ -163,18 +176,25 @@ def fit_rank(w: Any, rank: int, *, steps: int = 500, lr: float = 2e-2, alpha: fl
     b = torch.zeros(m, rank, dtype=w.dtype, requires_grad=True)        # B: (m, r) = 0
     opt = torch.optim.Adam([b, a], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 100)
-    losses = torch.empty(steps, dtype=torch.float64)
-    with torch.enable_grad():
-        for t in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss = (target - scale * (b @ a)).square().mean()          # (m, r)@(r, n)->(m, n)
-            loss.backward()
-            losses[t] = loss.detach()
-            opt.step()
-            sched.step()
+    losses = torch.full((steps,), math.nan, dtype=torch.float64)
+    try:
+        with torch.enable_grad():
+            for t in range(steps):
+                opt.zero_grad(set_to_none=True)
+                loss = (target - scale * (b @ a)).square().mean()      # (m, r)@(r, n)->(m, n)
+                loss.backward()
+                losses[t] = loss.detach()
+                if not math.isfinite(float(losses[t])):
+                    break
+                opt.step()
+                sched.step()
+    except RuntimeError as exc:                # Adam's arithmetic overflowing a float
+        if "overflow" not in str(exc):
+            raise
     b, a = b.detach(), a.detach()
     final = torch.linalg.vector_norm(
         w.double() - (scale * rms) * (b.double() @ a.double()))        # float64 residual
+    _check_converged(losses, float(final), rank, lr, alpha)
     history = (losses * (m * n)).sqrt().mul(rms).tolist() + [float(final)]
     return RankFit(rank=rank, steps=steps, learned_error=float(final),
                    optimal_error=float(optimal_error), history=history,
@@ -194,6 +214,10 @@ def fit_lowrank(w: Any, ranks: Any, *, steps: int = 500, lr: float = 2e-2,
     w = as_matrix(w, name="target")
     ranks = check_ranks(ranks, tuple(w.shape))
     _check_fit_options(steps, lr, alpha)
+    if not bool(w.any()):
+        raise LoralabError("the target is all zeros: every rank fits it exactly (B = 0 is "
+                           "already optimal), so there is nothing to learn; give a non-zero "
+                           "matrix")
     if compare is not None:
         compare = tuple(compare)
         missing = [r for r in compare if r not in ranks]

@@ -14,6 +14,7 @@ seed or a ``torch.Generator``), so the same seed gives the same matrix:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import LoralabError, check_choice
@@ -25,6 +26,7 @@ __all__ = [
     "KINDS",
     "Kind",
     "as_matrix",
+    "check_range",
     "check_ranks",
     "decaying_spectrum",
     "gaussian_matrix",
@@ -77,7 +79,33 @@ def as_matrix(w: Any, *, name: str = "matrix") -> torch.Tensor:
         row, col = (int(v) for v in bad.nonzero()[0])
         raise LoralabError(f"{name} has {int(bad.sum())} NaN/Inf entries (first at row {row}, "
                            f"column {col}); only finite values are allowed")
+    check_range(t, name=name)
     return t
+
+
+def check_range(t: torch.Tensor, *, name: str = "matrix") -> None:
+    """Refuse a finite matrix whose norm would overflow (or whose squares would underflow)
+    in its own dtype: ``‖W‖_F`` and ``Σ σ_i²`` must stay representable, so the largest
+    entry times ``sqrt(m·n)`` must lie within ``sqrt(tiny)·100 .. sqrt(max)/100`` of the
+    dtype. An all-zero matrix is fine (every error of it is 0)."""
+    import torch
+
+    lo, hi = torch.aminmax(t.detach())
+    big = max(abs(float(lo)), abs(float(hi)))
+    if big == 0:
+        return
+    info = torch.finfo(t.dtype)
+    dtype = str(t.dtype).removeprefix("torch.")
+    advice = "use --dtype float64, or scale the matrix" if t.dtype != torch.float64 \
+        else "scale the matrix"
+    bound = big * math.sqrt(t.numel())
+    if bound > math.sqrt(info.max) / 100:
+        raise LoralabError(f"overflow: {name} has entries up to {big:.3g}, so its norm (up to "
+                           f"{bound:.3g}) and the squares of its singular values leave the "
+                           f"{dtype} range; {advice} down")
+    if big < math.sqrt(info.tiny) * 100:
+        raise LoralabError(f"underflow: {name} has entries of at most {big:.3g}, whose squares "
+                           f"vanish in {dtype}; {advice} up")
 
 
 def check_ranks(ranks: Any, shape: tuple[int, int]) -> tuple[int, ...]:

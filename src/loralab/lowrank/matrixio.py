@@ -4,8 +4,9 @@ Two formats, neither of which can run code: ``.npy`` (read with
 ``numpy.load(allow_pickle=False)``, so object arrays are refused) and ``.safetensors``
 (``KEY`` names the tensor; a file holding one tensor needs no key). Every problem becomes
 one :class:`~loralab.errors.LoralabError` line: a missing file or key (the message lists the
-keys), a file that is not valid ``.npy``/``.safetensors``, a tensor that is not 2-D, empty,
-complex or non-numeric, or NaN/Inf entries.
+keys), a path that is not a regular file (a FIFO or a device is refused before it is
+opened), a file that is not valid ``.npy``/``.safetensors``, a tensor that is not 2-D, empty,
+complex or non-numeric, NaN/Inf entries, or values whose norm would overflow the dtype.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LoralabError
+from ..fileio import check_input_file
 from .matrices import as_matrix
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FORMATS", "LoadedMatrix", "list_keys", "load_matrix", "parse_spec"]
+__all__ = ["FORMATS", "LoadedMatrix", "check_spec", "list_keys", "load_matrix", "parse_spec"]
 
 FORMATS: tuple[str, ...] = (".npy", ".safetensors")
 _MAX_KEYS_SHOWN = 20
@@ -65,15 +67,22 @@ def parse_spec(spec: str) -> tuple[Path, str | None]:
 
 
 def _format(path: Path) -> str:
-    if not path.exists():
-        raise LoralabError(f"input file {str(path)!r} does not exist")
     if path.is_dir():
         raise LoralabError(f"input {str(path)!r} is a folder; give a .npy or .safetensors file")
+    check_input_file(path)                   # a FIFO or device is never opened
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise LoralabError(f"input file {str(path)!r} has suffix {suffix or '(none)'!r}; only "
                            f"{' and '.join(FORMATS)} files are allowed")
     return suffix
+
+
+def check_spec(spec: str) -> tuple[Path, str | None]:
+    """Check ``PATH[:KEY]`` names a regular ``.npy``/``.safetensors`` file, reading nothing
+    (so a command can refuse a bad second input before loading the first)."""
+    path, key = parse_spec(spec)
+    _format(path)
+    return path, key
 
 
 def _keys_text(keys: list[str]) -> str:

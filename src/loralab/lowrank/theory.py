@@ -106,9 +106,9 @@ def theory_delta_norm(d_out: int, d_in: int, rank: int, alpha: float) -> tuple[f
     ``sqrt(E‖ΔW‖²)`` and its std by the delta method, ``std(X²) / (2·sqrt(E X²))``.
     """
     d, k, r = d_out, d_in, rank
-    scale2 = (alpha / r) ** 2
-    mean_sq = scale2 * d * k * r
-    var_sq = scale2**2 * (2 * d * r * k * (k + r + 1) + 2 * d * d * r * k)
-    mean = math.sqrt(mean_sq)
-    std = math.sqrt(var_sq) / (2 * mean) if mean > 0 else 0.0
+    scale = abs(alpha / r)                 # both scale with |α/r|: no α² or α⁴ to overflow
+    unit_sq = d * k * r                    # E‖BA‖_F²
+    unit_var = 2 * d * r * k * (k + r + 1) + 2 * d * d * r * k
+    mean = scale * math.sqrt(unit_sq)
+    std = scale * math.sqrt(unit_var) / (2 * math.sqrt(unit_sq)) if mean > 0 else 0.0
     return mean, std

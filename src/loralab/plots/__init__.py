@@ -3,7 +3,8 @@
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly, never
 through ``pyplot``: no display is needed, no backend warning appears, nothing global is left
 open, and the import is cheaper. Each ``loralab.plots.<topic>`` module draws the figures of
-one topic; this module holds the shared style and the atomic PNG writer.
+one topic; this module holds the shared style and the atomic figure writer (PNG, PDF or
+SVG, as the file's suffix says).
 
 Chinese labels: :func:`cjk_font` finds a CJK font when one is installed (Debian's
 ``fonts-wqy-microhei`` or ``fonts-noto-cjk``); callers fall back to English without one.
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "CJK_FONT_HINT", "cjk_font", "new_figure", "png_bytes", "save_png"]
+__all__ = ["COLORS", "CJK_FONT_HINT", "FIGURE_FORMATS", "check_figure_path", "cjk_font",
+           "figure_bytes", "new_figure", "png_bytes", "save_figure", "save_png"]
 
 # One colour per meaning, used by every figure.
 COLORS: dict[str, str] = {
@@ -109,9 +111,43 @@ def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+# The formats a figure file may have, by suffix: Matplotlib's Agg canvas writes each natively.
+FIGURE_FORMATS: dict[str, str] = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+# No creation date in the file: the same figure gives the same bytes.
+_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
+def check_figure_path(path: str | os.PathLike[str], flag: str = "--out") -> str:
+    """The format ``path``'s suffix names (``png``, ``pdf`` or ``svg``); any other suffix
+    raises :class:`~loralab.errors.LoralabError` before a figure is drawn, so a file never
+    holds another format than its name says."""
+    from ..errors import LoralabError
+
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in FIGURE_FORMATS:
+        raise LoralabError(f"{flag} {os.fspath(path)!r}: a figure is written as PNG, PDF or "
+                           f"SVG, chosen by the suffix; give a name ending in "
+                           f"{', '.join(FIGURE_FORMATS)} (not {suffix or 'no suffix'!r})")
+    return FIGURE_FORMATS[suffix]
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 100) -> bytes:
+    """The figure encoded as ``fmt`` (``png``: :func:`png_bytes`; ``pdf``, ``svg``: vector)."""
+    if fmt == "png":
+        return png_bytes(fig, dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata=_NO_DATE.get(fmt))
+    return buf.getvalue()
+
+
 def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> str:
-    """Write the figure to ``path`` as PNG, atomically (temp file, then rename)."""
+    """Write the figure to ``path`` atomically (temp file, then rename), in the format its
+    suffix names: PNG for ``.png``, PDF for ``.pdf``, SVG for ``.svg`` (any other suffix is
+    refused, see :func:`check_figure_path`)."""
     from ..fileio import atomic_write
 
-    data = png_bytes(fig, dpi)
+    data = figure_bytes(fig, check_figure_path(path, flag="figure"), dpi)
     return str(atomic_write(path, lambda fh: fh.write(data)))
+
+
+save_figure = save_png

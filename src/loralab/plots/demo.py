@@ -72,5 +72,5 @@ def demo_figure(result: DemoResult) -> Figure:
 
 
 def plot_demo(result: DemoResult, path: str | os.PathLike[str]) -> str:
-    """Draw :func:`demo_figure` and save it as PNG at ``path`` (atomically)."""
+    """Draw :func:`demo_figure`; save it at ``path`` atomically (PNG, PDF or SVG by suffix)."""
     return save_png(demo_figure(result), path)

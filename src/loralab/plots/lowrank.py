@@ -110,7 +110,8 @@ def _draw_svd_relative(ax: Axes, analysis: SvdAnalysis) -> None:
     s = np.array(sw.singular_values)
     ax.plot(all_r, curve[1:], color=COLORS["optimal"],
             label=r"$\|W-W_r\|_F\,/\,\|W\|_F$ (Frobenius)")
-    ax.plot(all_r, np.append(s[1:], 0.0)[: k] / s[0], ":", color=COLORS["optimal"],
+    ax.plot(all_r, np.append(s[1:], 0.0)[: k] / (s[0] if s[0] > 0 else 1.0), ":",
+            color=COLORS["optimal"],
             label=r"$\|W-W_r\|_2\,/\,\|W\|_2=\sigma_{r+1}/\sigma_1$ (spectral)")
     theory_rel = gaussian_relative_error(m, n)
     ax.plot(all_r, theory_rel[1:], "--", color=COLORS["theory"], lw=1,
@@ -167,14 +168,15 @@ def _draw_one_spectrum(ax_s: Axes, ax_e: Axes, sp: Spectrum, color: str,
     ranks = sp.energy_ranks
     label = (f"{sp.label} ({m}×{n}): r = " + " / ".join(str(v) for v in ranks.values())
              + " for " + " / ".join(ranks) + " of the energy")
-    ax_s.plot(i, s / s[0], color=color, label=sp.label)
+    s1 = s[0] if s[0] > 0 else 1.0                    # an all-zero matrix: σ_i = 0
+    ax_s.plot(i, s / s1, color=color, label=sp.label)
     ax_e.plot(i, sp.cumulative_energy, color=color, label=label)
-    low = s[int(0.98 * (len(s) - 1))] / s[0]
-    ax_e.plot(list(ranks.values()), [sp.cumulative_energy[r - 1] for r in ranks.values()],
-              "o", color=color, ms=5)
+    low = s[int(0.98 * (len(s) - 1))] / s1
+    dots = [r for r in ranks.values() if r >= 1]
+    ax_e.plot(dots, [sp.cumulative_energy[r - 1] for r in dots], "o", color=color, ms=5)
     if sp.gaussian:
         th = gaussian_singular_values(m, n, std=_rms(sp.frobenius_norm, sp.shape))
-        ax_s.plot(i, th / s[0], "--", color=COLORS["theory"], lw=1,
+        ax_s.plot(i, th / s1, "--", color=COLORS["theory"], lw=1,
                   label="Marchenko–Pastur quantiles" if theory_labels else None)
         th_e = np.cumsum(th**2) / np.sum(th**2)
         ax_e.plot(i, th_e, "--", color=COLORS["theory"], lw=1,
@@ -270,8 +272,9 @@ def _draw_fit_curves(ax: Axes, ax_ratio: Axes, result: FitResult) -> None:
     colors = _rank_colors(len(result.fits))
     for fit, c in zip(result.fits, colors, strict=True):
         steps = np.arange(len(fit.history))
+        ratio = f"{fit.ratio:.4f}" if math.isfinite(fit.ratio) else "n/a (floor 0)"
         ax.plot(steps, np.array(fit.history) / norm, color=c,
-                label=f"r = {fit.rank}: learned / optimal = {fit.ratio:.4f}")
+                label=f"r = {fit.rank}: learned / optimal = {ratio}")
         ax.axhline(fit.optimal_error / norm, color=c, ls="--", lw=1)
     ax.set_yscale("log")
     lows = [v for f in result.fits for v in (min(f.history), f.optimal_error) if v > 0]
@@ -286,6 +289,7 @@ def _draw_fit_curves(ax: Axes, ax_ratio: Axes, result: FitResult) -> None:
 
     ranks = [f.rank for f in result.fits]
     ratios = [f.ratio for f in result.fits]
+    ratios = [x if math.isfinite(x) else math.nan for x in ratios]   # floor 0: not drawn
     ax_ratio.plot(ranks, ratios, "o-", color=COLORS["learned"], label="learned / optimal")
     ax_ratio.axhline(1.0, color=COLORS["optimal"], label="Eckart–Young floor (= 1)")
     ax_ratio.axhline(1.01, color=COLORS["base"], ls=":", label="1 % above the floor")

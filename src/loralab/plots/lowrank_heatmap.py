@@ -88,7 +88,7 @@ def _residuals(delta: torch.Tensor, factors: tuple, ranks: list[int], d_norm: fl
     res = []
     for r in ranks:
         resid = delta - truncate(factors, r)                          # (m, n)
-        rel = _fro(resid) / d_norm
+        rel = _fro(resid) / d_norm if d_norm > 0 else 0.0           # ΔW = 0: nothing left
         res.append((r, block_average(resid, max_cells)[0], rel))
     return res
 
@@ -147,8 +147,10 @@ def heatmaps_figure(w0: Any, delta: Any, ranks: list[int], *, factors: tuple | N
     fig.colorbar(im_d, ax=[flat[2]] + flat[3:3 + len(res)], location="right", shrink=0.8,
                  extend="both", pad=0.01, label="ΔW and residual entries (one shared scale)")
     note = f", each cell the mean of a {block}×{block} block" if block > 1 else ""
-    fig.suptitle(f"Where the update sits: ({m}, {n}){note}; ‖ΔW‖_F / ‖W₀‖_F = "
-                 f"{d_norm / _fro(w0):.2f}", fontweight="bold")
+    w_norm = _fro(w0)
+    ratio = f"{d_norm / w_norm:.2f}" if w_norm > 0 else "n/a (W₀ = 0)"
+    fig.suptitle(f"Where the update sits: ({m}, {n}){note}; ‖ΔW‖_F / ‖W₀‖_F = {ratio}",
+                 fontweight="bold")
     return fig
 
 
