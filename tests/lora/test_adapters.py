@@ -253,3 +253,24 @@ def test_load_errors_without_breakage(base: Net, saved: Path, tmp_path: Path) ->
     with pytest.raises(LoralabError, match="matches no module"):
         load_adapter(other, saved)
     assert not lora_layers(other)
+
+
+def test_adapter_of_another_rank_into_an_injected_model_changes_nothing(base: Net,
+                                                                       tmp_path: Path) -> None:
+    """The issue's case: an r=4 adapter into a model injected at r=2 (and one with mixed
+    ranks and a trained bias) is refused before the first write."""
+    donor = copy.deepcopy(base)
+    inject_lora(donor, AdapterConfig(r=4, lora_alpha=8, target_modules=["q", "blk.0"],
+                                     bias="lora_only"))
+    train_like(donor)
+    save_adapter(donor, tmp_path / "r4")
+    for config in (AdapterConfig(r=2, target_modules=["q", "blk.0"]),
+                   AdapterConfig(r=4, target_modules=["q", "blk.0"], rank_pattern={"q": 2},
+                                 bias="lora_only")):
+        model = copy.deepcopy(base)
+        inject_lora(model, config)
+        train_like(model, seed=3)
+        snap = snapshot(model)
+        with pytest.raises(LoralabError, match="has shape"):
+            load_adapter(model, tmp_path / "r4")
+        assert_same(model, snap)
