@@ -13,20 +13,18 @@ base's layout ``(C_out, C_in, k…)``, is::
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import LoralabError
 from .config import InitValue
-from .layer import LOW_PRECISION, LoRALayer
+from .layer import LOW_PRECISION, LoRALayer, ModuleFactors
 
 __all__ = ["LoRAConv"]
 
 
-class LoRAConv(LoRALayer):
+class LoRAConv(ModuleFactors, LoRALayer):
     """A frozen ``nn.Conv1d`` or ``nn.Conv2d`` plus rank-r updates of its kernel."""
 
     def __init__(self, base: nn.Conv1d | nn.Conv2d, r: int, lora_alpha: float,
@@ -56,16 +54,6 @@ class LoRAConv(LoRALayer):
         self.lora_B[name] = nn.utils.skip_init(conv, r, base.out_channels, one, one,
                                                groups=base.groups, bias=lora_bias, **kw)
 
-    def factor_dicts(self) -> tuple:
-        return self.lora_A, self.lora_B
-
-    def factors(self, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        name = name or self.active_adapter
-        return self.lora_A[name].weight, self.lora_B[name].weight
-
-    def lora_bias_param(self, name: str | None = None) -> torch.Tensor | None:
-        return self.lora_B[name or self.active_adapter].bias
-
     @torch.no_grad()
     def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
                               ) -> None:
@@ -75,17 +63,7 @@ class LoRAConv(LoRALayer):
         if init not in (True, False, "gaussian"):
             raise LoralabError(f"init_lora_weights={init!r} is not supported on convolutions; "
                                "use True or 'gaussian'")
-        a, b = self.factors(name)
-        if init == "gaussian":
-            nn.init.normal_(a, std=1.0 / self.r[name], generator=generator)
-        else:
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
-        if init is False:
-            nn.init.kaiming_uniform_(b, a=math.sqrt(5), generator=generator)
-        else:
-            nn.init.zeros_(b)
-        if self.lora_B[name].bias is not None:
-            nn.init.zeros_(self.lora_B[name].bias)
+        self.reset_standard(name, generator)
 
     def delta_weight(self, name: str | None = None) -> torch.Tensor:
         """``ΔW`` in the base kernel's layout ``(C_out, C_in, k…)`` (see the module doc)."""

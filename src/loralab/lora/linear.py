@@ -21,8 +21,6 @@ is formed but ``B A`` itself for the norm.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -30,7 +28,7 @@ from torch.nn import functional as F
 from ..errors import LoralabError
 from .config import InitValue
 from .inits import loftq_init, split_init
-from .layer import LOW_PRECISION, LoRALayer, wide
+from .layer import LOW_PRECISION, LoRALayer, ModuleFactors, wide
 from .quant import dequantized_weight, is_quantized, requantize
 from .targets import is_conv1d
 
@@ -98,7 +96,7 @@ class _FusedLoRA(torch.autograd.Function):
         return gx, gxd, gw, gbias, ga, gb, None
 
 
-class LoRALinear(LoRALayer):
+class LoRALinear(ModuleFactors, LoRALayer):
     """A frozen ``nn.Linear`` or ``Conv1D`` plus trainable low-rank updates.
 
     ``y = base(x) + Σ_active scaling[a] · lora_B[a](lora_A[a](dropout(x)))`` with
@@ -145,16 +143,6 @@ class LoRALinear(LoRALayer):
         self.lora_B[name] = nn.utils.skip_init(nn.Linear, r, self.out_features, bias=lora_bias,
                                                **kw)
 
-    def factor_dicts(self) -> tuple:
-        return self.lora_A, self.lora_B
-
-    def factors(self, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        name = name or self.active_adapter
-        return self.lora_A[name].weight, self.lora_B[name].weight
-
-    def lora_bias_param(self, name: str | None = None) -> torch.Tensor | None:
-        return self.lora_B[name or self.active_adapter].bias
-
     def weight_out_in(self) -> torch.Tensor:
         """``W0`` as ``(d_out, d_in)`` (a transposed view for ``Conv1D``, a dequantized copy
         for a 4-/8-bit base)."""
@@ -186,8 +174,6 @@ class LoRALinear(LoRALayer):
         """(Re)initialise adapter ``name``'s A and B by its ``init_lora_weights``."""
         if self.merged:
             raise LoralabError("cannot re-initialise a merged LoRALinear; call unmerge() first")
-        a, b = self.factors(name)
-        bias = self.lora_B[name].bias
         init = self.init_lora_weights[name]
         if init == "loftq":
             loftq_init(self, name, self.init_options.get(name, {}))
@@ -195,19 +181,7 @@ class LoRALinear(LoRALayer):
         if isinstance(init, str) and (init == "olora" or init.startswith("pissa")):
             split_init(self, name, init, generator)
             return
-        if init == "gaussian":
-            nn.init.normal_(a, std=1.0 / self.r[name], generator=generator)
-        else:
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
-        if init is False:           # PEFT leaves nn.Linear's own init: B is random too
-            nn.init.kaiming_uniform_(b, a=math.sqrt(5), generator=generator)
-            if bias is not None:
-                bound = 1 / math.sqrt(self.r[name])
-                nn.init.uniform_(bias, -bound, bound, generator=generator)
-        else:
-            nn.init.zeros_(b)
-            if bias is not None:
-                nn.init.zeros_(bias)
+        self.reset_standard(name, generator)
 
     def delta_weight(self, name: str | None = None) -> torch.Tensor:
         """``ΔW = scaling · B A``: (d_out, r) @ (r, d_in) -> (d_out, d_in), in the base's
