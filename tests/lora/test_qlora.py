@@ -261,3 +261,11 @@ def test_loftq_adapter_loads_onto_its_4bit_base(tmp_path: Path) -> None:
     load_adapter(base, tmp_path)
     with torch.no_grad():
         assert float((base(x) - ref).abs().max()) <= 1e-4
+
+
+def test_prepare_after_inject_keeps_the_adapter_trainable(base_dir: Path) -> None:
+    model = load4(base_dir)
+    inject_lora(model, AdapterConfig(r=4, target_modules=QV))
+    prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n for n in trainable)

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import LoralabError
 from ..quant import bnb
+from .layer import LoRALayer
 
 __all__ = ["base_weight_bytes", "dequantized_weight", "is_quantized",
            "prepare_model_for_kbit_training", "quantize_model", "requantize"]
@@ -154,10 +155,14 @@ def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing
                                     ) -> nn.Module:
     """PEFT's ``prepare_model_for_kbit_training``: freeze the base, put its float16/bfloat16
     parameters (norms, embeddings, head) in float32 for stable training, and, for
-    gradient checkpointing, make the inputs require grad so the checkpoints have a graph."""
+    gradient checkpointing, make the inputs require grad so the checkpoints have a graph.
+    Called after :func:`~loralab.lora.inject_lora`, the active adapters keep training."""
     quantized = any(is_quantized(m) for m in model.modules())
+    keep = {id(p) for m in model.modules() if isinstance(m, LoRALayer)   # called after
+            for p in m.trainable()}                                      # inject: A, B train
     for p in model.parameters():
-        p.requires_grad_(False)
+        if id(p) not in keep:
+            p.requires_grad_(False)
     for p in model.parameters():
         if p.dtype in (torch.float16, torch.bfloat16) and quantized:
             p.data = p.data.float()
