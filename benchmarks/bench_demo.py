@@ -2,7 +2,9 @@
 
 Both run as whole processes (imports included, as a student experiences them), alternating,
 in fresh temporary folders, with the same interpreter. Prints each run, the medians and the
-median ratio ours/seed (target <= 1.0).
+median ratio ours/seed (target <= 1.0). The demo reports no utilisation; the fp32 matmul
+peak is measured before and after (loralab.peak, torch's default thread count) only to show
+how loaded the machine was while the two were timed.
 
     .venv/bin/python benchmarks/bench_demo.py [--repeats 7] [--baseline PATH]
 """
@@ -16,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _peak import measure_peak, peak_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASELINE = ROOT.parent / "shared" / "baseline" / "seed_lora_rank_demo.py"
@@ -42,6 +46,8 @@ def main() -> None:
     if not args.baseline.is_file():
         sys.exit(f"error: baseline script {args.baseline} not found")
     ours = ROOT / "lora_rank_demo.py"
+    peak = measure_peak()
+    print(peak_line(peak, what="matmul peak before the runs"))
     times: dict[str, list[float]] = {"seed (baseline)": [], "loralab": []}
     with tempfile.TemporaryDirectory() as tmp:
         wall(ours, tmp)  # warm the page cache and bytecode for both
@@ -58,6 +64,9 @@ def main() -> None:
                                                        strict=True))
     print(f"\nmedian wall ratio loralab / seed = {ratio:.2f}  "
           f"(median of paired ratios {paired:.2f}; target <= 1.0)")
+    end = measure_peak()
+    print(f"{peak_line(end, what='matmul peak after the runs')}: {end / peak:.2f}x the one "
+          "before (below 1: the load grew while timing)")
 
 
 if __name__ == "__main__":

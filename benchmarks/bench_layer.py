@@ -19,7 +19,8 @@ step on the same weights, with the base's bits per weight measured from its tens
 Before timing, the outputs and gradients of ours and PEFT's are checked to agree.
 Prints a markdown table: median ms, ratio of medians and the median of the per-repeat
 (paired) ratios; achieved GFLOP/s of the plain layer's matmuls is shown against the fp32
-matmul peak measured at the start of the same run (n = 1024, the same thread count).
+matmul peak measured at the start of the same run (loralab.peak: n = 1024, the same thread
+count, best of 10; wall clock, so the percentage is printed for ``--clock wall`` only).
 
     .venv/bin/python benchmarks/bench_layer.py [--repeats 9] [--threads 2]
         [--shapes 2048,1024,8 2048,4096,16] [--clock wall|process] [--kinds linear conv1d
@@ -35,6 +36,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from _peak import measure_peak, peak_line
 from peft import LoraConfig
 from peft.tuners.lora import Embedding as PeftEmbedding
 from peft.tuners.lora import Linear as PeftLinear
@@ -42,16 +44,7 @@ from torch import nn
 
 from loralab.lora import LoRAEmbedding, LoRALinear
 
-PEAK_GFLOPS = float("nan")   # measured in main(), before any timing
-
-
-def measure_peak(n: int = 1024, repeats: int = 20) -> float:
-    """fp32 matmul GFLOP/s of this machine now, at the current thread count (best of)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    best = min(timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+PEAK_GFLOPS = float("nan")   # measured in main(), before any timing (loralab.peak)
 
 
 def make_layers(d: int, r: int, seed: int) -> dict[str, nn.Module]:
@@ -139,9 +132,10 @@ def bench_shape(n: int, d: int, r: int, repeats: int) -> list[str]:
     out += rows(times, "PEFT lora.Linear", "plain nn.Linear")
     plain_ms = statistics.median(times["plain nn.Linear"])
     gflop = 2 * 2 * n * d * d / 1e9  # forward x Wᵀ and backward gy W
-    out.append(f"\nplain layer: {gflop / plain_ms:.0f} GFLOP/s achieved "
-               f"({100 * gflop / plain_ms / PEAK_GFLOPS:.0f}% of the {PEAK_GFLOPS:.0f} GFLOP/s "
-               "peak)")
+    pct = (f"{100 * gflop / plain_ms / PEAK_GFLOPS:.0f}% of the {PEAK_GFLOPS:.0f} GFLOP/s "
+           "peak measured at the start" if CLOCK is time.perf_counter else
+           "process clock: CPU time of all threads, not comparable with the wall-clock peak")
+    out.append(f"\nplain layer: {gflop / plain_ms:.0f} GFLOP/s achieved ({pct})")
 
     drop = {"loralab, dropout 0.1": copy.deepcopy(layers["loralab LoRALinear"]),
             "PEFT, dropout 0.1": copy.deepcopy(layers["PEFT lora.Linear"])}
@@ -286,11 +280,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import peft
 
-    PEAK_GFLOPS = measure_peak()
+    peak = measure_peak()
+    PEAK_GFLOPS = peak / 1e9
     print(f"torch {torch.__version__}, peft {peft.__version__}, {args.threads} threads, fp32, "
           f"{args.clock} clock, median of {args.repeats} interleaved repeats; ratio of "
-          f"medians (median of paired per-repeat ratios); matmul peak measured now: "
-          f"{PEAK_GFLOPS:.0f} GFLOP/s")
+          f"medians (median of paired per-repeat ratios)\n{peak_line(peak)}")
     for shape in args.shapes:
         n, d, r = (int(v) for v in shape.split(","))
         if "linear" in args.kinds:

@@ -13,6 +13,12 @@ randomized path's error against the exact one on the same Gaussian matrix (its w
 flat spectrum) and on a low-rank-plus-noise one. With --check, also the explicit Eckart–Young
 check (thin SVD plus one spectral norm per rank), which is not part of the sweep.
 
+The fp32 matmul peak is measured at the start (loralab.peak, the same thread count), and the
+last column gives svdvals' FLOP rate against it, counting the ``8/3·d³`` FLOPs of the
+Golub–Kahan bidiagonalisation that dominates a values-only SVD: half of those are
+matrix-vector products, bound by memory bandwidth, which is why an SVD runs far below the
+matmul peak.
+
     .venv/bin/python benchmarks/bench_lowrank.py [--sizes 512,1024,2048,4096] [--repeats 5,3,3,2]
                                                  [--threads N] [--check]
 """
@@ -25,6 +31,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from _peak import measure_peak, peak_line
 
 from loralab.lowrank import (
     analyze_svd,
@@ -81,8 +88,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    peak = measure_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
           "Gaussian d x d; median seconds (median of the per-repeat ratios to svdvals)")
+    print(peak_line(peak))
     header = None
     for idx, d in enumerate(args.sizes):
         reps = args.repeats[min(idx, len(args.repeats) - 1)]
@@ -93,10 +102,13 @@ def main() -> None:
                                                                 strict=True))
                   for name, ts in times.items()}
         if header is None:
-            header = f"{'d':>6} {'reps':>4}  " + "  ".join(f"{n:>26}" for n in med)
+            header = (f"{'d':>6} {'reps':>4}  " + "  ".join(f"{n:>26}" for n in med)
+                      + "  svdvals % of peak")
             print(header)
+        rate = 8 / 3 * d**3 / med["svdvals"]
         print(f"{d:>6} {reps:>4}  " + "  ".join(
-            f"{f'{med[n]:.3f} s ({paired[n]:.2f}x)':>26}" for n in med), flush=True)
+            f"{f'{med[n]:.3f} s ({paired[n]:.2f}x)':>26}" for n in med)
+            + f"  {100 * rate / peak:>17.1f}%", flush=True)
 
     print("\nrandomized path (q = max rank + 10, 2 power iterations) against the exact sweep, "
           "ranks 2..32:")

@@ -1,20 +1,41 @@
-"""Scoped torch thread count.
+"""Thread counts: a scoped setting, and the default a command picks when given none.
 
 Small matrices (d ≤ ~1024) lose more to OpenMP thread hand-offs than they gain from a
 second core, and on a busy machine a spinning second thread can make a 30 ms SVD take
 over half a second. :func:`torch_threads` sets the intra-op thread count for a block and
 restores it afterwards (the setting is process-wide while the block runs).
+
+**The default rule** (:func:`default_threads`, what ``--threads 0`` means): when the largest
+weight matrix of the model has at most :data:`SMALL_NUMEL` entries (the tiny LMs of the
+fine-tuning presets: d_ff·d = 512·128 at the default preset), one thread. A tiny model's step
+is hundreds of small GEMMs and elementwise ops of tens to hundreds of microseconds: a second
+thread halves little of that, and on a busy machine each OpenMP fork/join waits for a core
+another job holds (the quick preset took 551 s on two threads against 46 s on one, under a
+load average of 3 on 2 cores). Otherwise torch's count (one per core), less the cores other
+jobs keep busy: ``round(cores - load)`` with ``load`` the 1-minute load average read before
+the work starts, at least one. Under that same load a 1024² matmul ran at 45 GFLOP/s on two
+threads and 57 on one, so even large matrices gain nothing from a core that is not free. The
+thread count changes results only by float rounding (the order of partial sums).
+Measured: ``docs/benchmarks.md``, section "Peak, utilisation and threads".
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
-__all__ = ["SMALL_NUMEL", "torch_threads"]
+from .errors import LoralabError
+
+__all__ = ["SMALL_NUMEL", "default_threads", "largest_matrix_numel", "set_threads",
+           "torch_threads"]
 
 # Up to this many matrix entries (512 × 512) one thread is as fast as two, and robust to load.
 SMALL_NUMEL = 512 * 512
+
+
+class _HasParameters(Protocol):
+    def parameters(self) -> Iterable: ...
 
 
 @contextlib.contextmanager
@@ -29,3 +50,57 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def default_threads(largest_matrix_numel: int, available: int | None = None,
+                    load: float | None = None) -> int:
+    """The thread count to use when the user gives none (``--threads 0``).
+
+    ``1`` when ``largest_matrix_numel <= SMALL_NUMEL`` (a tiny model: per-op overhead, not
+    FLOPs, sets its speed, and one thread is never slowed by a busy machine). Otherwise
+    ``available`` (default: ``torch.get_num_threads()`` now, torch's default of one per core
+    unless something in the process changed it) less the cores other jobs hold:
+    ``max(1, min(available, round(available - load)))``, with ``load`` the 1-minute load
+    average (default: ``os.getloadavg()[0]`` now, 0 where the platform has none).
+    """
+    if largest_matrix_numel < 0:
+        raise LoralabError(f"largest_matrix_numel={largest_matrix_numel} is not allowed; "
+                           "it must be >= 0")
+    if largest_matrix_numel <= SMALL_NUMEL:
+        return 1
+    if available is None:
+        import torch
+
+        available = torch.get_num_threads()
+    if load is None:
+        load = _load_average()
+    return max(1, min(available, round(available - max(0.0, load))))
+
+
+def _load_average() -> float:
+    """The 1-minute load average (runnable processes), 0 where the OS does not report it."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def largest_matrix_numel(model: _HasParameters) -> int:
+    """Entries of the largest parameter with at least two dimensions (0 if none): the
+    size :func:`default_threads` looks at (a weight matrix, an embedding table)."""
+    return max((p.numel() for p in model.parameters() if p.dim() >= 2), default=0)
+
+
+def set_threads(requested: int, largest_matrix_numel: int) -> int:
+    """``torch.set_num_threads`` to ``requested``, or when it is ``0`` to
+    :func:`default_threads` of the model's largest matrix; return the count now set."""
+    import torch
+
+    if requested < 0:
+        raise LoralabError(f"requested={requested} is not allowed; give 0 (the default rule) "
+                         "or a count >= 1")
+    n = requested or default_threads(largest_matrix_numel)
+    torch.set_num_threads(n)
+    return n

@@ -101,10 +101,12 @@ def test_json_has_the_promised_fields(experiment) -> None:
     assert data["base_val_loss"] == pytest.approx(result.base_val_loss)
     assert len(data["runs"]) == 1 + 2 * 2 + 2
     for run in data["runs"]:
-        assert run["method"] in ("full", "lora")
+        assert run["method"] == run["label"].split("-")[0]
+        assert run["rslora"] == (run["method"] == "rslora")
         for key in ("rank", "targets", "trainable_params", "total_params", "final_val_loss",
                     "step_time_s", "tokens_per_s", "flops_per_s", "optimizer_state_bytes",
-                    "peak_memory_bytes", "val_loss", "val_steps"):
+                    "peak_memory_bytes", "val_loss", "val_steps", "initial_val_loss",
+                    "steps_to_full_loss", "base_weight_bytes"):
             assert key in run
     for key in ("merge_checks", "spectra", "truncation", "amplification", "rslora", "samples",
                 "targets"):
@@ -118,7 +120,7 @@ def test_parameter_and_optimizer_counts_follow_the_formulas(experiment) -> None:
     full = result.run("full")
     assert full.trainable_params == full.total_params == result.base.params
     for run in result.runs:
-        if run.method == "lora":
+        if run.method in ("lora", "rslora"):
             r = run.rank
             expect = layers * 4 * r * (d + d)
             if run.targets == "attn+mlp":
@@ -126,7 +128,7 @@ def test_parameter_and_optimizer_counts_follow_the_formulas(experiment) -> None:
             assert run.trainable_params == expect, run.label
             assert run.total_params == result.base.params + expect
             assert run.scaling == pytest.approx(16 / (math.sqrt(r) if run.rslora else r))
-        n_tensors = (2 * len(run.modules) * layers if run.method == "lora"
+        n_tensors = (2 * len(run.modules) * layers if run.method != "full"
                      else len(list(torch.nn.Module.parameters(_base_model(result)))))
         # AdamW state: two fp32 moments per trainable value, one fp32 step per tensor.
         assert run.optimizer_state_bytes == 8 * run.trainable_params + 4 * n_tensors
@@ -221,7 +223,7 @@ def test_outputs_are_written_and_resume_state_removed(experiment) -> None:
         assert (out / name).stat().st_size > 0, name
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     adapters = sorted(p.name for p in (out / "adapters").iterdir())
-    assert adapters == sorted(r.label for r in result.runs if r.method == "lora")
+    assert adapters == sorted(r.label for r in result.runs if r.method != "full")
     assert not (out / ".resume").exists()
     text = (out / "results.md").read_text()
     assert "| full |" in text and "Targets" in text and "prompt:" in text

@@ -1,13 +1,17 @@
-"""Fine-tune a tiny causal LM on Pig Latin: full fine-tuning vs LoRA at several ranks.
+"""Fine-tune a causal LM: full fine-tuning vs LoRA (and its variants) at several ranks.
 
-Pretrains a tiny GPT on generated English (cached), fine-tunes it on Pig Latin with full
-fine-tuning and with LoRA at each rank on each target set (plus rsLoRA at the larger
-ranks), then prints the results table, the bridge to the SVD (the full update's spectrum,
-ΔW_full truncated to rank r vs LoRA at rank r, the amplification factor, α/r vs α/√r) and
-sample generations. Writes into --out: results.md, results.json, samples.txt,
-convergence.png, bridge.png, cost.png and adapters/<run>/ (PEFT format). --out may only hold
-what an earlier finetune wrote there (listed in its .loralab-manifest.json); that run's files
-not written again are removed, and a second run into the same folder is refused.
+By default pretrains a tiny GPT on generated English (cached) and fine-tunes it on Pig Latin
+with full fine-tuning and with LoRA at each rank on each target set (plus rsLoRA at the
+larger ranks); --methods adds DoRA, LoRA+, PiSSA, OLoRA, QLoRA and LoftQ at the same ranks
+and targets; --data fine-tunes on your text (the tiny LM then reads bytes), --model on your
+transformers model (its own tokenizer; --targets are its module names). Prints the plan's
+memory estimate, then the results table, the bridge to the SVD (the full update's spectrum,
+ΔW_full truncated to rank r vs LoRA at rank r, the amplification factor, α/r vs α/√r), the
+method comparison and sample generations. Writes into --out: results.md, results.json,
+samples.txt, the figures (convergence.png, bridge.png, cost.png; methods.png and
+magnitude_direction.png when those methods ran) and adapters/<run>/ (PEFT format). --out may
+only hold what an earlier finetune wrote there (listed in its .loralab-manifest.json); that
+run's files not written again are removed, and a second run into the same folder is refused.
 
 Ctrl-C saves a checkpoint; the same command resumes. Under
 `torchrun --nproc_per_node=N -m loralab finetune ...` it trains with DDP (gloo on CPU,
@@ -21,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._args import add_json_option, rank_list, seed_int, thread_count
+from ._args import add_json_option, positive_int, rank_list, seed_int, thread_count
 
 if TYPE_CHECKING:
     import torch
@@ -35,10 +39,31 @@ HELP = "full fine-tuning vs LoRA on a tiny LM (table, figures, samples, adapters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags: preset, ranks, targets, out, json, device, bf16, seed, cache, threads."""
+    """Flags: preset, methods, ranks, targets, out, json, device, bf16, seed, cache, threads."""
+    from ..choices import BUILTIN_TEXTS, DEFAULT_METHODS, METHOD_HELP
+
     parser.add_argument("--preset", choices=("quick", "default"), default="default",
                         help="quick: ~15 s, a 2-layer d=64 model (used by the tests); "
                              "default: a few minutes, a 4-layer d=128 model")
+    parser.add_argument("--methods", type=_method_list, default=DEFAULT_METHODS,
+                        metavar="M,M,..",
+                        help="methods to run, comma-separated (default "
+                             f"{','.join(DEFAULT_METHODS)}): "
+                             + "; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="fine-tune on this text instead of Pig Latin: a UTF-8 .txt file, "
+                             "a folder of them, a .jsonl with a 'text' field, or builtin:NAME ("
+                             + ", ".join(f"{k}: {v}" for k, v in BUILTIN_TEXTS.items()) + ")")
+    parser.add_argument("--model", default=None, metavar="PATH_OR_ID",
+                        help="a transformers causal LM (a local folder, or a hub id when "
+                             "online) instead of the tiny LM; --targets are then its module "
+                             "names, e.g. c_attn (GPT-2) or q_proj+v_proj (Llama)")
+    parser.add_argument("--revision", default=None, metavar="REV",
+                        help="hub revision (branch, tag or commit) of a --model hub id")
+    parser.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                        help="fine-tuning steps of every run (default: the preset's)")
+    parser.add_argument("--batch", type=positive_int, default=None, metavar="N",
+                        help="sequences per fine-tuning step (default: the preset's, 16)")
     parser.add_argument("--ranks", type=rank_list, default=(1, 2, 4, 8, 16), metavar="R,R,..",
                         help="LoRA ranks, each 1..d_model (default 1,2,4,8,16)")
     parser.add_argument("--targets", nargs="+", default=["attn", "attn+mlp"], metavar="SET",
@@ -58,18 +83,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the pretrained base is cached (default $LORALAB_CACHE "
                              "or ~/.cache/loralab)")
     parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
-                        help="torch CPU threads (default 0: torch's default, one per core); "
-                             "on a busy machine --threads 1 avoids thread contention")
+                        help="torch CPU threads (default 0: one thread for the tiny preset "
+                             "models, else torch's count less the cores other jobs keep busy; "
+                             "see loralab.threads)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _method_list(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated methods such as ``full,lora,dora`` (each known)."""
+    from ..choices import METHODS
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no method; give e.g. full,lora,dora")
+    for p in parts:
+        if p not in METHODS:
+            raise argparse.ArgumentTypeError(f"method {p!r} is not allowed; choose from "
+                                             f"{', '.join(METHODS)}")
+    return tuple(dict.fromkeys(parts))
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
     """Build the experiment's config from the flags (it checks them)."""
     from ..experiment.config import ExperimentConfig
 
-    return ExperimentConfig(preset=args.preset, ranks=tuple(args.ranks),
+    return ExperimentConfig(preset=args.preset, methods=tuple(args.methods),
+                            ranks=tuple(args.ranks),
                             targets=tuple(args.targets), seed=args.seed, device=args.device,
-                            bf16=args.bf16, cache_dir=args.cache)
+                            bf16=args.bf16, cache_dir=args.cache, data=args.data,
+                            model=args.model, revision=args.revision, steps=args.steps,
+                            batch=args.batch)
 
 
 def _preflight(args: argparse.Namespace, config: ExperimentConfig) -> None:
@@ -130,8 +173,16 @@ def _run_with_bar(config: ExperimentConfig, out: Path, dist: DistContext,
             bar.set_description(label, refresh=False)
             bar.update(steps)
 
+    def on_plan(lines: list[str]) -> None:          # stdout, with the results (stderr: bar)
+        for line in lines:
+            if bar is not None:
+                bar.write(line, file=sys.stdout)
+            else:
+                print(line, flush=True)
+
     try:
-        return run_experiment(config, out_dir=out, dist=dist, progress=progress)
+        return run_experiment(config, out_dir=out, dist=dist, progress=progress,
+                              on_plan=on_plan)
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -170,8 +221,9 @@ def _report(result: ExperimentResult, args: argparse.Namespace, out: Path,
           f"{f' × {dist.world_size} processes' if dist.world_size > 1 else ''}"
           f"; base {'loaded from' if result.base.cached else 'pretrained and cached in'} "
           f"{result.base.path}")
-    print(f"saved {out}/results.md, results.json, samples.txt, convergence.png, "
-          f"bridge.png, cost.png, adapters/")
+    figures = sorted(p.name for p in out.glob("*.png"))
+    print(f"saved {out}/results.md, results.json, samples.txt, {', '.join(figures)}, "
+          "adapters/")
     if args.json:
         atomic_write_json(args.json, result.to_dict())
         print(f"saved {args.json}")
@@ -187,10 +239,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _preflight(args, config)
-    if args.threads:
-        import torch
+    from ..threads import SMALL_NUMEL, set_threads
 
-        torch.set_num_threads(args.threads)
+    m = config.spec.model
+    largest = (max(m.d_ff * m.d_model, m.vocab_size * m.d_model) if config.model is None
+               else SMALL_NUMEL + 1)      # a --model: a real model, use the free cores
+    set_threads(args.threads, largest)
     main = int(os.environ.get("RANK", "0")) == 0
     with (output_files({"--json": args.json}, "finetune") if main
           else contextlib.nullcontext()):

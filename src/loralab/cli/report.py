@@ -8,13 +8,14 @@ and moved into place only when complete.
 
   loralab report --out report                    English, default preset
   loralab report --preset quick --lang zh --out report_zh
+  loralab report --finetune finetune_out --out report   chapter 7.5 from an earlier finetune
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ._args import positive_int, seed_int
+from ._args import positive_int, seed_int, thread_count
 
 STAGES = {"demo": "the seed demo", "slider": "the rank explorer (one heatmap per rank)",
           "analyses": "the low-rank analyses (chapter 7.1-7.4)",
@@ -23,7 +24,8 @@ HELP = "the classroom page: self-contained HTML report (en/zh) with a rank slide
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--preset``, ``--lang``, ``--out``, ``--seed`` and switches to skip slow parts."""
+    """``--preset``, ``--lang``, ``--out``, ``--seed``, ``--threads`` and switches to skip slow
+    parts."""
     parser.add_argument("--preset", choices=("quick", "default"), default="default",
                         help="size of the analyses and of the fine-tuning run: quick (small "
                              "analyses, the experiment's quick preset) or default (the full "
@@ -37,10 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=positive_int, default=512, metavar="D",
                         help="d of the seed demo and the rank explorer (default 512, the "
                              "seed's)")
+    parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
+                        help="torch CPU threads (default 0: one thread for the tiny "
+                             "fine-tuning models of both presets, torch's default, one per "
+                             "core, for larger ones; see loralab.threads)")
     parser.add_argument("--no-analyses", action="store_true",
                         help="skip the low-rank analyses (chapter 7.1-7.4)")
     parser.add_argument("--no-finetune", action="store_true",
                         help="skip the fine-tuning experiment (chapter 7.5)")
+    parser.add_argument("--finetune", default=None, metavar="DIR", dest="finetune_dir",
+                        help="show an earlier 'loralab finetune --out DIR' in chapter 7.5 "
+                             "(its preset, methods and figures) instead of running the "
+                             "experiment")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,11 +60,17 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import plots
     from ..report.build import ReportConfig, build_report, check_report_dir, collect_report
+    from ..threads import torch_threads
 
     config = ReportConfig(preset=args.preset, lang=args.lang, seed=args.seed,
                           hidden_size=args.hidden_size,
-                          analyses=not args.no_analyses, finetune=not args.no_finetune)
+                          analyses=not args.no_analyses, finetune=not args.no_finetune,
+                          finetune_dir=args.finetune_dir)
     check_report_dir(args.out)                       # fail before any computation
+    if args.finetune_dir is not None:
+        from ..report.methods import read_finetune_result
+
+        read_finetune_result(args.finetune_dir)      # readable before any computation
     bar = None
 
     def on_stage(name: str) -> None:
@@ -71,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        data = collect_report(config, on_stage=on_stage, on_steps=on_steps)
+        with torch_threads(_threads(args)):          # restored afterwards
+            data = collect_report(config, on_stage=on_stage, on_steps=on_steps)
     finally:
         if bar is not None:
             bar.close()
@@ -87,3 +104,14 @@ def run(args: argparse.Namespace) -> int:
     if args.lang == "zh" and data.cjk_font is None:
         print(plots.CJK_FONT_HINT)
     return 0
+
+
+def _threads(args: argparse.Namespace) -> int:
+    """``--threads N``, or for 0 the default rule (:func:`loralab.threads.default_threads`)
+    on the largest matrix of the preset's fine-tuning model."""
+    from ..experiment.presets import PRESETS
+    from ..threads import default_threads
+
+    m = PRESETS[args.preset].model
+    largest = max(m.d_ff * m.d_model, m.vocab_size * m.d_model, m.block_size * m.d_model)
+    return args.threads or default_threads(largest)

@@ -23,13 +23,14 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..lm.corpus import LMData, from_pig_latin, pig_latin_word_rate
 from ..lm.dist import DistContext
-from ..lm.model import CharTokenizer, generate
+from ..lm.model import generate
 from ..lm.train import evaluate
 from ..lowrank import energy_ranks, svd_factors, truncate
 from .config import parse_targets, run_label
@@ -46,6 +47,9 @@ from .results import (
     Targets,
     TruncationRow,
 )
+from .workload import layer_paths
+
+TargetSets = list[tuple[str, tuple[str, ...]]]
 
 __all__ = [
     "amplification",
@@ -59,14 +63,27 @@ MERGE_TOL = 1e-5
 SAMPLE_TEMPERATURE = 0.5   # samples: softmax(logits / 0.5), seeded per prompt (reproducible)
 
 
+def _oi(mod: nn.Module) -> torch.Tensor:
+    """A weight layer's ``W`` as ``(d_out, d_in)`` (transformers' ``Conv1D`` stores Wᵀ)."""
+    w = mod.weight
+    return w.t() if type(mod).__name__ == "Conv1D" else w
+
+
+def _layer_index(path: str) -> int:
+    """The block a module path sits in: its first integer (``blocks.2.attn.q_proj`` -> 2)."""
+    return next((int(p) for p in path.split(".") if p.isdigit()), 0)
+
+
 def _linear_deltas(base: nn.Module, tuned: nn.Module, modules: tuple[str, ...]
                    ) -> dict[str, torch.Tensor]:
-    """``{layer path: W_tuned − W0}`` for the base's nn.Linear layers named in ``modules``."""
-    tuned_params = dict(tuned.named_parameters())
+    """``{layer path: W_tuned − W0}`` as ``(d_out, d_in)``, for the base's weight layers
+    (``nn.Linear``, ``Conv1D``) named in ``modules``."""
+    from ..lm.hf_model import is_linear_like
+
     out = {}
     for name, mod in base.named_modules():
-        if isinstance(mod, nn.Linear) and name.rsplit(".", 1)[-1] in modules:
-            out[name] = (tuned_params[f"{name}.weight"] - mod.weight).detach()
+        if is_linear_like(mod) and name.rsplit(".", 1)[-1] in modules:
+            out[name] = (_oi(tuned.get_submodule(name)) - _oi(mod)).detach()
     return out
 
 
@@ -78,7 +95,7 @@ def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...]
         s = torch.linalg.svdvals(delta.double().cpu())
         w0 = base.get_submodule(name).weight
         rows.append(LayerSpectrum(
-            name=name, module=name.rsplit(".", 1)[-1], layer=int(name.split(".")[1]),
+            name=name, module=name.rsplit(".", 1)[-1], layer=_layer_index(name),
             shape=list(delta.shape), delta_norm=float(s.norm()),
             relative_norm=float(s.norm() / w0.double().norm()),
             rank90=energy_ranks(s, (0.9,))["90%"],
@@ -142,15 +159,14 @@ def headline_lora(result: ExperimentResult, targets: str | None = None) -> RunRe
     """The LoRA run the targets are judged on: rank 8 (or the nearest) on ``targets``
     (default: the last target set)."""
     targets = targets or result.config.targets[-1]
-    cand = [r for r in result.runs if r.method == "lora" and not r.rslora
-            and r.targets == targets]
+    cand = [r for r in result.runs if r.method == "lora" and r.targets == targets]
     return min(cand, key=lambda r: (abs(r.rank - 8), -r.rank)) if cand else None
 
 
 def _judged(result: ExperimentResult) -> list[RunResult]:
     """LoRA at r≈8 on every target set, then the rsLoRA run nearest r = 8 (if any)."""
     runs = [headline_lora(result, t) for t in result.config.targets]
-    rs = [r for r in result.runs if r.rslora]
+    rs = [r for r in result.runs if r.method == "rslora"]
     if rs:
         runs.append(min(rs, key=lambda r: (abs(r.rank - 8), -r.rank)))
     return [r for r in runs if r is not None]
@@ -173,27 +189,30 @@ def _targets(result: ExperimentResult, lora: RunResult) -> Targets:
     return t
 
 
-def _samples(models: dict[str, nn.Module], data: LMData, tok: CharTokenizer, n: int,
-             max_new: int) -> list[Sample]:
+def _samples(models: dict[str, nn.Module], data: LMData, tok: Any, n: int,
+             max_new: int, pig_latin: bool = True) -> list[Sample]:
+    """Continuations of the first words of ``n`` val lines (Pig Latin: read back into
+    English; a user's text: its first 24 characters as the prompt, no reading)."""
     out = []
     for i, line in enumerate(data.val_lines[:n]):
-        prompt = " ".join(line.split(" ")[:2]) + " "
+        prompt = " ".join(line.split(" ")[:2]) + " " if pig_latin else line[:24]
         gens = {k: generate(m, tok, prompt, max_new, temperature=SAMPLE_TEMPERATURE, seed=i)
                 for k, m in models.items()}
-        out.append(Sample(prompt=prompt, prompt_english=from_pig_latin(prompt.strip()),
-                          outputs=gens,
-                          english={k: from_pig_latin((prompt + g).strip())
-                                   for k, g in gens.items()}))
+        out.append(Sample(
+            prompt=prompt, prompt_english=from_pig_latin(prompt.strip()) if pig_latin else "",
+            outputs=gens, english={k: from_pig_latin((prompt + g).strip())
+                                   for k, g in gens.items()} if pig_latin else {}))
     return out
 
 
 def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
                   data: LMData, *, device: torch.device, dist: DistContext) -> list[MergeCheck]:
-    """:func:`merge_check` for every LoRA run, labelled."""
+    """:func:`merge_check` for every LoRA and rsLoRA run (plain adapters on the float base,
+    which load into a fresh copy of it), labelled."""
     runs = {r.label: r for r in result.runs}
     checks = []
     for label, model in models.items():
-        if runs[label].method == "lora":
+        if runs[label].method in ("lora", "rslora"):
             c = merge_check(model, base, data, device=device, dist=dist,
                             val_loss=runs[label].final_val_loss)
             c.label = label
@@ -202,12 +221,12 @@ def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, n
 
 
 def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data: LMData, *,
-                device: torch.device, dist: DistContext) -> list[TruncationRow]:
+                device: torch.device, dist: DistContext, sets: TargetSets
+                ) -> list[TruncationRow]:
     """Val loss of ``W0 + [ΔW_full]_r`` on each target set at every rank (and untruncated),
     beside LoRA at that rank; one SVD per layer (Eckart–Young: the best rank-r part)."""
     config, rows = result.config, []
-    for t in config.targets:
-        label, modules = parse_targets(t)
+    for label, modules in sets:
         deltas = _linear_deltas(base, full, modules)
         sv = {k: torch.linalg.svdvals(v.double().cpu()) for k, v in deltas.items()}
         factors = {k: svd_factors(v.double()) for k, v in deltas.items()}
@@ -216,7 +235,7 @@ def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data
             with torch.no_grad():
                 for name, delta in deltas.items():
                     upd = delta if r is None else truncate(factors[name], r).to(delta.dtype)
-                    model.get_submodule(name).weight.add_(upd)
+                    _oi(model.get_submodule(name)).add_(upd)
             kept = [float(s[:r].square().sum() / s.square().sum()) if r else 1.0
                     for s in sv.values()]
             lora = result.lora_run(r, label) if r is not None else None
@@ -229,22 +248,24 @@ def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data
 
 
 def _amplification(result: ExperimentResult, base: nn.Module,
-                   models: dict[str, nn.Module]) -> Amplification:
+                   models: dict[str, nn.Module], sets: TargetSets) -> Amplification:
     """The LoRA paper's amplification factor on the middle block's ``q_proj`` (or the first
     targeted module), for LoRA at every rank and for the full update."""
     config = result.config
-    with_q = [t for t in config.targets if "q_proj" in parse_targets(t)[1]]
-    first = parse_targets(with_q[0] if with_q else config.targets[0])
+    with_q = [s for s in sets if "q_proj" in s[1]]
+    first = with_q[0] if with_q else sets[0]
     module = "q_proj" if with_q else first[1][0]
-    group = "attn" if module in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
-    layer = f"blocks.{config.spec.model.n_layers // 2}.{group}.{module}"
-    w0 = base.get_submodule(layer).weight
+    paths = layer_paths(base, module)
+    layer = paths[len(paths) // 2]
+    w0 = _oi(base.get_submodule(layer))
     amp = Amplification(layer=layer, w_norm=float(w0.double().norm()))
     full_delta = _linear_deltas(base, models["full"], (module,))[layer]
     for r in config.ranks:
         lora_label = run_label("lora", r, first[0])
         if lora_label in models:
-            delta = models[lora_label].get_submodule(layer).delta_weight().detach()
+            mod = models[lora_label].get_submodule(layer)
+            delta = mod.delta_weight().detach()
+            delta = delta.t() if getattr(mod, "fan_in_fan_out", False) else delta
             amp.rows.append(amplification(w0, delta, r, "lora", config.seed))
         amp.rows.append(amplification(w0, full_delta, r, "full", config.seed))
     return amp
@@ -252,7 +273,7 @@ def _amplification(result: ExperimentResult, base: nn.Module,
 
 def _rslora_rows(result: ExperimentResult) -> list[RsLoraRow]:
     """α/r against α/√r at the same rank, on the last target set."""
-    label = parse_targets(result.config.targets[-1])[0]
+    label = result.config.targets[-1]
     rows = []
     for r in result.config.effective_rslora_ranks:
         a, b = result.lora_run(r, label), result.lora_run(r, label, rslora=True)
@@ -265,25 +286,31 @@ def _rslora_rows(result: ExperimentResult) -> list[RsLoraRow]:
 
 
 def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
-            data: LMData, tok: CharTokenizer, *, device: torch.device,
-            dist: DistContext) -> Analysis:
-    """Every analysis of the module doc, from the trained ``models`` (not modified)."""
+            data: LMData, tok: Any, *, device: torch.device, dist: DistContext,
+            task: str = "pig-latin", target_sets: TargetSets | None = None) -> Analysis:
+    """Every analysis of the module doc, from the trained ``models`` (not modified). Without a
+    full fine-tuning run, what compares with it (spectra, truncation, amplification, targets)
+    is left empty. ``task``: ``"pig-latin"`` (samples read back into English) or ``"text"``
+    (a user's text); ``target_sets``: ``[(label, modules)]`` (default: the config's)."""
     spec = result.config.spec
-    full = models["full"]
-    all_modules = tuple(dict.fromkeys(m for t in result.config.targets
-                                      for m in parse_targets(t)[1]))
+    full = models.get("full")
+    sets = target_sets or [parse_targets(t) for t in result.config.targets]
+    all_modules = tuple(dict.fromkeys(m for _, mods in sets for m in mods))
     head = headline_lora(result)
-    shown = {"base": base, "full": full}
+    shown = {"base": base} | ({"full": full} if full is not None else {})
     if head is not None:
         shown[head.label] = models[head.label]
-    samples = _samples(shown, data, tok, spec.n_samples, 2 * spec.model.block_size)
+    samples = _samples(shown, data, tok, spec.n_samples, 2 * data.block_size,
+                       pig_latin=task == "pig-latin")
     rates = {k: sum(pig_latin_word_rate(s.outputs[k]) for s in samples)
-             / max(1, len(samples)) for k in shown}
+             / max(1, len(samples)) for k in shown} if task == "pig-latin" else {}
+    with_full = full is not None
     return Analysis(
         merge_checks=_merge_checks(result, base, models, data, device=device, dist=dist),
-        spectra=delta_spectra(base, full, all_modules),
-        truncation=_truncation(result, base, full, data, device=device, dist=dist),
-        amplification=_amplification(result, base, models), rslora=_rslora_rows(result),
-        samples=samples, pig_latin_word_rate=rates,
-        targets=_targets(result, head) if head is not None else None,
-        targets_by_set=[_targets(result, h) for h in _judged(result)])
+        spectra=delta_spectra(base, full, all_modules) if with_full else [],
+        truncation=_truncation(result, base, full, data, device=device, dist=dist, sets=sets)
+        if with_full else [],
+        amplification=_amplification(result, base, models, sets) if with_full else None,
+        rslora=_rslora_rows(result), samples=samples, pig_latin_word_rate=rates,
+        targets=_targets(result, head) if head is not None and with_full else None,
+        targets_by_set=[_targets(result, h) for h in _judged(result)] if with_full else [])

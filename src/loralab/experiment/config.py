@@ -1,30 +1,46 @@
 """What ``loralab finetune`` runs: :class:`ExperimentConfig` and the list of runs.
 
-The preset (:mod:`.presets`) fixes sizes and schedules; the user picks the ranks, the target
-sets and the seed. :func:`plan_runs` turns a config into the ordered list of runs:
+The preset (:mod:`.presets`) fixes sizes and schedules; the user picks the methods, the
+ranks, the target sets and the seed. :func:`plan_runs` turns a config into the ordered list
+of runs:
 
     full fine-tuning; LoRA at every rank on every target set; rsLoRA (scale α/√r instead of
-    α/r) at the larger ranks on the last target set.
+    α/r) at the larger ranks on the last target set; then each other method of
+    :data:`METHODS` that was asked for at every rank on every target set.
+
+The methods (:data:`METHOD_HELP` says each in a line): ``full``, ``lora``, ``rslora``,
+``dora`` (magnitude × direction, Liu et al. 2024), ``loraplus`` (B at 16× A's learning rate,
+Hayou et al. 2024), ``pissa`` / ``olora`` (the adapter starts as the top-r SVD / a QR of W0,
+the base keeps the rest), ``qlora`` (the base in 4-bit NF4, Dettmers et al. 2023) and
+``loftq`` (an NF4 base and an adapter that wins back part of its error, Li et al. 2023).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
+from ..choices import DEFAULT_METHODS, METHOD_HELP, METHODS
 from ..errors import LoralabError, check_choice
+from ..lm.bytes import BYTE_VOCAB
 from ..lm.dist import DEVICES
 from ..lm.model import config_hash
 from .presets import CORPUS_VERSION, PRESETS, Preset, PresetSpec, parse_targets
 
-__all__ = ["ExperimentConfig", "RunSpec", "plan_runs", "run_label"]
+__all__ = ["ADAPTER_METHODS", "DEFAULT_METHODS", "METHODS", "METHOD_HELP", "QUANT_METHODS",
+           "ExperimentConfig", "RunSpec", "plan_runs", "run_label"]
+
+ADAPTER_METHODS: frozenset[str] = frozenset(METHODS) - {"full"}
+QUANT_METHODS: frozenset[str] = frozenset({"qlora", "loftq"})
+LOFTQ_ITER = 5             # LoftQ's alternating rounds (PEFT's loftq_iter)
+LORAPLUS_RATIO = 16.0      # LoRA+: η_B / η_A, the paper's and PEFT's default
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One fine-tuning run: ``method`` full or lora; for LoRA its rank, targets and scale rule."""
+    """One fine-tuning run: its ``method`` (:data:`METHODS`) and, for an adapter, its rank,
+    targets and scale rule (``rslora``: α/√r)."""
 
-    method: Literal["full", "lora"]
+    method: str
     rank: int | None = None
     targets: str = "all"
     modules: tuple[str, ...] = ()
@@ -32,16 +48,17 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """File-safe name: ``full``, ``lora-r8-attn``, ``rslora-r16-attn+mlp``."""
+        """File-safe name: ``full``, ``lora-r8-attn``, ``dora-r16-attn+mlp``."""
         return run_label(self.method, self.rank, self.targets, self.rslora)
 
 
 def run_label(method: str, rank: int | None = None, targets: str = "all",
               rslora: bool = False) -> str:
-    """The one spelling of a run's name: ``full``, ``lora-r8-attn``, ``rslora-r16-attn+mlp``."""
+    """The one spelling of a run's name: ``full``, ``lora-r8-attn``, ``rslora-r16-attn+mlp``
+    (``method="lora", rslora=True`` is the rsLoRA run too)."""
     if method == "full":
         return "full"
-    return f"{'rslora' if rslora else 'lora'}-r{rank}-{targets}"
+    return f"{'rslora' if rslora and method == 'lora' else method}-r{rank}-{targets}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,7 @@ class ExperimentConfig:
 
     Attributes:
         preset: ``"quick"`` (seconds, used by the tests) or ``"default"`` (minutes).
+        methods: which methods run (:data:`METHODS`); default full, lora, rslora.
         ranks: LoRA ranks, each ``1 ≤ r ≤ d_model`` of the preset.
         targets: target sets (see :func:`parse_targets`), e.g. ``("attn", "attn+mlp")``.
         seed: one seed for the base init, the data order of every run and LoRA's init.
@@ -60,9 +78,20 @@ class ExperimentConfig:
             ``()`` = none.
         cache_dir: where pretrained bases are cached (``None``: ``$LORALAB_CACHE`` or
             ``~/.cache/loralab``).
+        data: the fine-tuning text instead of the Pig Latin task: a ``.txt`` file, a folder
+            of them, a ``.jsonl`` with a ``text`` field or ``builtin:NAME``
+            (:func:`loralab.lm.textdata.load_text`). With the tiny LM the base then uses the
+            byte-level tokenizer (pretrained once on the same English, cached).
+        model: a transformers causal LM (local folder or hub id) to fine-tune instead of the
+            tiny LM; ``targets`` are then that model's module names (e.g. ``c_attn``).
+        revision: the hub revision of ``model`` (hub ids only).
+        steps: fine-tuning steps of every run (``None``: the preset's); evaluations stay
+            about ten per run.
+        batch: sequences per fine-tuning step (``None``: the preset's 16).
     """
 
     preset: Preset = "default"
+    methods: tuple[str, ...] = DEFAULT_METHODS
     ranks: tuple[int, ...] = (1, 2, 4, 8, 16)
     targets: tuple[str, ...] = ("attn", "attn+mlp")
     seed: int = 0
@@ -71,11 +100,18 @@ class ExperimentConfig:
     lora_alpha: float = 16.0
     rslora_ranks: tuple[int, ...] | None = None
     cache_dir: str | None = field(default=None, compare=False)
+    data: str | None = None
+    model: str | None = None
+    revision: str | None = None
+    steps: int | None = None
+    batch: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)
         check_choice("device", self.device, DEVICES)
-        width = self.spec.model.d_model
+        self._check_methods()
+        self._check_sources()
+        width = self.spec.model.d_model if self.model is None else 1 << 30
         ranks = tuple(self.ranks)
         if not ranks:
             raise LoralabError("ranks is empty; give at least one rank, e.g. 1,2,4,8,16")
@@ -89,15 +125,62 @@ class ExperimentConfig:
         object.__setattr__(self, "ranks", tuple(sorted(set(ranks))))
         if not self.targets:
             raise LoralabError("targets is empty; give e.g. attn or attn+mlp")
-        labels = [parse_targets(t)[0] for t in self.targets]
-        object.__setattr__(self, "targets", tuple(dict.fromkeys(labels)))
+        if self.model is None:           # a transformers model's names are known once loaded
+            labels = [parse_targets(t)[0] for t in self.targets]
+            object.__setattr__(self, "targets", tuple(dict.fromkeys(labels)))
         if not self.lora_alpha > 0:
             raise LoralabError(f"lora_alpha={self.lora_alpha} is not allowed; it must be > 0")
 
+    def _check_sources(self) -> None:
+        for name in ("steps", "batch"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                                  or not 1 <= v <= 1_000_000):
+                raise LoralabError(f"{name}={v!r} is not allowed; give an integer in "
+                                   "1..1000000")
+        if self.revision is not None and self.model is None:
+            raise LoralabError(f"revision={self.revision!r} is not allowed without a model; "
+                               "it names a hub revision of --model")
+        if self.model is not None and QUANT_METHODS & set(self.methods):
+            raise LoralabError(f"methods {', '.join(sorted(QUANT_METHODS & set(self.methods)))}"
+                               " are not allowed with --model yet; they run on the built-in "
+                               "tiny LM")
+
+    def _check_methods(self) -> None:
+        methods = tuple(self.methods)
+        if not methods:
+            raise LoralabError("methods is empty; give at least one of " + ", ".join(METHODS))
+        for m in methods:
+            check_choice("method", m, METHODS)
+        if QUANT_METHODS & set(methods):
+            from ..quant import QUANT_HINT, bnb
+
+            try:
+                bnb()
+            except LoralabError:
+                raise LoralabError(f"methods {', '.join(sorted(QUANT_METHODS & set(methods)))} "
+                                   f"need bitsandbytes, which is not installed; {QUANT_HINT}"
+                                   ) from None
+        object.__setattr__(self, "methods", tuple(m for m in METHODS if m in methods))
+
     @property
     def spec(self) -> PresetSpec:
-        """The preset's sizes and schedules."""
-        return PRESETS[self.preset]
+        """The preset's sizes and schedules; with ``data`` the tiny LM's vocabulary is the
+        256 byte values; with ``steps`` both fine-tuning schedules run that many steps."""
+        spec = PRESETS[self.preset]
+        if self.data is not None and self.model is None:
+            spec = replace(spec, model=replace(spec.model, vocab_size=BYTE_VOCAB))
+        if self.steps is not None:
+            every = max(1, self.steps // 10)
+            warm = min(spec.lora.warmup_steps, max(0, self.steps // 10))
+            spec = replace(spec, full=replace(spec.full, steps=self.steps, eval_every=every,
+                                              warmup_steps=warm),
+                           lora=replace(spec.lora, steps=self.steps, eval_every=every,
+                                        warmup_steps=warm))
+        if self.batch is not None:
+            spec = replace(spec, full=replace(spec.full, batch_size=self.batch),
+                           lora=replace(spec.lora, batch_size=self.batch))
+        return spec
 
     def with_changes(self, **changes: object) -> ExperimentConfig:
         """A copy with some fields replaced (validated again)."""
@@ -111,25 +194,48 @@ class ExperimentConfig:
 
     def key(self) -> str:
         """Key of the whole experiment (its resume folder)."""
+        extra = (LOFTQ_ITER, LORAPLUS_RATIO) if ADAPTER_METHODS - {"lora", "rslora"} \
+            & set(self.methods) else ()
         return config_hash(self.base_key(), self.spec, self.ranks, self.targets,
-                           self.lora_alpha, self.effective_rslora_ranks)
+                           self.lora_alpha, self.effective_rslora_ranks, *extra,
+                           *self.source_key())
+
+    def source_key(self) -> tuple:
+        """What the data and model are, for the keys (empty for the built-in task, so its
+        keys are what they were)."""
+        if self.data is None and self.model is None and self.batch is None:
+            return ()
+        return ("data", self.data, "model", self.model, self.revision, self.batch)
 
     @property
     def effective_rslora_ranks(self) -> tuple[int, ...]:
-        """The ranks of the α/√r comparison."""
+        """The ranks of the α/√r comparison (none without the ``rslora`` method)."""
+        if "rslora" not in self.methods:
+            return ()
         if self.rslora_ranks is not None:
             return tuple(sorted(set(self.rslora_ranks)))
         return self.ranks[-2:] if len(self.ranks) >= 2 else self.ranks
 
 
-def plan_runs(config: ExperimentConfig) -> list[RunSpec]:
-    """The runs in order: full, LoRA (targets × ranks), rsLoRA on the last target set."""
-    runs = [RunSpec("full")]
-    for t in config.targets:
-        label, modules = parse_targets(t)
-        runs += [RunSpec("lora", r, label, modules) for r in config.ranks]
+def plan_runs(config: ExperimentConfig,
+              target_sets: list[tuple[str, tuple[str, ...]]] | None = None) -> list[RunSpec]:
+    """The runs in order: full, LoRA (targets × ranks), rsLoRA on the last target set, then
+    every other method asked for (targets × ranks), in the order of :data:`METHODS`.
+    ``target_sets``: ``[(label, module names)]`` (default: :func:`parse_targets` of the
+    config's targets; a transformers model's come from its workload)."""
+    if target_sets is None:
+        target_sets = ([parse_targets(t) for t in config.targets] if config.model is None
+                       else [(t, ()) for t in config.targets])
+    runs = [RunSpec("full")] if "full" in config.methods else []
+    sets = target_sets
+    if "lora" in config.methods:
+        runs += [RunSpec("lora", r, label, mods) for label, mods in sets for r in config.ranks]
     if config.effective_rslora_ranks:
-        label, modules = parse_targets(config.targets[-1])
-        runs += [RunSpec("lora", r, label, modules, rslora=True)
+        label, modules = sets[-1]
+        runs += [RunSpec("rslora", r, label, modules, rslora=True)
                  for r in config.effective_rslora_ranks]
+    for method in config.methods:
+        if method not in ("full", "lora", "rslora"):
+            runs += [RunSpec(method, r, label, mods) for label, mods in sets
+                     for r in config.ranks]
     return runs

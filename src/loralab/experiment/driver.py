@@ -24,7 +24,6 @@ base changed (:mod:`.base`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import shutil
@@ -39,15 +38,17 @@ from torch import nn
 from ..errors import LoralabError
 from ..fileio import OutputFolder, atomic_write_text, output_folder, require_finite
 from ..lm.checkpoint import load_weights, non_finite, save_weights
-from ..lm.corpus import LMData, build_data
+from ..lm.corpus import LMData
 from ..lm.dist import DistContext, resolve_device
-from ..lm.model import CharTokenizer
-from ..lm.train import TrainConfig, TrainResult, train
+from ..lm.train import TrainConfig, TrainResult, evaluate, train
 from .analysis import analyse
 from .base import default_cache_dir, load_or_pretrain_base
-from .config import ExperimentConfig, RunSpec, plan_runs
+from .config import ADAPTER_METHODS, QUANT_METHODS, ExperimentConfig, RunSpec, plan_runs
+from .direction import DirectionTracker, magnitude_direction, tracked_runs
+from .methods import build_run_model, param_groups, plain_adapter
 from .outputs import write_outputs
 from .results import ExperimentResult, RunResult
+from .workload import Workload, load_workload
 
 __all__ = [
     "default_cache_dir",
@@ -72,23 +73,8 @@ def _with_seed(tc: TrainConfig, seed: int) -> TrainConfig:
     return replace(tc, seed=seed)
 
 
-def build_run_model(base: nn.Module, run: RunSpec, config: ExperimentConfig) -> nn.Module:
-    """A trainable copy of ``base`` for ``run``: all weights (full) or LoRA on its targets."""
-    from ..lora import AdapterConfig, inject_lora
-
-    model = copy.deepcopy(base)
-    if run.method == "full":
-        model.requires_grad_(True)
-    else:
-        inject_lora(model, AdapterConfig(r=run.rank, lora_alpha=config.lora_alpha,
-                                         target_modules=list(run.modules),
-                                         use_rslora=run.rslora),
-                    generator=torch.Generator().manual_seed(config.seed))
-    return model.train()
-
-
 def _result(run: RunSpec, res: TrainResult, wall: float, model: nn.Module) -> RunResult:
-    from ..lora import lora_layers
+    from ..lora import base_weight_bytes, lora_layers
 
     layers = list(lora_layers(model).values())
     return RunResult(
@@ -101,7 +87,8 @@ def _result(run: RunSpec, res: TrainResult, wall: float, model: nn.Module) -> Ru
         optimizer_state_bytes=res.optimizer_state_bytes,
         peak_memory_bytes=res.peak_memory_bytes, peak_memory_kind=res.peak_memory_kind,
         wall_s=wall, val_steps=res.val_steps, val_loss=res.val_loss,
-        train_loss=res.train_loss, resumed_from=res.resumed_from)
+        train_loss=res.train_loss, resumed_from=res.resumed_from,
+        base_weight_bytes=base_weight_bytes(model))
 
 
 def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str) -> RunResult:
@@ -131,7 +118,9 @@ def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str) -> RunRe
 
 def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfig, *,
                device: torch.device, dist: DistContext, state_dir: Path | None,
-               base_sha: str, progress: Progress | None) -> tuple[nn.Module, RunResult]:
+               base_sha: str, progress: Progress | None,
+               sets: list[tuple[str, tuple[str, ...]]] | None = None
+               ) -> tuple[nn.Module, RunResult]:
     """Train one run, or restore it when ``state_dir`` says it already finished."""
     spec = config.spec
     tc = _with_seed(spec.full if run.method == "full" else spec.lora, config.seed)
@@ -142,19 +131,52 @@ def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConf
         if progress:
             progress(f"{run.label} (done before)", tc.steps)
         return model, result
+    tracker = _tracker(run, model, base, config, tc, sets)
+    initial = evaluate(model, ft, tc.eval_batch_size, tc.eval_batches, device=device,
+                       dist=dist, bf16=config.bf16)
+
+    def on_step(step: int, _loss: float) -> None:
+        if tracker is not None:
+            tracker(step)
+        if progress:
+            progress(run.label, 1)
+
     t0 = time.perf_counter()
     try:
         res = train(model, ft, tc, device=device, dist=dist, bf16=config.bf16,
                     checkpoint=str(state_dir / f"{run.label}.ckpt") if state_dir else None,
-                    run_key=f"{config.key()}:{base_sha[:16]}:{run.label}",
-                    on_step=(lambda s, _l: progress(run.label, 1)) if progress else None)
+                    run_key=f"{config.key()}:{base_sha[:16]}:{run.label}", on_step=on_step,
+                    param_groups=param_groups(model, run, tc))
     except LoralabError as exc:
         raise LoralabError(f"run {run.label}: {exc}") from None
     result = _result(run, res, time.perf_counter() - t0, model)
+    result.initial_val_loss = initial
+    result.direction_trace = tracker.points if tracker is not None else []
     if done is not None and dist.is_main:
         save_weights(done, {n: p for n, p in model.named_parameters() if p.requires_grad},
                      {"result": asdict(result), "base_sha256": base_sha})
     return model, result
+
+
+def _tracker(run: RunSpec, model: nn.Module, base: nn.Module, config: ExperimentConfig,
+             tc: TrainConfig, sets: list[tuple[str, tuple[str, ...]]] | None
+             ) -> DirectionTracker | None:
+    """DoRA's magnitude/direction tracker when ``run`` is one of the traced runs."""
+    labels, _, layers = tracked_runs(config, base, sets)
+    if run.label not in labels:
+        return None
+    return DirectionTracker(model, base, layers, every=tc.eval_every, last=tc.steps)
+
+
+def _steps_to_full(runs: list[RunResult]) -> None:
+    """Each run's first val step at or below full fine-tuning's final val loss (``None``
+    when it never gets there, or without a full run)."""
+    full = next((r for r in runs if r.method == "full"), None)
+    if full is None:
+        return
+    for r in runs:
+        r.steps_to_full_loss = next((s for s, v in zip(r.val_steps, r.val_loss, strict=True)
+                                     if v <= full.final_val_loss), None)
 
 
 def _resume_dir(out: Path, config: ExperimentConfig, base_sha: str, dist: DistContext) -> Path:
@@ -187,15 +209,16 @@ def _drop_resume(out: Path, config: ExperimentConfig) -> None:
 
 
 def run_experiment(config: ExperimentConfig | None = None, *, out_dir: str | Path | None = None,
-                   dist: DistContext | None = None,
-                   progress: Progress | None = None) -> ExperimentResult:
+                   dist: DistContext | None = None, progress: Progress | None = None,
+                   on_plan: Callable[[list[str]], None] | None = None) -> ExperimentResult:
     """Run the whole experiment; with ``out_dir`` also write every output there (rank 0).
 
     ``out_dir`` is claimed first (:func:`loralab.fileio.output_folder`: refused if it holds
     files another command or the user wrote, or another run is writing there); the cache is
     checked before any training (:func:`loralab.experiment.base.check_cache`).
     ``progress(label, steps)`` is called as optimizer steps complete (for a progress bar
-    whose total is :func:`total_steps`). Returns the :class:`ExperimentResult`.
+    whose total is :func:`total_steps`); ``on_plan(lines)`` once the data and base are
+    loaded and the memory estimate passed (rank 0). Returns the :class:`ExperimentResult`.
     """
     from .base import check_cache
 
@@ -208,40 +231,73 @@ def run_experiment(config: ExperimentConfig | None = None, *, out_dir: str | Pat
     with claim as folder:
         dist.barrier()
         out = Path(out_dir) if out_dir is not None else None
-        return _run(config, out, folder, dist=dist, device=device, progress=progress)
+        return _run(config, out, folder, dist=dist, device=device, progress=progress,
+                    on_plan=on_plan)
+
+
+def memory_plan(config: ExperimentConfig, work: Workload, device: torch.device
+                ) -> list[dict]:
+    """Estimate each kind of run's memory (weights, grads, AdamW state, activations:
+    :func:`loralab.lm.memory.estimate_run_memory`), refuse the plan when one will not fit
+    ``device`` (one line saying what would); return each estimate as a dict (``total`` and
+    its parts in bytes, ``describe``: one line for the plan)."""
+    from ..lm.memory import NF4_BITS, check_fits, estimate_run_memory
+
+    spec, model = config.spec, work.adapter_root
+    modules = tuple(dict.fromkeys(m for _, mods in work.target_sets for m in mods))
+    rank = max((*config.ranks, *(config.rslora_ranks or ())))
+    methods = set(config.methods)
+    kinds = (["full"] if "full" in methods else []) + (
+        ["lora"] if (ADAPTER_METHODS - QUANT_METHODS) & methods else []) + (
+        ["qlora"] if QUANT_METHODS & methods else [])
+    estimates = [estimate_run_memory(
+        model, method=k, batch_size=(spec.full if k == "full" else spec.lora).batch_size,
+        seq_len=work.ft.block_size, targets=modules if k != "full" else (),
+        lora_rank=rank if k != "full" else 0, bf16=config.bf16, device=device.type,
+        quantized_base_bits=NF4_BITS if k == "qlora" else None) for k in kinds]
+    check_fits(estimates, device=device, batch_flag="--batch")
+    return [{**asdict(e), "rank": rank if e.method != "full" else None, "total": e.total,
+             "describe": e.describe()} for e in estimates]
 
 
 def _run(config: ExperimentConfig, out: Path | None, folder: OutputFolder | None, *,
-         dist: DistContext, device: torch.device, progress: Progress | None) -> ExperimentResult:
+         dist: DistContext, device: torch.device, progress: Progress | None,
+         on_plan: Callable[[list[str]], None] | None = None) -> ExperimentResult:
     t0 = time.perf_counter()
-    spec, tok = config.spec, CharTokenizer()
-    t = spec.model.block_size
-    pre = build_data("pretrain", tok, t, n_train=spec.n_pretrain_lines,
-                     n_val=spec.n_val_lines, seed=config.seed)
-    ft = build_data("finetune", tok, t, n_train=spec.n_finetune_lines,
-                    n_val=spec.n_val_lines, seed=config.seed)
-    base, base_info = load_or_pretrain_base(config, pre, ft, device=device, dist=dist,
-                                            progress=progress)
+    work = load_workload(config, device=device, dist=dist, progress=progress)
+    plan_lines = [f"data: {work.data_info['summary']}"] if work.data_info else []
+    memory = memory_plan(config, work, device)
+    plan_lines += [f"memory estimate: {m['describe']}" for m in memory]
+    if on_plan is not None and dist.is_main:
+        on_plan(plan_lines)
+    if config.model is not None:        # the labels of the model's own module names
+        config = config.with_changes(targets=tuple(label for label, _ in work.target_sets))
+    base, base_info, ft = work.base, work.base_info, work.ft
     state_dir = _resume_dir(out, config, base_info.sha256, dist) if out is not None else None
     models: dict[str, nn.Module] = {}
     runs: list[RunResult] = []
-    for run in plan_runs(config):
+    plan = plan_runs(config, work.target_sets)
+    for run in plan:
         model, result = _fine_tune(run, base, ft, config, device=device, dist=dist,
                                    state_dir=state_dir, base_sha=base_info.sha256,
-                                   progress=progress)
+                                   progress=progress, sets=work.target_sets)
         model.eval()
         models[run.label] = model
         runs.append(result)
+    _steps_to_full(runs)
     result = ExperimentResult(config=config, device=str(device), world_size=dist.world_size,
-                              base=base_info, runs=runs,
+                              base=base_info, runs=runs, data=work.data_info, memory=memory,
                               out_dir=str(out) if out is not None else None)
-    result.analysis = analyse(result, base, models, ft, tok, device=device, dist=dist)
+    result.analysis = analyse(result, base, models, ft, work.tokenizer, device=device,
+                              dist=dist, task=work.task, target_sets=work.target_sets)
+    result.analysis.magnitude_direction = magnitude_direction(config, runs, work.target_sets)
     result.wall_s = time.perf_counter() - t0
     require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "
                    "lower the learning rate")                  # never printed nor saved
     if folder is not None and out is not None:
         staged = folder.staging()
-        write_outputs(result, models, staged)
+        write_outputs(result, {r.label: plain_adapter(base, r, config, models[r.label])
+                               for r in plan}, staged)
         folder.commit(staged)
         _drop_resume(out, config)
     dist.barrier()

@@ -1,8 +1,10 @@
 """Every file of the fine-tuning experiment, written into a folder atomically::
 
     results.md, results.json, samples.txt,
-    convergence.png, bridge.png, cost.png,
+    convergence.png, bridge.png, cost.png (with a full run), methods.png (with methods
+    beyond full, lora and rslora), magnitude_direction.png (with dora),
     adapters/<run>/adapter_config.json + adapter_model.safetensors   (PEFT format)
+    adapters/loftq-*/loftq_base_weights.safetensors                  (LoftQ's Q weights)
 
 The driver writes them into a staging folder inside ``--out`` and moves them into place with
 :meth:`loralab.fileio.OutputFolder.commit`, which records them in the folder's manifest.
@@ -14,14 +16,33 @@ from pathlib import Path
 
 from torch import nn
 
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write, atomic_write_json, atomic_write_text
 from ..lora import save_adapter
 from ..plots import save_png
 from ..plots.finetune import bridge_figure, convergence_figure, cost_figure
+from ..plots.methods import direction_figure, methods_figure
+from .config import DEFAULT_METHODS
+from .methods import adapter_root
 from .results import ExperimentResult
 from .tables import format_samples, format_tables
 
-__all__ = ["write_outputs"]
+__all__ = ["LOFTQ_BASE", "write_outputs"]
+
+LOFTQ_BASE = "loftq_base_weights.safetensors"   # beside a LoftQ run's adapter
+
+
+def _save_loftq_base(model: nn.Module, path: Path) -> None:
+    """LoftQ's base is not NF4(W0) but the Q its alternation ended with: save those weights
+    (dequantized, ``{module path}.weight``), which NF4 stores exactly, for the adapter to go
+    on (PEFT's LoftQ workflow saves that base too)."""
+    from safetensors.torch import save
+
+    from ..lora import lora_layers
+
+    tensors = {f"{name}.weight": layer.read_weight().contiguous()
+               for name, layer in lora_layers(model).items()}
+    data = save(tensors)
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: Path) -> None:
@@ -29,10 +50,18 @@ def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: P
     (out / "adapters").mkdir(exist_ok=True)
     for label, model in models.items():
         if label != "full":
-            save_adapter(model, out / "adapters" / label)
+            save_adapter(adapter_root(model), out / "adapters" / label)
+        if label.startswith("loftq-"):
+            _save_loftq_base(model, out / "adapters" / label / LOFTQ_BASE)
     save_png(convergence_figure(result), out / "convergence.png")
-    save_png(bridge_figure(result), out / "bridge.png")
-    save_png(cost_figure(result), out / "cost.png")
+    if any(r.method == "full" for r in result.runs):
+        save_png(bridge_figure(result), out / "bridge.png")
+        save_png(cost_figure(result), out / "cost.png")
+    if set(result.config.methods) - set(DEFAULT_METHODS):
+        save_png(methods_figure(result), out / "methods.png")
+    md = result.analysis.magnitude_direction if result.analysis else None
+    if md is not None:
+        save_png(direction_figure(md), out / "magnitude_direction.png")
     atomic_write_text(out / "results.md", format_tables(result, markdown=True) + "\n\n```\n"
                       + format_samples(result) + "\n```\n")
     atomic_write_text(out / "samples.txt", format_samples(result) + "\n")

@@ -20,6 +20,8 @@ __all__ = [
     "BaseInfo",
     "ExperimentResult",
     "LayerSpectrum",
+    "MDPoint",
+    "MagnitudeDirection",
     "MergeCheck",
     "RsLoraRow",
     "RunResult",
@@ -122,6 +124,33 @@ class Targets:
 
 
 @dataclass
+class MDPoint:
+    """One layer of one traced run at one step: DoRA's ``ΔM`` and ``ΔD`` against ``W0``."""
+
+    method: str
+    label: str
+    step: int
+    layer: str
+    delta_m: float         # (1/d_out) Σ_n |‖W_n‖ − ‖W0_n‖|
+    delta_d: float         # (1/d_out) Σ_n (1 − cos(W_n, W0_n))
+
+
+@dataclass
+class MagnitudeDirection:
+    """DoRA's Figure 2 measured here: ΔM against ΔD of one projection in every layer over
+    training, for full fine-tuning, LoRA and DoRA (:mod:`loralab.experiment.direction`)."""
+
+    module: str
+    rank: int | None
+    targets: str
+    points: list[MDPoint]
+    correlation: dict[str, float]       # Pearson r of (ΔD, ΔM) per method, all points
+    reproduced: dict[str, bool]         # the paper's sign (full < 0, lora > 0, dora < 0) holds
+    within_step: dict[str, float] = field(default_factory=dict)   # r after removing each
+    #                                     step's mean: across layers, not along training
+
+
+@dataclass
 class Analysis:
     merge_checks: list[MergeCheck]
     spectra: list[LayerSpectrum]
@@ -132,6 +161,7 @@ class Analysis:
     pig_latin_word_rate: dict[str, float]
     targets: Targets | None            # LoRA r≈8 on the last target set (the headline)
     targets_by_set: list[Targets]      # the same for every target set, then rsLoRA r≈8
+    magnitude_direction: MagnitudeDirection | None = None
 
 
 @dataclass
@@ -160,6 +190,10 @@ class RunResult:
     val_loss: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     resumed_from: int | None = None
+    initial_val_loss: float | None = None       # before the first step (B = 0: the base's)
+    steps_to_full_loss: int | None = None       # first val step at or below full FT's final
+    base_weight_bytes: int = 0                  # the frozen base's tensors (NF4: packed)
+    direction_trace: list[dict] = field(default_factory=list)   # DoRA's view, traced runs
 
     @property
     def trainable_percent(self) -> float:
@@ -178,7 +212,7 @@ class BaseInfo:
     path: str
     cached: bool
     params: int
-    pretrain_val_loss: float
+    pretrain_val_loss: float | None       # None: a transformers model, not pretrained here
     finetune_val_loss: float
     pretrain_wall_s: float
     pretrain_history: dict = field(default_factory=dict)
@@ -202,6 +236,8 @@ class ExperimentResult:
     analysis: Analysis | None = None
     wall_s: float = 0.0
     out_dir: str | None = None
+    data: dict = field(default_factory=dict)     # --data/--model: the text, its split, tokens
+    memory: list[dict] = field(default_factory=list)   # the plan's memory estimate per kind
 
     @property
     def base_val_loss(self) -> float:
@@ -217,7 +253,7 @@ class ExperimentResult:
 
     def lora_run(self, rank: int, targets: str, rslora: bool = False) -> RunResult | None:
         """The LoRA (or rsLoRA) run at ``rank`` on ``targets``, if the experiment had it."""
-        label = run_label("lora", rank, targets, rslora)
+        label = run_label("rslora" if rslora else "lora", rank, targets)
         return next((r for r in self.runs if r.label == label), None)
 
     def to_dict(self) -> dict:
@@ -227,8 +263,14 @@ class ExperimentResult:
             "world_size": self.world_size, "base_val_loss": self.base_val_loss,
             "base": asdict(self.base), "runs": [r.to_dict() for r in self.runs],
             **(to_jsonable(self.analysis) if self.analysis is not None else {}),
-            "wall_s": self.wall_s,
+            "wall_s": self.wall_s, "data": self.data, "memory_estimates": self.memory,
         }
+
+
+def _md_from_dict(data: dict | None) -> MagnitudeDirection | None:
+    if data is None:
+        return None
+    return MagnitudeDirection(**{**data, "points": [MDPoint(**p) for p in data["points"]]})
 
 
 def result_from_dict(data: dict) -> ExperimentResult:
@@ -237,7 +279,7 @@ def result_from_dict(data: dict) -> ExperimentResult:
     such a dict."""
     try:
         cfg = dict(data["config"])
-        for key in ("ranks", "targets", "rslora_ranks"):
+        for key in ("methods", "ranks", "targets", "rslora_ranks"):
             cfg[key] = tuple(cfg[key]) if cfg.get(key) is not None else None
         runs = [RunResult(**{k: v for k, v in r.items() if k != "trainable_percent"})
                 for r in data["runs"]]
@@ -253,10 +295,13 @@ def result_from_dict(data: dict) -> ExperimentResult:
             samples=[Sample(**x) for x in data["samples"]],
             pig_latin_word_rate=data["pig_latin_word_rate"],
             targets=Targets(**data["targets"]) if data.get("targets") else None,
-            targets_by_set=[Targets(**x) for x in data["targets_by_set"]])
+            targets_by_set=[Targets(**x) for x in data["targets_by_set"]],
+            magnitude_direction=_md_from_dict(data.get("magnitude_direction")))
         return ExperimentResult(config=ExperimentConfig(**cfg), device=data["device"],
                                 world_size=data["world_size"], base=BaseInfo(**data["base"]),
-                                runs=runs, analysis=analysis, wall_s=data["wall_s"])
+                                runs=runs, analysis=analysis, wall_s=data["wall_s"],
+                                data=data.get("data") or {},
+                                memory=data.get("memory_estimates") or [])
     except (KeyError, TypeError, AttributeError) as exc:
         raise LoralabError(f"not a loralab finetune result ({type(exc).__name__}: {exc}); "
                            "give a results.json written by 'loralab finetune'") from None

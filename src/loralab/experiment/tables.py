@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from .results import Amplification, Analysis, ExperimentResult, MergeCheck
+from .results import Amplification, Analysis, ExperimentResult, MergeCheck, RunResult
 
-__all__ = ["format_samples", "format_tables", "human_bytes"]
+__all__ = ["format_samples", "format_tables", "human_bytes", "task_name"]
 
 
 def human_bytes(n: float) -> str:
@@ -45,25 +45,116 @@ def _titled(title: str, header: list[str], rows: list[list[str]], markdown: bool
 def _runs_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
     """The heading and the table of runs: base, full fine-tuning, each LoRA / rsLoRA run."""
     cfg, spec = result.config, result.config.spec
-    full = result.run("full")
-    lines = [f"{h}Full fine-tuning vs LoRA on Pig Latin ({cfg.preset} preset: "
-             f"d={spec.model.d_model}, {spec.model.n_layers} layers, "
-             f"{result.base.params:,} parameters; {spec.lora.steps} steps of "
-             f"{spec.lora.batch_size}×{spec.model.block_size} tokens; {result.device}"
+    full = next((r for r in result.runs if r.method == "full"), None)
+    model = (f"{cfg.model}, " if cfg.model else f"d={spec.model.d_model}, "
+             f"{spec.model.n_layers} layers, ")
+    lines = [f"{h}Full fine-tuning vs LoRA on {task_name(result)} ({cfg.preset} preset: "
+             f"{model}{result.base.params:,} parameters; {spec.lora.steps} steps of "
+             f"{spec.lora.batch_size}×{_block(result)} tokens; {result.device}"
              f"{f', {result.world_size} processes' if result.world_size > 1 else ''})", ""]
     rows = [["base (no fine-tuning)", "0", _f(result.base_val_loss), "", "", "", "", "", ""]]
     for r in result.runs:
         rows.append([
             r.label, f"{r.trainable_params:,} ({r.trainable_percent:.2f}%)",
-            _f(r.final_val_loss), f"{100 * (r.final_val_loss / full.final_val_loss - 1):+.1f}%",
+            _f(r.final_val_loss), _vs_full(r, full),
             f"{1e3 * r.step_time_s:.1f}", f"{r.tokens_per_s:,.0f}",
             f"{r.flops_per_s / 1e9:.1f} ({100 * r.mfu:.1f}%)",
             human_bytes(r.optimizer_state_bytes), human_bytes(r.peak_memory_bytes)])
     lines += _table(["run", "trainable params", "val loss", "vs full", "step ms", "tokens/s",
                      "GFLOP/s (% of peak)", "optimizer state", "peak memory"], rows, markdown)
-    return lines + ["", f"(val loss: mean next-character cross-entropy in nats on held-out "
-                    f"Pig Latin; peak FLOP/s taken as 350 GFLOP/s; peak memory: "
-                    f"{full.peak_memory_kind})"]
+    r0 = result.runs[0]
+    peak = r0.flops_per_s / r0.mfu if r0.mfu else math.nan    # FLOP/s, measured in the run
+    unit = "token" if result.data else "character"
+    return lines + ["", f"(val loss: mean next-{unit} cross-entropy in nats on held-out "
+                    f"{task_name(result)}; % of peak: of the {_f(peak / 1e9, '.0f')} GFLOP/s "
+                    f"matmul peak measured in this run (loralab.peak); peak memory: "
+                    f"{result.runs[0].peak_memory_kind})"]
+
+
+def _vs_full(r: RunResult, full: RunResult | None) -> str:
+    return "—" if full is None else f"{100 * (r.final_val_loss / full.final_val_loss - 1):+.1f}%"
+
+
+def _methods_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
+    """Each method at the rank nearest 8 on the last target set: where it starts and ends,
+    when it reaches full fine-tuning's loss, what it trains and costs."""
+    from ..plots.methods import headline_runs
+
+    if not set(result.config.methods) - {"full", "lora", "rslora"}:
+        return []
+    runs = headline_runs(result)
+    full = next((r for r in runs if r.method == "full"), None)
+    last = result.config.spec.lora.steps
+    rows = [[r.method, r.label, f"{r.trainable_params:,}", _f(r.initial_val_loss),
+             _f(r.final_val_loss), _vs_full(r, full),
+             "—" if full is None else (str(r.steps_to_full_loss) if r.steps_to_full_loss
+                                       else f"not in {last}"),
+             f"{1e3 * r.step_time_s:.1f}" + ("" if full is None else
+                                              f" ({r.step_time_s / full.step_time_s:.2f}x)"),
+             human_bytes(r.base_weight_bytes)] for r in runs]
+    return _titled(f"{h}Methods compared (rank nearest 8 on {result.config.targets[-1]}; same "
+                   "data, steps and seed)",
+                   ["method", "run", "trainable", "start val", "final val", "vs full",
+                    "steps to full's loss", "step ms (/ full)", "base weights"], rows, markdown)
+
+
+def _quant_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
+    """QLoRA and LoftQ against float LoRA at each rank: start, end, the base's bytes."""
+    by = {(r.method, r.rank, r.targets): r for r in result.runs}
+    rows = []
+    for r in result.runs:
+        if r.method != "qlora" and r.method != "loftq":
+            continue
+        lora = by.get(("lora", r.rank, r.targets))
+        ref = [] if lora is None else [_f(lora.initial_val_loss), _f(lora.final_val_loss)]
+        rows.append([r.label, _f(r.initial_val_loss), _f(r.final_val_loss),
+                     *(ref or ["—", "—"]), human_bytes(r.base_weight_bytes),
+                     "—" if lora is None else human_bytes(lora.base_weight_bytes)])
+    if not rows:
+        return []
+    return _titled(f"{h}QLoRA and LoftQ: LoRA on a 4-bit NF4 base (blocks of 64, fp32 scales)",
+                   ["run", "start val", "final val", "LoRA start", "LoRA final",
+                    "base weights", "LoRA's base"], rows, markdown) + [
+        "", "(start val: before the first step. QLoRA starts on the quantized base Q(W) with "
+        "B = 0; LoftQ starts on Q(W) + s·B A, its adapter fitted to W − Q(W). Base weights: "
+        "bytes of the tensors the model holds, the packed 4-bit codes and block scales "
+        "included, the float embeddings, norms and head too)"]
+
+
+def _memory_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
+    """The plan's memory estimate beside the peak each kind of run measured (full; the
+    adapter at the largest rank on the last target set; QLoRA likewise)."""
+    rows = []
+    for m in result.memory:
+        cand = [r for r in result.runs if r.method == m["method"]
+                and (r.rank == m["rank"] or m["method"] == "full")]
+        run = next((r for r in cand if r.targets == result.config.targets[-1]), None) or (
+            cand[0] if cand else None)
+        rows.append([m["label"], human_bytes(m["weights"]), human_bytes(m["gradients"]),
+                     human_bytes(m["optimizer_state"]), human_bytes(m["activations"]),
+                     human_bytes(m["total"]), run.label if run else "—",
+                     human_bytes(run.peak_memory_bytes) if run else "—",
+                     f"{m['total'] / run.peak_memory_bytes:.2f}" if run else "—"])
+    if not rows:
+        return []
+    return _titled(f"{h}Memory: the estimate made before training vs the peak measured",
+                   ["estimate", "weights", "grads", "optimizer", "activations", "total",
+                    "run", "measured peak", "estimate / peak"], rows, markdown)
+
+
+def _direction_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
+    """DoRA's Figure 2 here: the correlation of ΔM with ΔD per method, the paper's sign."""
+    md = a.magnitude_direction
+    if md is None:
+        return []
+    want = {"full": "negative", "lora": "positive", "dora": "negative"}
+    rows = [[m, f"{c:+.2f}", _f(md.within_step.get(m), "+.2f"), want.get(m, "—"),
+             {True: "yes", False: "no"}.get(md.reproduced.get(m), "—")]
+            for m, c in md.correlation.items()]
+    return _titled(f"{h}DoRA's magnitude/direction view: correlation of ΔM with ΔD "
+                   f"({md.module}, every layer, every evaluation step)",
+                   ["method", "Pearson r(ΔD, ΔM)", "within a step", "DoRA paper", "same sign"],
+                   rows, markdown)
 
 
 def _targets_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
@@ -107,6 +198,8 @@ def _truncation_lines(result: ExperimentResult, a: Analysis, h: str,
                       markdown: bool) -> list[str]:
     """Val loss of ``W0 + [ΔW_full]_r`` (and the energy ``Σ_{i≤r}σ_i²/Σσ²`` it keeps) beside
     LoRA trained at rank r."""
+    if not a.truncation:
+        return []
     full = result.run("full")
     rows = [[tr.targets, "all" if tr.rank is None else str(tr.rank), f"{100 * tr.energy_kept:.0f}%",
              _f(tr.val_loss_truncated), _f(tr.val_loss_lora)] for tr in a.truncation]
@@ -121,6 +214,8 @@ def _truncation_lines(result: ExperimentResult, a: Analysis, h: str,
 def _spectra_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
     """Per module: its ``(d_out × d_in)`` shape, the rank holding 90 % of ``Σσ²`` of ΔW_full
     and ``‖ΔW‖_F / ‖W0‖_F``, each listed over layers 0..L-1."""
+    if not a.spectra:
+        return []
     by_mod: dict[str, list] = {}
     for s in a.spectra:
         by_mod.setdefault(s.module, []).append(s)
@@ -170,12 +265,35 @@ def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
     lines += _spectra_lines(a, h, markdown)
     lines += _amplification_lines(a.amplification, h, markdown)
     lines += _rslora_lines(result, a, h, markdown)
+    lines += _methods_lines(result, h, markdown)
+    lines += _quant_lines(result, h, markdown)
+    lines += _direction_lines(a, h, markdown)
+    lines += _memory_lines(result, h, markdown)
     return "\n".join(lines)
 
 
+def task_name(result: ExperimentResult) -> str:
+    """What was fine-tuned on: ``Pig Latin``, or the ``--data`` text's name."""
+    name = result.data.get("name") if result.data else None
+    return "Pig Latin" if name in (None, "pig-latin") else str(name)
+
+
+def _block(result: ExperimentResult) -> int:
+    return int(result.data.get("block_size", result.config.spec.model.block_size)
+               if result.data else result.config.spec.model.block_size)
+
+
 def format_samples(result: ExperimentResult) -> str:
-    """Prompts, each model's continuation, and the English it spells."""
+    """Prompts, each model's continuation, and (Pig Latin) the English it spells."""
     a = result.analysis
+    if not a.pig_latin_word_rate:
+        lines = ["Sample generations (temperature 0.5, a fixed seed per prompt). Each prompt is "
+                 f"the start of a held-out unit of {task_name(result)}.", ""]
+        for s in a.samples:
+            lines.append(f"prompt: {s.prompt!r}")
+            lines += [f"  {k:>18}: {out.rstrip()!r}" for k, out in s.outputs.items()]
+            lines.append("")
+        return "\n".join(lines)
     lines = ["Sample generations (temperature 0.5, a fixed seed per prompt). Each prompt is the "
              "start of a", "held-out Pig Latin line; 'reads as' turns Pig Latin back into "
              "English ('?word' = not a Pig Latin word).", ""]

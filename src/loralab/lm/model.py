@@ -24,10 +24,12 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import LoralabError
 
@@ -184,7 +186,13 @@ class TinyLM(nn.Module):
 
     ``seed`` fixes the initial weights exactly (a private generator, the global RNG is not
     touched), so two models built with the same config and seed are identical.
+
+    ``gradient_checkpointing`` (off by default; :meth:`gradient_checkpointing_enable`): in
+    training mode with autograd on, each block's activations are not kept for backward but
+    recomputed from the block's input (one more forward per block, same numbers).
     """
+
+    gradient_checkpointing: bool = False
 
     def __init__(self, config: TinyLMConfig, seed: int = 0) -> None:
         super().__init__()
@@ -198,6 +206,16 @@ class TinyLM(nn.Module):
             self.ln_f = nn.LayerNorm(config.d_model)
             self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.reset_parameters(seed)
+
+    def gradient_checkpointing_enable(self, enable: bool = True) -> None:
+        """Turn gradient (activation) checkpointing per block on (or off with ``False``):
+        ``torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)``, which also
+        trains LoRA factors when the embeddings (the blocks' inputs) are frozen."""
+        self.gradient_checkpointing = bool(enable)
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Keep every activation for backward again (the default)."""
+        self.gradient_checkpointing = False
 
     @torch.no_grad()
     def reset_parameters(self, seed: int = 0) -> None:
@@ -222,8 +240,9 @@ class TinyLM(nn.Module):
                                f"is {self.config.block_size}")
         pos = torch.arange(t, device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(pos)                      # (B, T, d)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         return self.lm_head(self.ln_f(x))                              # (B, T, V)
 
 
@@ -236,19 +255,24 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, *,
 
 
 @torch.no_grad()
-def generate(model: nn.Module, tokenizer: CharTokenizer, prompt: str, max_new_tokens: int, *,
+def generate(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int, *,
              temperature: float = 0.0, seed: int = 0, stop: str | None = "\n") -> str:
-    """Continue ``prompt`` by ``max_new_tokens`` characters; return only the continuation.
+    """Continue ``prompt`` by ``max_new_tokens`` tokens; return only the continuation.
+    ``tokenizer``: anything with ``encode(text) -> ids`` and ``decode(ids) -> text``
+    (:class:`CharTokenizer`, the byte tokenizer, a transformers tokenizer).
 
     ``temperature=0`` is greedy; otherwise sample from ``softmax(logits/temperature)`` with a
     private generator seeded by ``seed``. Generation stops early after ``stop`` is produced.
+    Generation also stops at the tokenizer's EOS token (a transformers tokenizer's
+    ``eos_token_id``), which is kept in the output.
     The context is cropped to the model's ``block_size``. The model's train/eval mode is
     restored afterwards.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    block = model.config.block_size if hasattr(model, "config") else 10**9
+    block = getattr(model, "block_size", None) or getattr(
+        getattr(model, "config", None), "block_size", 10**9)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)
     out: list[int] = []
@@ -262,7 +286,8 @@ def generate(model: nn.Module, tokenizer: CharTokenizer, prompt: str, max_new_to
                 nxt = int(torch.multinomial(probs, 1, generator=gen))
             out.append(nxt)
             ids = torch.cat([ids, torch.tensor([[nxt]], device=device)], dim=1)
-            if stop is not None and tokenizer.alphabet[nxt] == stop:
+            if nxt == getattr(tokenizer, "eos_token_id", None) or (
+                    stop is not None and tokenizer.decode([nxt]) == stop):
                 break
     finally:
         model.train(was_training)

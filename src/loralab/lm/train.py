@@ -6,7 +6,8 @@ batch of step ``t`` is a pure function of ``(seed, t)``, see :meth:`LMData.batch
 
 Measured per run: train loss every step, val loss every ``eval_every`` steps, the median step
 time, tokens/s, achieved FLOP/s (an analytic FLOP count, :func:`train_flops_per_step`, over the
-median step time) against a stated peak, optimizer-state bytes and peak memory.
+median step time) against the matmul peak measured in the same process (:mod:`loralab.peak`),
+optimizer-state bytes and peak memory.
 
 Scale-out: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
 ``DistributedDataParallel`` (gloo on CPU, nccl on CUDA); each rank takes an equal slice of the
@@ -26,23 +27,22 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import LoralabError
+from ..peak import measure_matmul_peak
 from .checkpoint import TrainingInterrupted, load_checkpoint, remove_checkpoint, save_checkpoint
 from .corpus import LMData
+from .cost import count_saved_tensors, optimizer_state_bytes, train_flops_per_step
 from .dist import DistContext
-from .model import CausalSelfAttention, lm_loss
+from .model import lm_loss
 
-__all__ = ["PEAK_FLOPS", "TrainConfig", "TrainResult", "evaluate", "lr_at",
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "lr_at",
            "optimizer_state_bytes", "train", "train_flops_per_step"]
-
-PEAK_FLOPS = 350e9   # fp32 matmul peak of the reference machine (2 CPU threads), FLOP/s
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -105,6 +105,7 @@ class TrainResult:
     trainable_params: int = 0
     total_params: int = 0
     resumed_from: int | None = None
+    peak_flops: float = float("nan")
 
     @property
     def final_val_loss(self) -> float:
@@ -126,52 +127,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def train_flops_per_step(model: nn.Module, batch: int, seq_len: int) -> float:
-    """Analytic FLOPs of one training step (forward + backward) on ``batch × seq_len`` tokens.
-
-    Per ``nn.Linear`` (d_in -> d_out) over n tokens: forward ``2·n·d_in·d_out``, input gradient
-    the same, weight gradient the same again only when its weight is trainable (a frozen
-    LoRA base layer costs 4, a trained one 6, per ``n·d_in·d_out``). Per attention layer:
-    ``Q Kᵀ`` and ``A V`` cost ``4·n·T·d`` forward and twice that backward (causal masking is
-    not discounted). Embedding look-ups, norms and the softmax are not counted.
-    """
-    n = batch * seq_len
-    flops = 0.0
-    for mod in model.modules():
-        if isinstance(mod, nn.Linear):
-            per = 2.0 * n * mod.in_features * mod.out_features
-            flops += per * (3 if mod.weight.requires_grad else 2)
-        elif isinstance(mod, CausalSelfAttention):
-            d = mod.q_proj.in_features
-            flops += 3 * 4.0 * n * seq_len * d
-    return flops
-
-
-def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held by the optimizer's state tensors (AdamW: ``exp_avg``, ``exp_avg_sq``, step)."""
-    return sum(v.numel() * v.element_size() for st in optimizer.state.values()
-               for v in st.values() if isinstance(v, torch.Tensor))
-
-
-@contextlib.contextmanager
-def _count_saved_tensors(params: list[torch.Tensor]) -> Iterator[list[int]]:
-    """Sum the bytes of distinct tensors autograd saves for backward (the activations)."""
-    skip = {p.untyped_storage().data_ptr() for p in params}
-    seen: set[int] = set()
-    total = [0]
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        key = storage.data_ptr()
-        if key not in skip and key not in seen:
-            seen.add(key)
-            total[0] += storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        yield total
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: LMData, batch_size: int, max_batches: int | None = None,
              *, device: torch.device | str = "cpu", dist: DistContext | None = None,
@@ -183,11 +138,12 @@ def evaluate(model: nn.Module, data: LMData, batch_size: int, max_batches: int |
     batches = data.val_batches(batch_size, max_batches)
     total = torch.zeros(2, dtype=torch.float64, device=device)   # [sum of losses, tokens]
     dev_type = torch.device(device).type
-    for i, (x, y) in enumerate(batches):
-        if i % dist.world_size != dist.rank:
-            continue
+    for i in dist.eval_indices(len(batches)):
+        x, y = batches[0 if i is None else i]
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x.to(device))
+        if i is None:                 # FSDP padding: every rank runs as many forwards
+            continue
         total[0] += lm_loss(logits, y.to(device), reduction="sum").double()
         total[1] += y.numel()
     dist.all_reduce_sum(total)
@@ -223,10 +179,12 @@ class _StopFlag:
 
 
 def _setup(model: nn.Module, config: TrainConfig, dist: DistContext,
-           device: torch.device | str) -> tuple[torch.device, list[torch.Tensor],
-                                                torch.optim.Optimizer]:
+           device: torch.device | str, groups: list[dict] | None = None
+           ) -> tuple[torch.device, list[torch.Tensor], torch.optim.Optimizer]:
     """Check the batch splits over the ranks, move ``model`` to ``device`` in train mode, and
-    build AdamW over its trainable parameters: ``(device, params, optimizer)``."""
+    build AdamW over its trainable parameters: ``(device, params, optimizer)``. ``groups``:
+    AdamW parameter groups, each with an ``lr_scale`` (its learning rate is
+    ``lr_scale × lr_at(step)``), covering every trainable parameter (e.g. LoRA+)."""
     if config.batch_size % dist.world_size:
         raise LoralabError(f"batch_size={config.batch_size} is not allowed with "
                            f"{dist.world_size} processes; it must be a multiple of it")
@@ -236,7 +194,12 @@ def _setup(model: nn.Module, config: TrainConfig, dist: DistContext,
     if not named:
         raise LoralabError("the model has no trainable parameter")
     params = [p for _, p in named]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
+    if groups is None:
+        groups = [{"params": params, "lr_scale": 1.0}]
+    grouped = [id(p) for g in groups for p in g["params"]]
+    if sorted(grouped) != sorted(id(p) for p in params):
+        raise LoralabError("the parameter groups must hold every trainable parameter once")
+    optimizer = torch.optim.AdamW([dict(g) for g in groups], lr=config.lr, betas=config.betas,
                                   weight_decay=config.weight_decay)
     return device, params, optimizer
 
@@ -290,10 +253,10 @@ class _Loop:
         x, y = self.data.batch(step, config.batch_size, config.seed)       # (B, T) global
         x, y = _local_slice(x, self.dist).to(device), _local_slice(y, self.dist).to(device)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
+            group["lr"] = lr_at(step, config) * group.get("lr_scale", 1.0)
         self._sync()
         t0 = time.perf_counter()
-        with (_count_saved_tensors(list(self.model.parameters())) if measure
+        with (count_saved_tensors(self.dist.local_params(self.model)) if measure
               else contextlib.nullcontext([0])) as saved:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 loss = lm_loss(self.net(x), y)
@@ -340,16 +303,24 @@ def train(model: nn.Module, data: LMData, config: TrainConfig, *,
           device: torch.device | str = "cpu", dist: DistContext | None = None,
           bf16: bool = False, checkpoint: str | None = None, run_key: str = "",
           on_step: Callable[[int, float], None] | None = None,
-          peak_flops: float = PEAK_FLOPS) -> TrainResult:
+          param_groups: list[dict] | None = None,
+          peak_flops: float | None = None) -> TrainResult:
     """Train ``model``'s trainable parameters in place; return the measurements.
 
     ``checkpoint`` is a path prefix: if ``<prefix>.json`` / ``.safetensors`` exist and match
     ``run_key`` the run resumes from them; on Ctrl-C they are written (by rank 0) and
     ``KeyboardInterrupt`` is raised; after the last step they are removed.
     ``on_step(step, train_loss)`` is called after each step (e.g. a progress bar).
+    ``param_groups``: AdamW groups with an ``lr_scale`` each (see :func:`_setup`).
+    ``peak_flops``: what ``mfu`` divides by; ``None`` measures the matmul peak now, at this
+    thread count and device, bf16 when ``bf16`` (:func:`~loralab.peak.measure_matmul_peak`,
+    cached per process).
     """
     dist = dist or DistContext()
-    device, params, optimizer = _setup(model, config, dist, device)
+    device, params, optimizer = _setup(model, config, dist, device, param_groups)
+    if peak_flops is None:
+        peak_flops = measure_matmul_peak(dtype=torch.bfloat16 if bf16 else torch.float32,
+                                         device=device)
     result = _new_result(model, data, config, params)
     start = _resume(checkpoint, model, optimizer, run_key, result)
     if device.type == "cuda":
@@ -382,6 +353,7 @@ def _finish(result: TrainResult, optimizer: torch.optim.Optimizer, params: list[
     result.tokens_per_s = result.tokens_per_step / result.step_time_s
     result.flops_per_s = result.flops_per_step / result.step_time_s
     result.mfu = result.flops_per_s / peak_flops
+    result.peak_flops = peak_flops
     result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     if device.type == "cuda":
         result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))

@@ -227,6 +227,22 @@ class LoRALayer(nn.Module):
         delta = delta.t() if getattr(self, "fan_in_fan_out", False) else delta
         return torch.linalg.norm(w + delta, dim=1)
 
+    @torch.no_grad()
+    def effective_weight(self, name: str | None = None) -> torch.Tensor:
+        """The weight the layer computes with adapter ``name`` (default: the active one), as
+        ``(d_out, d_in)`` in at least float32: ``W0 + s·B A``, or DoRA's
+        ``m/‖W0 + s·B A‖_c · (W0 + s·B A)`` (a quantized base: dequantized)."""
+        name = name or self.active_adapter
+        w = wide(self.weight_out_in())
+        if self.merged:
+            return w
+        delta = self.delta_weight(name)
+        exact = w + (delta.t() if getattr(self, "fan_in_fan_out", False) else delta)
+        if self.use_dora[name]:
+            exact = (wide(self.lora_magnitude_vector[name])
+                     / torch.linalg.norm(exact, dim=1)).view(-1, 1) * exact
+        return exact
+
     def trainable(self, names: list[str] | None = None) -> list[torch.Tensor]:
         """The parameters that train for adapters ``names`` (default: the active ones)."""
         out = []

@@ -97,8 +97,10 @@ def quantize_model(model: nn.Module, bits: int = 4, quant_type: str = "nf4",
                    double_quant: bool = False, compute_dtype: torch.dtype = torch.float32,
                    skip: tuple[str, ...] = ("lm_head",)) -> list[str]:
     """Replace every ``nn.Linear`` of ``model`` (not those whose path ends with a name in
-    ``skip``, nor tied ones) by its bitsandbytes 4- or 8-bit copy, in place; returns the
-    paths. For loralab's own tiny LM or any ``nn.Module``, without transformers' loader."""
+    ``skip``, nor tied ones, nor LoRA's own factors) by its bitsandbytes 4- or 8-bit copy, in
+    place; returns the paths. For loralab's own tiny LM or any ``nn.Module``, without
+    transformers' loader. On a model with LoRA layers (LoftQ's workflow: inject on the float
+    model, then quantize) the layers' bases are quantized and the adapters kept."""
     if bits not in (4, 8):
         raise LoralabError(f"bits={bits!r} is not allowed; use 4 or 8")
     if quant_type not in ("nf4", "fp4"):
@@ -109,12 +111,15 @@ def quantize_model(model: nn.Module, bits: int = 4, quant_type: str = "nf4",
         owners[id(p)] = owners.get(id(p), 0) + 1
     names = [n for n, m in model.named_modules() if type(m) is nn.Linear and n
              and not any(n == s or n.endswith(f".{s}") for s in skip)
-             and owners.get(id(m.weight), 0) == 1]
+             and ".lora_" not in f".{n}" and owners.get(id(m.weight), 0) == 1]
     for name in names:
         parent, _, child = name.rpartition(".")
         holder = model.get_submodule(parent) if parent else model
         setattr(holder, child, _quantized_copy(getattr(holder, child), bits, quant_type,
                                                double_quant, compute_dtype))
+    for m in model.modules():              # LoRA layers whose base was just quantized
+        if hasattr(m, "quantized") and isinstance(getattr(m, "base", None), nn.Module):
+            m.quantized = is_quantized(m.base)
     return names
 
 

@@ -66,16 +66,17 @@ def convergence_figure(result: ExperimentResult) -> Figure:
     fig = new_figure(6.0 * len(panels), 4.8)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     shades = rank_colors(list(cfg.ranks))
-    full = result.run("full")
+    full = next((r for r in result.runs if r.method == "full"), None)
     base = result.base_val_loss
     for ax, target in zip(axes, panels, strict=True):
         ax.axhline(base, color=COLORS["base"], ls=":", lw=1.5,
                    label=f"base, not fine-tuned ({base:.2f})")
-        x, y = _curve(full, base)
-        ax.plot(x, y, color=COLORS["full"], lw=2.5,
-                label=f"full FT, {full.trainable_params:,} params ({full.final_val_loss:.3f})")
+        if full is not None:
+            x, y = _curve(full, base)
+            ax.plot(x, y, color=COLORS["full"], lw=2.5, label=f"full FT, "
+                    f"{full.trainable_params:,} params ({full.final_val_loss:.3f})")
         for r in result.runs:
-            if r.method != "lora" or r.targets != target:
+            if r.method not in ("lora", "rslora") or r.targets != target:
                 continue
             x, y = _curve(r, base)
             rs = " rsLoRA α/√r" if r.rslora else ""
@@ -87,8 +88,12 @@ def convergence_figure(result: ExperimentResult) -> Figure:
         ax.set_xlabel("fine-tuning step")
         ax.set_title(f"LoRA on {target}")
         ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
-    axes[0].set_ylabel("val loss on Pig Latin (nats/char, log scale)")
-    fig.suptitle(f"Fine-tuning an English-pretrained tiny LM on Pig Latin: full vs LoRA "
+    name = (result.data or {}).get("name", "pig-latin")
+    task = "Pig Latin" if name == "pig-latin" else name
+    unit = "char" if not result.data else "token"
+    what = result.config.model or "an English-pretrained tiny LM"
+    axes[0].set_ylabel(f"val loss on {task} (nats/{unit}, log scale)")
+    fig.suptitle(f"Fine-tuning {what} on {task}: full vs LoRA "
                  f"({cfg.preset} preset, final val loss in brackets)", fontweight="bold")
     return fig
 
@@ -206,15 +211,14 @@ def _draw_quality(ax: Axes, result: ExperimentResult) -> None:
     ax.plot([full.trainable_params], [full.final_val_loss], "*", ms=14, color=COLORS["full"],
             label="full fine-tuning")
     for t in cfg.targets:
-        runs = [r for r in result.runs if r.method == "lora" and r.targets == t
-                and not r.rslora]
+        runs = [r for r in result.runs if r.method == "lora" and r.targets == t]
         ax.plot([r.trainable_params for r in runs], [r.final_val_loss for r in runs], "-",
                 color=COLORS["lora"], lw=1, alpha=0.6)
         for r in runs:
             ax.plot(r.trainable_params, r.final_val_loss, markers[t], ms=7, color=shades[r.rank])
             _annotate_rank(ax, r, 4)
         ax.plot([], [], markers[t], color=COLORS["lora"], label=f"LoRA on {t}")
-        rs = [r for r in result.runs if r.rslora and r.targets == t]
+        rs = [r for r in result.runs if r.method == "rslora" and r.targets == t]
         if rs:
             ax.plot([r.trainable_params for r in rs], [r.final_val_loss for r in rs],
                     markers[t], ms=7, color=RSLORA_COLOR, label=f"rsLoRA (α/√r) on {t}")
@@ -232,7 +236,7 @@ def _draw_relative_cost(ax: Axes, result: ExperimentResult) -> None:
     """Bars per LoRA run: step time and optimizer state over full fine-tuning's (log y),
     against the targets 0.8 and 1/20."""
     full = result.run("full")
-    lora = [r for r in result.runs if r.method == "lora"]
+    lora = [r for r in result.runs if r.method in ("lora", "rslora")]
     x = range(len(lora))
     step = [r.step_time_s / full.step_time_s for r in lora]
     optim = [r.optimizer_state_bytes / full.optimizer_state_bytes for r in lora]

@@ -35,6 +35,8 @@ class ReportConfig:
             seed's 512; tests use a smaller one).
         analyses: run the low-rank analyses (chapter 7.1–7.4).
         finetune: run the fine-tuning experiment (chapter 7.5).
+        finetune_dir: show the results of an earlier ``loralab finetune --out DIR`` in
+            chapter 7.5 instead of running the experiment (any preset or ``--methods``).
     """
 
     preset: Preset = "default"
@@ -43,6 +45,7 @@ class ReportConfig:
     hidden_size: int = 512
     analyses: bool = True
     finetune: bool = True
+    finetune_dir: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)

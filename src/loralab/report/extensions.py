@@ -21,6 +21,7 @@ from ..plots import png_bytes
 from ..plots.report import localize_figure
 from .data import Extension, ReportData
 from .figure_zh import FIGURE_ZH
+from .methods import method_figures, method_values, read_finetune_result
 from .text import plain, t
 
 __all__ = ["LOWRANK_KEYS", "finetune_extension", "finetune_from_result", "lowrank_extensions"]
@@ -138,6 +139,8 @@ def finetune_extension(data: ReportData, *,
     lang = data.config.lang
     if not data.config.finetune:
         return Extension("finetune", missing=t("ext_skipped", lang, why="finetune=False"))
+    if data.config.finetune_dir is not None:
+        return finetune_from_result(data, read_finetune_result(data.config.finetune_dir))
     config = ExperimentConfig(preset=data.config.preset, seed=data.config.seed,
                                   device="auto")    # CUDA when present, as `loralab finetune`
     total = total_steps(config)
@@ -166,18 +169,25 @@ def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extensio
     lang, font = data.config.lang, data.cjk_font
     data.results["finetune"] = result
     a = result.analysis
-    full = result.run("full")
+    full = next((r for r in result.runs if r.method == "full"), None)
     values = {
         "params": f"{result.base.params:,}", "base": f"{result.base_val_loss:.3f}",
-        "full": f"{full.final_val_loss:.3f}",
+        "full": f"{full.final_val_loss:.3f}" if full is not None else "—",
+        "user": {"model": result.config.model or t("ft_tiny", lang),
+                 "data": (result.data or {}).get("name", "Pig Latin"),
+                 "split": (result.data or {}).get("summary", ""),
+                 "targets": ", ".join(result.config.targets)} if result.data else None,
         "rows": [[r.label, f"{r.trainable_params:,} ({r.trainable_percent:.2f}%)",
                   f"{r.final_val_loss:.3f}", f"{1000 * r.step_time_s:.1f}",
                   f"{r.optimizer_state_bytes / 2**10:,.0f} KiB"] for r in result.runs],
         "targets": _targets(data, result), "merge": _merge(getattr(a, "merge_checks", [])),
-        "samples": _samples(getattr(a, "samples", []), lang)}
-    figures = [(_png(pft.convergence_figure(result), font), t("ft_cap_conv", lang)),
-               (_png(pft.bridge_figure(result), font), t("ft_cap_bridge", lang)),
-               (_png(pft.cost_figure(result), font), t("ft_cap_cost", lang))]
+        "samples": _samples(getattr(a, "samples", []), lang),
+        **method_values(result, lang)}
+    figures = [(_png(pft.convergence_figure(result), font), t("ft_cap_conv", lang))]
+    if full is not None:
+        figures += [(_png(pft.bridge_figure(result), font), t("ft_cap_bridge", lang)),
+                    (_png(pft.cost_figure(result), font), t("ft_cap_cost", lang))]
+    figures += method_figures(result, lang, font)
     _slider_lines(data, result)
     return Extension("finetune", values=values, figures=figures)
 
@@ -238,9 +248,10 @@ def _slider_lines(data: ReportData, result: ExperimentResult) -> None:
     targets = result.config.targets[-1]
     trunc = {row.rank: row for row in getattr(result.analysis, "truncation", [])
              if row.targets == targets and row.rank is not None}
-    full = result.run("full").final_val_loss
+    full_run = next((r for r in result.runs if r.method == "full"), None)
+    full = full_run.final_val_loss if full_run is not None else float("nan")
     for run in result.runs:
-        if run.method != "lora" or run.rslora or run.targets != targets:
+        if run.method != "lora" or run.targets != targets:
             continue
         tr = trunc.get(run.rank)
         tr_txt = f"{tr.val_loss_truncated:.3f}" if tr is not None else "–"

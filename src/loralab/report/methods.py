@@ -1,0 +1,104 @@
+"""The fine-tuning chapter's method comparison: LoRA's variants side by side, QLoRA/LoftQ's
+memory line and DoRA's magnitude/direction view, from an :class:`ExperimentResult` that ran
+them (``loralab finetune --methods ...``, shown with ``loralab report --finetune DIR``).
+
+Also :func:`read_finetune_result`: an existing ``finetune`` output folder's results, checked
+before the report computes anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import LoralabError
+from ..experiment import ExperimentResult
+from ..experiment.results import result_from_dict
+from ..plots import png_bytes
+from ..plots.methods import direction_figure, headline_runs, methods_figure
+from ..plots.report import localize_figure
+from .figure_zh import FIGURE_ZH
+from .text import t
+
+__all__ = ["check_finetune_dir", "method_figures", "method_values", "read_finetune_result"]
+
+_DEFAULT = ("full", "lora", "rslora")
+
+
+def check_finetune_dir(folder: str | Path) -> Path:
+    """``folder/results.json``, or one clear line naming what is missing."""
+    path = Path(folder) / "results.json"
+    if not Path(folder).is_dir():
+        raise LoralabError(f"--finetune {str(folder)!r} is not a folder; give the --out "
+                           "folder of an earlier 'loralab finetune'")
+    if not path.is_file():
+        raise LoralabError(f"--finetune {str(folder)!r} holds no results.json; give the --out "
+                           "folder of an earlier 'loralab finetune'")
+    return path
+
+
+def read_finetune_result(folder: str | Path) -> ExperimentResult:
+    """The :class:`ExperimentResult` an earlier ``loralab finetune --out folder`` wrote."""
+    path = check_finetune_dir(folder)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LoralabError(f"--finetune: {str(path)!r} is not readable JSON "
+                           f"({type(exc).__name__}); rerun 'loralab finetune'") from None
+    if not isinstance(data, dict):
+        raise LoralabError(f"--finetune: {str(path)!r} is not a loralab finetune result")
+    return result_from_dict(data)
+
+
+def _png(fig, font: str | None) -> bytes:
+    if font:
+        localize_figure(fig, FIGURE_ZH, font)
+    return png_bytes(fig, dpi=90)
+
+
+def method_values(result: ExperimentResult, lang: str) -> dict:
+    """``{"methods": rows or None, "quant": rows or None, "md": values or None}`` for the
+    chapter's template."""
+    extra = set(result.config.methods) - set(_DEFAULT)
+    runs = headline_runs(result) if extra else []
+    full = next((r for r in runs if r.method == "full"), None)
+    rows = [[r.method, f"{r.trainable_params:,}", f"{r.initial_val_loss:.3f}"
+             if r.initial_val_loss is not None else "—", f"{r.final_val_loss:.3f}",
+             "—" if full is None else (str(r.steps_to_full_loss) if r.steps_to_full_loss
+                                       else t("ft_never", lang)),
+             "—" if full is None else f"{r.step_time_s / full.step_time_s:.2f}×",
+             f"{r.base_weight_bytes / 2**10:,.0f} KiB"] for r in runs]
+    quant = [r for r in runs if r.method in ("qlora", "loftq")]
+    lora = next((r for r in runs if r.method == "lora"), None)
+    qtext = None
+    if quant and lora is not None:
+        q = quant[0]
+        qtext = {"ratio": f"{lora.base_weight_bytes / q.base_weight_bytes:.1f}",
+                 "lora": f"{lora.final_val_loss:.3f}",
+                 "ends": ", ".join(f"{r.method} {r.initial_val_loss:.3f} → "
+                                   f"{r.final_val_loss:.3f}" for r in quant)}
+    return {"methods": rows or None, "quant": qtext, "md": _md_values(result, lang)}
+
+
+def _md_values(result: ExperimentResult, lang: str) -> dict | None:
+    md = getattr(result.analysis, "magnitude_direction", None)
+    if md is None:
+        return None
+    corr = ", ".join(f"{m} {c:+.2f}" for m, c in md.correlation.items())
+    within = ", ".join(f"{m} {c:+.2f}" for m, c in md.within_step.items())
+    same = [m for m, ok in md.reproduced.items() if ok]
+    verdict = (t("ft_md_yes", lang) if md.reproduced and all(md.reproduced.values())
+               else t("ft_md_no", lang, same=", ".join(same) or "—"))
+    return {"module": md.module, "corr": corr, "within": within, "verdict": verdict}
+
+
+def method_figures(result: ExperimentResult, lang: str, font: str | None
+                   ) -> list[tuple[bytes, str]]:
+    """The methods figure and DoRA's view, when the result has them."""
+    out = []
+    if set(result.config.methods) - set(_DEFAULT):
+        out.append((_png(methods_figure(result), font), t("ft_cap_methods", lang)))
+    md = getattr(result.analysis, "magnitude_direction", None)
+    if md is not None:
+        out.append((_png(direction_figure(md), font), t("ft_cap_md", lang)))
+    return out
