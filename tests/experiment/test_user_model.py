@@ -170,3 +170,21 @@ def test_tokenised_text_is_cached_by_content(world, tmp_path) -> None:
     third = load_workload(config.with_changes(data=str(other)), device=torch.device("cpu"),
                           dist=DistContext())
     assert not third.data_info["tokens_cached"]
+
+
+def test_qlora_and_loftq_on_a_transformers_llama(world, tmp_path) -> None:
+    pytest.importorskip("bitsandbytes")
+    config = _config(world, model=str(world["llama"]), targets=("q_proj+v_proj",),
+                     methods=("lora", "qlora", "loftq"), steps=10)
+    result = run_experiment(config, out_dir=tmp_path / "o")
+    lora = result.run("lora-r2-q_proj+v_proj")
+    for label in ("qlora-r2-q_proj+v_proj", "loftq-r2-q_proj+v_proj"):
+        run = result.run(label)
+        assert run.base_weight_bytes < lora.base_weight_bytes, label
+        assert run.final_val_loss < run.initial_val_loss, label
+    gpt2 = _config(world, model=str(world["gpt2"]), targets=("c_attn",), methods=("qlora",))
+    from loralab.errors import LoralabError
+
+    with pytest.raises(LoralabError, match="Conv1D"):
+        run_experiment(gpt2, out_dir=tmp_path / "g")
+    assert not (tmp_path / "g").exists()

@@ -141,10 +141,6 @@ class ExperimentConfig:
         if self.revision is not None and self.model is None:
             raise LoralabError(f"revision={self.revision!r} is not allowed without a model; "
                                "it names a hub revision of --model")
-        if self.model is not None and QUANT_METHODS & set(self.methods):
-            raise LoralabError(f"methods {', '.join(sorted(QUANT_METHODS & set(self.methods)))}"
-                               " are not allowed with --model yet; they run on the built-in "
-                               "tiny LM")
 
     def _check_methods(self) -> None:
         methods = tuple(self.methods)

@@ -105,6 +105,25 @@ def _check_ranks(config: ExperimentConfig, model: nn.Module,
                                        f"{min(mod.weight.shape)}")
 
 
+def _check_quantizable(config: ExperimentConfig, model: nn.Module,
+                       sets: list[tuple[str, tuple[str, ...]]]) -> None:
+    """``qlora`` / ``loftq`` quantize the targeted layers with bitsandbytes, which stores
+    ``nn.Linear`` layers only (not transformers' ``Conv1D``, GPT-2's)."""
+    from .config import QUANT_METHODS
+
+    asked = sorted(QUANT_METHODS & set(config.methods))
+    if not asked:
+        return
+    for _, modules in sets:
+        for module in modules:
+            for path in layer_paths(model, module):
+                kind = type(model.get_submodule(path)).__name__
+                if kind != "Linear":
+                    raise LoralabError(f"methods {', '.join(asked)} are not allowed on {path} "
+                                       f"({kind}); bitsandbytes quantizes nn.Linear layers "
+                                       "only (e.g. Llama's q_proj, not GPT-2's Conv1D c_attn)")
+
+
 def _user_text(config: ExperimentConfig):
     from ..lm.textdata import load_text
 
@@ -221,6 +240,7 @@ def _hf(config: ExperimentConfig, *, device: torch.device, dist: DistContext) ->
     _no_dropout(wrapper)
     sets = resolve_targets(config.targets, wrapper.hf)
     _check_ranks(config, wrapper.hf, sets)
+    _check_quantizable(config, wrapper.hf, sets)
     block = min(config.spec.model.block_size, wrapper.block_size)
     ft, info = _hf_data(config, tok, block)
     wrapper.to(device).requires_grad_(False).eval()
