@@ -86,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default 0: one thread for the tiny preset "
                              "models, else torch's count less the cores other jobs keep busy; "
                              "see loralab.threads)")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="under torchrun: shard each run's model with FSDP2 (fully_shard) "
+                             "instead of DDP, for a model too big for one device (methods "
+                             "full, lora, rslora; Ctrl-C keeps only finished runs)")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="recompute activations in the backward: less memory, more time, "
+                             "the same numbers")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -112,7 +119,8 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
                             targets=tuple(args.targets), seed=args.seed, device=args.device,
                             bf16=args.bf16, cache_dir=args.cache, data=args.data,
                             model=args.model, revision=args.revision, steps=args.steps,
-                            batch=args.batch)
+                            batch=args.batch, fsdp=args.fsdp,
+                            grad_checkpointing=args.grad_checkpointing)
 
 
 def _preflight(args: argparse.Namespace, config: ExperimentConfig) -> None:
@@ -248,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     main = int(os.environ.get("RANK", "0")) == 0
     with (output_files({"--json": args.json}, "finetune") if main
           else contextlib.nullcontext()):
-        dist, device = init_distributed(args.device)
+        dist, device = init_distributed(args.device, "fsdp" if args.fsdp else "ddp")
         bar = _progress_bar(args, dist, config)
         out = Path(args.out)
         result = _run_with_bar(config, out, dist, bar)

@@ -88,6 +88,10 @@ class ExperimentConfig:
         steps: fine-tuning steps of every run (``None``: the preset's); evaluations stay
             about ten per run.
         batch: sequences per fine-tuning step (``None``: the preset's 16).
+        fsdp: under ``torchrun``, shard each run's model with FSDP2 instead of DDP (methods
+            full, lora, rslora; no Ctrl-C checkpoint inside a run).
+        grad_checkpointing: recompute each block's activations in the backward (less memory,
+            more time; the same numbers).
     """
 
     preset: Preset = "default"
@@ -105,12 +109,15 @@ class ExperimentConfig:
     revision: str | None = None
     steps: int | None = None
     batch: int | None = None
+    fsdp: bool = field(default=False, compare=False)
+    grad_checkpointing: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)
         check_choice("device", self.device, DEVICES)
         self._check_methods()
         self._check_sources()
+        self._check_fsdp()
         width = self.spec.model.d_model if self.model is None else 1 << 30
         ranks = tuple(self.ranks)
         if not ranks:
@@ -141,6 +148,12 @@ class ExperimentConfig:
         if self.revision is not None and self.model is None:
             raise LoralabError(f"revision={self.revision!r} is not allowed without a model; "
                                "it names a hub revision of --model")
+
+    def _check_fsdp(self) -> None:
+        other = sorted(set(self.methods) - {"full", "lora", "rslora"})
+        if self.fsdp and other:
+            raise LoralabError(f"methods {', '.join(other)} are not allowed with --fsdp; it "
+                               "shards full, lora and rslora runs")
 
     def _check_methods(self) -> None:
         methods = tuple(self.methods)

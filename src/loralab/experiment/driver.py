@@ -131,7 +131,9 @@ def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConf
         if progress:
             progress(f"{run.label} (done before)", tc.steps)
         return model, result
-    tracker = _tracker(run, model, base, config, tc, sets)
+    _checkpointing(model, config.grad_checkpointing)
+    dist.shard(model, device)                       # FSDP: before the optimizer is built
+    tracker = None if dist.sharded else _tracker(run, model, base, config, tc, sets)
     initial = evaluate(model, ft, tc.eval_batch_size, tc.eval_batches, device=device,
                        dist=dist, bf16=config.bf16)
 
@@ -144,18 +146,48 @@ def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConf
     t0 = time.perf_counter()
     try:
         res = train(model, ft, tc, device=device, dist=dist, bf16=config.bf16,
-                    checkpoint=str(state_dir / f"{run.label}.ckpt") if state_dir else None,
+                    checkpoint=str(state_dir / f"{run.label}.ckpt")
+                    if state_dir and not dist.sharded else None,
                     run_key=f"{config.key()}:{base_sha[:16]}:{run.label}", on_step=on_step,
                     param_groups=param_groups(model, run, tc))
     except LoralabError as exc:
         raise LoralabError(f"run {run.label}: {exc}") from None
-    result = _result(run, res, time.perf_counter() - t0, model)
+    wall = time.perf_counter() - t0
+    if dist.sharded:
+        model = _unshard(model, base, run, config, dist, device)
+    result = _result(run, res, wall, model)
     result.initial_val_loss = initial
     result.direction_trace = tracker.points if tracker is not None else []
     if done is not None and dist.is_main:
         save_weights(done, {n: p for n, p in model.named_parameters() if p.requires_grad},
                      {"result": asdict(result), "base_sha256": base_sha})
     return model, result
+
+
+def _checkpointing(model: nn.Module, on: bool) -> None:
+    """Gradient checkpointing on ``model`` (the tiny LM's, or transformers' own)."""
+    if not on:
+        return
+    enable = getattr(getattr(model, "hf", model), "gradient_checkpointing_enable", None)
+    if not callable(enable):
+        raise LoralabError(f"--grad-checkpointing is not allowed for {type(model).__name__}; "
+                           "it has no gradient_checkpointing_enable")
+    enable()
+
+
+def _unshard(model: nn.Module, base: nn.Module, run: RunSpec, config: ExperimentConfig,
+             dist: DistContext, device: torch.device) -> nn.Module:
+    """An FSDP run's trained parameters gathered (:func:`loralab.lm.fsdp.full_trainable_state`)
+    into a plain copy on every rank, for the analysis and the outputs."""
+    import torch.distributed
+
+    from ..lm.fsdp import full_trainable_state, load_trainable_state
+
+    state = [full_trainable_state(model)]          # full tensors on rank 0, {} elsewhere
+    torch.distributed.broadcast_object_list(state, src=0)
+    twin = build_run_model(base, run, config)
+    load_trainable_state(twin, state[0])
+    return twin.to(device).eval()
 
 
 def _tracker(run: RunSpec, model: nn.Module, base: nn.Module, config: ExperimentConfig,
