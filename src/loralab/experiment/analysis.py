@@ -46,8 +46,10 @@ from .results import (
     Sample,
     Targets,
     TruncationRow,
+    headline_run,
 )
 from .workload import layer_paths
+from .workload import weight_out_in as _oi
 
 TargetSets = list[tuple[str, tuple[str, ...]]]
 
@@ -61,12 +63,6 @@ __all__ = [
 
 MERGE_TOL = 1e-5
 SAMPLE_TEMPERATURE = 0.5   # samples: softmax(logits / 0.5), seeded per prompt (reproducible)
-
-
-def _oi(mod: nn.Module) -> torch.Tensor:
-    """A weight layer's ``W`` as ``(d_out, d_in)`` (transformers' ``Conv1D`` stores Wᵀ)."""
-    w = mod.weight
-    return w.t() if type(mod).__name__ == "Conv1D" else w
 
 
 def _layer_index(path: str) -> int:
@@ -160,15 +156,13 @@ def headline_lora(result: ExperimentResult, targets: str | None = None) -> RunRe
     (default: the last target set)."""
     targets = targets or result.config.targets[-1]
     cand = [r for r in result.runs if r.method == "lora" and r.targets == targets]
-    return min(cand, key=lambda r: (abs(r.rank - 8), -r.rank)) if cand else None
+    return headline_run(cand)
 
 
 def _judged(result: ExperimentResult) -> list[RunResult]:
     """LoRA at r≈8 on every target set, then the rsLoRA run nearest r = 8 (if any)."""
     runs = [headline_lora(result, t) for t in result.config.targets]
-    rs = [r for r in result.runs if r.method == "rslora"]
-    if rs:
-        runs.append(min(rs, key=lambda r: (abs(r.rank - 8), -r.rank)))
+    runs.append(headline_run([r for r in result.runs if r.method == "rslora"]))
     return [r for r in runs if r is not None]
 
 

@@ -29,16 +29,12 @@ import torch
 from torch import nn
 
 from .config import ExperimentConfig, parse_targets, run_label
-from .results import MagnitudeDirection, MDPoint, RunResult
-from .workload import layer_paths
+from .results import MagnitudeDirection, MDPoint, RunResult, headline_rank
+from .workload import layer_paths, weight_out_in
 
 __all__ = ["DirectionTracker", "delta_md", "magnitude_direction", "tracked_runs"]
 
 TRACED = ("full", "lora", "dora")
-
-
-def _headline_rank(ranks: tuple[int, ...]) -> int:
-    return min(ranks, key=lambda r: (abs(r - 8), -r))
 
 
 def tracked_runs(config: ExperimentConfig, base: nn.Module | None = None,
@@ -50,7 +46,7 @@ def tracked_runs(config: ExperimentConfig, base: nn.Module | None = None,
     if "dora" not in config.methods:
         return {}, "", ()
     label, modules = (target_sets or [parse_targets(config.targets[-1])])[-1]
-    rank = _headline_rank(config.ranks)
+    rank = headline_rank(config.ranks)
     runs = {run_label(m, rank, label): m for m in TRACED if m in config.methods}
     module = "q_proj" if "q_proj" in modules else modules[0]
     layers = tuple(layer_paths(base, module)) if base is not None else ()
@@ -70,10 +66,7 @@ def _weight(model: nn.Module, path: str) -> torch.Tensor:
     weight, or a plain layer's own (``Conv1D`` stores Wᵀ)."""
     mod = model.get_submodule(path)
     effective = getattr(mod, "effective_weight", None)
-    if callable(effective):
-        return effective()
-    w = mod.weight.detach()
-    return w.t() if type(mod).__name__ == "Conv1D" else w
+    return effective() if callable(effective) else weight_out_in(mod).detach()
 
 
 class DirectionTracker:

@@ -45,7 +45,7 @@ from .analysis import analyse
 from .base import default_cache_dir, load_or_pretrain_base
 from .config import ADAPTER_METHODS, QUANT_METHODS, ExperimentConfig, RunSpec, plan_runs
 from .direction import DirectionTracker, magnitude_direction, tracked_runs
-from .methods import build_run_model, param_groups, plain_adapter
+from .methods import adapter_root, build_run_model, param_groups, plain_adapter
 from .outputs import write_outputs
 from .results import ExperimentResult, RunResult
 from .workload import Workload, load_workload
@@ -275,7 +275,7 @@ def memory_plan(config: ExperimentConfig, work: Workload, device: torch.device
     its parts in bytes, ``describe``: one line for the plan)."""
     from ..lm.memory import NF4_BITS, check_fits, estimate_run_memory
 
-    spec, model = config.spec, work.adapter_root
+    spec, model = config.spec, adapter_root(work.base)
     modules = tuple(dict.fromkeys(m for _, mods in work.target_sets for m in mods))
     rank = max((*config.ranks, *(config.rslora_ranks or ())))
     methods = set(config.methods)

@@ -21,7 +21,9 @@ __all__ = ["adapter_root", "build_run_model", "param_groups", "plain_adapter"]
 
 def _conv1d(model: nn.Module, modules: tuple[str, ...]) -> bool:
     """Whether the targets are transformers' ``Conv1D`` (GPT-2), which stores Wᵀ."""
-    return any(type(m).__name__ == "Conv1D" and n.rsplit(".", 1)[-1] in modules
+    from ..lora.targets import is_conv1d
+
+    return any(is_conv1d(m) and n.rsplit(".", 1)[-1] in modules
                for n, m in model.named_modules())
 
 

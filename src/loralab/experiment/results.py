@@ -28,6 +28,8 @@ __all__ = [
     "Sample",
     "Targets",
     "TruncationRow",
+    "headline_rank",
+    "headline_run",
     "result_from_dict",
 ]
 
@@ -265,6 +267,22 @@ class ExperimentResult:
             **(to_jsonable(self.analysis) if self.analysis is not None else {}),
             "wall_s": self.wall_s, "data": self.data, "memory_estimates": self.memory,
         }
+
+
+HEADLINE_RANK = 8        # the runs the targets, samples and comparisons are judged on
+
+
+def headline_rank(ranks: list[int] | tuple[int, ...]) -> int:
+    """The rank nearest :data:`HEADLINE_RANK` (the larger one on a tie)."""
+    return min(ranks, key=lambda r: (abs(r - HEADLINE_RANK), -r))
+
+
+def headline_run(runs: list[RunResult]) -> RunResult | None:
+    """The run of ``runs`` at :func:`headline_rank` of their ranks (``None`` if empty)."""
+    if not runs:
+        return None
+    rank = headline_rank([r.rank for r in runs])
+    return next(r for r in runs if r.rank == rank)
 
 
 def _md_from_dict(data: dict | None) -> MagnitudeDirection | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ..choices import DEFAULT_METHODS
 from .results import Amplification, Analysis, ExperimentResult, MergeCheck, RunResult
 
 __all__ = ["format_samples", "format_tables", "human_bytes", "task_name"]
@@ -80,7 +81,7 @@ def _methods_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str
     when it reaches full fine-tuning's loss, what it trains and costs."""
     from ..plots.methods import headline_runs
 
-    if not set(result.config.methods) - {"full", "lora", "rslora"}:
+    if not set(result.config.methods) - set(DEFAULT_METHODS):
         return []
     runs = headline_runs(result)
     full = next((r for r in runs if r.method == "full"), None)

@@ -34,7 +34,7 @@ from .base import load_or_pretrain_base
 from .config import ExperimentConfig, parse_targets
 from .results import BaseInfo
 
-__all__ = ["Workload", "layer_paths", "load_workload", "resolve_targets"]
+__all__ = ["Workload", "layer_paths", "load_workload", "resolve_targets", "weight_out_in"]
 
 Progress = Callable[[str, int], None]
 
@@ -52,12 +52,6 @@ class Workload:
     task: str                                      # "pig-latin" or "text"
     data_info: dict = field(default_factory=dict)
 
-    @property
-    def adapter_root(self) -> nn.Module:
-        """Where LoRA goes and adapters are saved from: a transformers model inside its
-        wrapper (PEFT's module paths), else the base itself."""
-        return getattr(self.base, "hf", self.base)
-
 
 def layer_paths(model: nn.Module, module: str) -> list[str]:
     """Paths of ``model``'s weight layers whose last name is ``module``, in layer order
@@ -67,17 +61,20 @@ def layer_paths(model: nn.Module, module: str) -> list[str]:
     return sorted(paths, key=lambda p: [int(x) if x.isdigit() else -1 for x in p.split(".")])
 
 
-def _linear_names(model: nn.Module) -> list[str]:
-    from ..lm.hf_model import module_names
+def weight_out_in(mod: nn.Module) -> torch.Tensor:
+    """A weight layer's ``W`` as ``(d_out, d_in)`` (transformers' ``Conv1D`` stores Wᵀ)."""
+    from ..lora.targets import is_conv1d
 
-    return module_names(model)
+    return mod.weight.t() if is_conv1d(mod) else mod.weight
 
 
 def resolve_targets(texts: tuple[str, ...], model: nn.Module
                     ) -> list[tuple[str, tuple[str, ...]]]:
     """``--targets`` of a transformers model: module names joined by ``+`` or ``,``, each one
     of the model's linear layers (:func:`loralab.lm.hf_model.module_names`)."""
-    names = _linear_names(model)
+    from ..lm.hf_model import module_names
+
+    names = module_names(model)
     out = []
     for text in texts:
         items = list(dict.fromkeys(p.strip() for p in re.split(r"[+,]", text) if p.strip()))

@@ -30,6 +30,8 @@ _PAPER_SIGN = {"full": "negative", "lora": "positive", "dora": "negative"}
 
 
 def headline_runs(result: ExperimentResult) -> list[RunResult]:
+    from ..experiment.results import headline_run
+
     """Full fine-tuning and, per adapter method, its run at the rank nearest 8 on the last
     target set (the runs the method comparison shows)."""
     cfg = result.config
@@ -38,7 +40,7 @@ def headline_runs(result: ExperimentResult) -> list[RunResult]:
     for method in cfg.methods:
         cand = [r for r in result.runs if r.method == method and r.targets == target]
         if method != "full" and cand:
-            out.append(min(cand, key=lambda r: (abs(r.rank - 8), -r.rank)))
+            out.append(headline_run(cand))
     return out
 
 

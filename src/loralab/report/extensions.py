@@ -17,10 +17,8 @@ from .. import lowrank as lr
 from ..experiment import ExperimentConfig, ExperimentResult, run_experiment, total_steps
 from ..plots import finetune as pft
 from ..plots import lowrank as plr
-from ..plots import png_bytes
-from ..plots.report import localize_figure
 from .data import Extension, ReportData
-from .figure_zh import FIGURE_ZH
+from .figure_zh import localized_png as _png
 from .methods import method_figures, method_values, read_finetune_result
 from .text import plain, t
 
@@ -38,12 +36,6 @@ LOWRANK_PRESETS: dict[str, dict] = {
 }
 HEAT_SCALE = 0.2        # the heatmaps' ΔW is this fraction of ‖W0‖_F (a small update)
 
-
-def _png(fig, font: str | None) -> bytes:
-    """PNG of a figure from another module, its labels translated when ``font`` is set."""
-    if font:
-        localize_figure(fig, FIGURE_ZH, font)
-    return png_bytes(fig, dpi=90)
 
 
 def _svd(data: ReportData, w0, upd, names: tuple[str, str], gen: torch.Generator,

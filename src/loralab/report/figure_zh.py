@@ -8,7 +8,23 @@ tests list any such label by name.
 
 from __future__ import annotations
 
-__all__ = ["FIGURE_ZH"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["FIGURE_ZH", "localized_png"]
+
+
+def localized_png(fig: Figure, font: str | None) -> bytes:
+    """PNG of a figure from another module (90 dpi), its labels translated with
+    :data:`FIGURE_ZH` when ``font`` (a CJK font) is set."""
+    from ..plots import png_bytes
+    from ..plots.report import localize_figure
+
+    if font:
+        localize_figure(fig, FIGURE_ZH, font)
+    return png_bytes(fig, dpi=90)
 
 # Chinese labels for figures drawn by other modules: (whole-string regex, replacement).
 # Strings that match nothing stay English.

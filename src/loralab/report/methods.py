@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..choices import DEFAULT_METHODS
 from ..errors import LoralabError
 from ..experiment import ExperimentResult
 from ..experiment.results import result_from_dict
-from ..plots import png_bytes
 from ..plots.methods import direction_figure, headline_runs, methods_figure
-from ..plots.report import localize_figure
-from .figure_zh import FIGURE_ZH
+from .figure_zh import localized_png as _png
 from .text import t
 
 __all__ = ["check_finetune_dir", "method_figures", "method_values", "read_finetune_result"]
 
-_DEFAULT = ("full", "lora", "rslora")
 
 
 def check_finetune_dir(folder: str | Path) -> Path:
@@ -50,16 +48,10 @@ def read_finetune_result(folder: str | Path) -> ExperimentResult:
     return result_from_dict(data)
 
 
-def _png(fig, font: str | None) -> bytes:
-    if font:
-        localize_figure(fig, FIGURE_ZH, font)
-    return png_bytes(fig, dpi=90)
-
-
 def method_values(result: ExperimentResult, lang: str) -> dict:
     """``{"methods": rows or None, "quant": rows or None, "md": values or None}`` for the
     chapter's template."""
-    extra = set(result.config.methods) - set(_DEFAULT)
+    extra = set(result.config.methods) - set(DEFAULT_METHODS)
     runs = headline_runs(result) if extra else []
     full = next((r for r in runs if r.method == "full"), None)
     rows = [[r.method, f"{r.trainable_params:,}", f"{r.initial_val_loss:.3f}"
@@ -96,7 +88,7 @@ def method_figures(result: ExperimentResult, lang: str, font: str | None
                    ) -> list[tuple[bytes, str]]:
     """The methods figure and DoRA's view, when the result has them."""
     out = []
-    if set(result.config.methods) - set(_DEFAULT):
+    if set(result.config.methods) - set(DEFAULT_METHODS):
         out.append((_png(methods_figure(result), font), t("ft_cap_methods", lang)))
     md = getattr(result.analysis, "magnitude_direction", None)
     if md is not None:
