@@ -104,12 +104,17 @@ def _draw_update_spectra(ax: Axes, a: Analysis) -> None:
     import numpy as np
 
     seen: set[str] = set()
+    extra = iter(["#1f78b4", "#ff7f00", "#6a3d9a", "#b15928", "#e31a1c", "#33a02c"])
+    colors = dict(_MODULE_COLORS)
+    for s in a.spectra:                  # another model's module names: the next colour
+        if s.module not in colors:
+            colors[s.module] = next(extra, "k")
     for s in a.spectra:
         e = np.cumsum(np.square(s.singular_values))
         e = e / e[-1] if e[-1] > 0 else e
         lab = s.module if s.module not in seen else None
         seen.add(s.module)
-        color = _MODULE_COLORS.get(s.module, "k")
+        color = colors[s.module]
         ax.plot(np.arange(1, len(e) + 1), e, color=color, lw=1.2, alpha=0.85, label=lab)
         ax.plot([s.rank90], [e[s.rank90 - 1]], "o", color=color, ms=4)
     ax.axhline(0.9, color=COLORS["theory"], ls="--", lw=1)
@@ -156,6 +161,11 @@ def _draw_truncation(ax: Axes, result: ExperimentResult) -> None:
 def _draw_rslora(ax: Axes, result: ExperimentResult) -> None:
     """Val loss vs step at scale ``α/r`` (LoRA) and ``α/√r`` (rsLoRA), a line style per rank."""
     a, cfg = result.analysis, result.config
+    if not a.rslora:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no α/√r comparison in this run\n(add rslora to --methods)",
+                ha="center", va="center", transform=ax.transAxes)
+        return
     full = result.run("full")
     styles = ["-", "--", ":", "-."]
     for i, row in enumerate(a.rslora):
@@ -169,11 +179,9 @@ def _draw_rslora(ax: Axes, result: ExperimentResult) -> None:
     ax.set_xlabel("fine-tuning step")
     ax.set_ylabel("val loss (log scale)")
     _log_loss_axis(ax)
-    tgt = a.rslora[0].targets if a.rslora else ""
     ax.set_title(f"Scale α/r (LoRA) vs α/√r (rsLoRA), α = {cfg.lora_alpha:g}\n"
-                 f"on {tgt}, at the larger ranks")
-    if a.rslora:
-        ax.legend(fontsize=8)
+                 f"on {a.rslora[0].targets}, at the larger ranks")
+    ax.legend(fontsize=8)
 
 
 def bridge_figure(result: ExperimentResult) -> Figure:

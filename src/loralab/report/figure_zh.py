@@ -118,6 +118,23 @@ FIGURE_ZH: list[tuple[str, str]] = [
      r"φ   （红色：随机基线 max(i, j)/d = \1 … \2）"),
     (r"Learning ΔW = \(α/r\)·BA by Adam: target \((\d+), (\d+)\), α = (.+), lr = (.+)",
      r"用 Adam 学习 ΔW = (α/r)·BA：目标 (\1, \2)，α = \3，lr = \4"),
+    # plots/methods.py
+    (r"LoRA and its variants side by side: same ranks, targets, data and steps",
+     "LoRA 及其变体并排比较：相同的秩、目标、数据和步数"),
+    (r"Each method at the rank nearest 8 on (.+)\n\(start → end val loss in brackets\)",
+     r"每种方法取 \1 上最接近 8 的秩\n（括号内为起始 → 结束验证损失）"),
+    (r"val loss \(nats/(char|token), log scale\)", r"验证损失（nats/\1，对数坐标）"),
+    (r"Step time / full fine-tuning's \((\w+), full step (.+)\)\non the bars: trainable "
+     r"parameters", r"每步用时 / 全参微调（\1，全参每步 \2）\n柱上数字：可训练参数"),
+    (r"step time / full fine-tuning's", "每步用时 / 全参微调"),
+    (r"(\w+): r = ([-+][\d.]+) \(paper: negative\)(.*)", r"\1：r = \2（论文：负）\3"),
+    (r"(\w+): r = ([-+][\d.]+) \(paper: positive\)(.*)", r"\1：r = \2（论文：正）\3"),
+    (r"DoRA's magnitude/direction view: (\w+) of every layer over training \(adapters(.*) on "
+     r"(.+); later steps darker\)", r"DoRA 的幅度/方向视角：训练中每层的 \1（适配器\2，作用于 \3；"
+     r"越深越晚）"),
+    (r"layer (\d+)", r"第 \1 层"),
+    (r"no α/√r comparison in this run\n\(add rslora to --methods\)",
+     "本次运行没有 α/√r（rsLoRA）对比"),
     # plots/finetune.py
     (r"fine-tuning step", "微调步数"),
     (r"val loss on Pig Latin \(nats/char, log scale\)",
