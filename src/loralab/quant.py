@@ -25,7 +25,8 @@ import torch
 
 from .errors import LoralabError
 
-__all__ = ["BITS", "LoftQResult", "QUANT_HINT", "bnb", "loftq", "quantized"]
+__all__ = ["BITS", "LoftQResult", "QUANT_HINT", "bnb", "keep_float_compute", "loftq",
+           "quantized"]
 
 BITS: tuple[int, ...] = (4, 8)
 QUANT_HINT = 'pip install "loralab[qlora]"'
@@ -39,6 +40,25 @@ def bnb() -> Any:
         raise LoralabError(f"this needs bitsandbytes, which is not installed; {QUANT_HINT}") \
             from None
     return bitsandbytes
+
+
+def keep_float_compute(module: torch.nn.Module) -> torch.nn.Module:
+    """Keep a bitsandbytes ``Linear4bit`` (or every one inside ``module``) on its float
+    dequantize-then-matmul path on CPUs with AVX512-BF16 (why: :mod:`loralab.lora.quant`); a
+    weight already repacked for the bf16 kernel is packed back (its block scales keep the
+    bfloat16 rounding the repacking gave them: call this before the first eval forward, as
+    loralab's loaders and :func:`~loralab.lora.inject_lora` do). Returns ``module``."""
+    for m in module.modules():
+        if type(m).__name__ != "Linear4bit" or not hasattr(m, "support_avx512bf16_for_cpu"):
+            continue
+        m.support_avx512bf16_for_cpu = False
+        state = getattr(m.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
+
+            m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                m.weight.data, state)
+    return module
 
 
 def quantized(w: torch.Tensor, bits: int = 4, quant_type: str = "nf4",

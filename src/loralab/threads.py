@@ -27,8 +27,8 @@ from typing import Protocol
 
 from .errors import LoralabError
 
-__all__ = ["SMALL_NUMEL", "default_threads", "largest_matrix_numel", "set_threads",
-           "torch_threads"]
+__all__ = ["SMALL_NUMEL", "cores", "default_threads", "free_cores", "largest_matrix_numel",
+           "run_layout", "set_threads", "torch_threads"]
 
 # Up to this many matrix entries (512 × 512) one thread is as fast as two, and robust to load.
 SMALL_NUMEL = 512 * 512
@@ -75,6 +75,55 @@ def default_threads(largest_matrix_numel: int, available: int | None = None,
     if load is None:
         load = _load_average()
     return max(1, min(available, round(available - max(0.0, load))))
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                     # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def free_cores(available: int | None = None, load: float | None = None) -> int:
+    """Cores no other job keeps busy: ``max(1, min(available, round(available - load)))``
+    with ``available`` (default :func:`cores`) and ``load`` the 1-minute load average
+    (default: now)."""
+    available = cores() if available is None else available
+    load = _load_average() if load is None else load
+    return max(1, min(available, round(available - max(0.0, load))))
+
+
+def run_layout(n_runs: int, *, small: bool, jobs: int = 0, threads: int = 0,
+               free: int | None = None, available: int | None = None) -> tuple[int, int]:
+    """``(processes, threads each)`` for ``n_runs`` independent training runs.
+
+    ``jobs`` / ``threads``: what the user asked for (0: choose). Given ``jobs``, that many
+    processes (at most one per run), each with ``threads`` or an equal share of the ``free``
+    cores (:func:`free_cores`). Otherwise a ``small`` model gets one process per core
+    (``available``, default :func:`cores`), each with ``threads`` or one thread: per-op
+    overhead sets a tiny model's speed, two one-thread processes train two runs in the time
+    one two-thread process trains 1.2 of them, and independent one-thread processes never
+    wait for each other, so on a busy machine they share the cores with the other jobs
+    instead of stalling at every OpenMP join as threads do (``docs/benchmarks.md``). A large
+    model: one process with ``threads`` or every free core (a second copy of a large model
+    costs memory, and its big GEMMs use the threads well).
+    """
+    for name, v in (("n_runs", n_runs), ("jobs", jobs), ("threads", threads)):
+        if v < 0:
+            raise LoralabError(f"{name}={v} is not allowed; it must be >= 0")
+    if jobs:
+        free = free_cores() if free is None else max(1, free)
+        jobs = max(1, min(jobs, n_runs))
+        return jobs, threads or max(1, free // jobs)
+    if small:
+        per = threads or 1
+        available = cores() if available is None else max(1, available)
+        return max(1, min(n_runs, available // per)), per
+    free = free_cores() if free is None else max(1, free)
+    return 1, threads or free
 
 
 def _load_average() -> float:

@@ -112,6 +112,7 @@ def no_work(monkeypatch):
         raise WorkStarted("the command started its work before refusing")
 
     targets = {"loralab.experiment.driver": ("_run", "train"),
+               "loralab.experiment.one_run": ("train",),
                "loralab.experiment.base": ("train",),
                "loralab.demo": ("simulate_lora",),
                "loralab.lowrank": ("analyze_svd", "fit_lowrank", "spectrum", "svd_factors",

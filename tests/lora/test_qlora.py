@@ -39,7 +39,7 @@ from loralab.lora.quant import (  # noqa: E402
     prepare_model_for_kbit_training,
     quantize_model,
 )
-from loralab.quant import loftq, quantized  # noqa: E402
+from loralab.quant import keep_float_compute, loftq, quantized  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -62,12 +62,16 @@ def base_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def load4(folder: Path, double: bool = False) -> nn.Module:
+def load4(folder: Path, double: bool = False, float_path: bool = True) -> nn.Module:
+    """The 4-bit model as transformers loads it; ``float_path``: kept on bitsandbytes'
+    float32 dequantize-then-matmul path on AVX512-BF16 CPUs too (what loralab does to every
+    4-bit layer it wraps), so PEFT, the oracle, computes the same float math as loralab."""
     cfg = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                           bnb_4bit_use_double_quant=double,
                                           bnb_4bit_compute_dtype=torch.float32)
-    return transformers.AutoModelForCausalLM.from_pretrained(
+    model = transformers.AutoModelForCausalLM.from_pretrained(
         folder, quantization_config=cfg, device_map="cpu").eval()
+    return keep_float_compute(model) if float_path else model
 
 
 def logits(model: nn.Module) -> torch.Tensor:
@@ -93,6 +97,28 @@ def test_qlora_adapter_both_ways_with_peft(base_dir: Path, tmp_path: Path) -> No
     load_adapter(back, tmp_path / "p")
     assert float((logits(back) - logits(made.eval())).abs().max()) <= 1e-4
     assert not torch.equal(logits(back), logits(load4(base_dir)))
+
+
+def test_every_4bit_layer_keeps_the_float_path_after_inject(base_dir: Path) -> None:
+    """bitsandbytes on an AVX512-BF16 CPU repacks an eval-mode 4-bit layer for a bf16 kernel
+    (and training then backpropagates through a kernel without autograd); after inject_lora
+    every 4-bit layer, targeted or not, computes x·dequant(W)ᵀ in float32."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    raw = load4(base_dir, float_path=False)
+    x = torch.randn(2, 5, 64, generator=torch.Generator().manual_seed(0))
+    k_raw = raw.model.layers[0].self_attn.k_proj           # not a LoRA target below
+    exact = torch.nn.functional.linear(x, dequantized_weight(k_raw))
+    if has_avx512bf16():                                    # this CPU takes the bf16 kernel
+        with torch.no_grad():
+            assert float((k_raw(x) - exact).abs().max()) > 1e-4
+    fresh = load4(base_dir, float_path=False)
+    inject_lora(fresh, AdapterConfig(r=4, lora_alpha=8, target_modules=QV))
+    fours = [m for m in fresh.modules() if type(m).__name__ == "Linear4bit"]
+    assert len(fours) == 14 and all(not m.support_avx512bf16_for_cpu for m in fours)
+    with torch.no_grad():
+        out = fresh.model.layers[0].self_attn.k_proj(x)
+    assert float((out - exact).abs().max()) <= 1e-5        # float32, on every CPU
 
 
 def test_training_moves_only_a_and_b_and_leaves_the_4bit_bytes(base_dir: Path) -> None:

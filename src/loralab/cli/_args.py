@@ -72,6 +72,15 @@ def thread_count(text: str) -> int:
     return value
 
 
+def job_count(text: str) -> int:
+    """argparse type: ``--jobs``, 0 (one per free core for a tiny model) or ``1..MAX_THREADS``."""
+    value = _int(text)
+    if not 0 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"--jobs {value} is not allowed; give 0 (one process "
+                                         f"per free core) or 1..{MAX_THREADS}")
+    return value
+
+
 def float_in(lo: float, hi: float, *, lo_open: bool = False,
              what: str = "it") -> Callable[[str], float]:
     """argparse type: a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""

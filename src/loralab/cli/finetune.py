@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._args import add_json_option, positive_int, rank_list, seed_int, thread_count
+from ._args import add_json_option, job_count, positive_int, rank_list, seed_int, thread_count
 
 if TYPE_CHECKING:
     import torch
@@ -83,9 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the pretrained base is cached (default $LORALAB_CACHE "
                              "or ~/.cache/loralab)")
     parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
-                        help="torch CPU threads (default 0: one thread for the tiny preset "
-                             "models, else torch's count less the cores other jobs keep busy; "
-                             "see loralab.threads)")
+                        help="torch CPU threads (default 0: the free cores, i.e. the cores "
+                             "less the 1-minute load, for pretraining and for runs one after "
+                             "another; one per process when runs go side by side)")
+    parser.add_argument("--jobs", type=job_count, default=0, metavar="N",
+                        help="runs trained side by side, one process each, on a CPU (default "
+                             "0: one per free core for the tiny LM, one for a --model; 1: one "
+                             "after another); the same numbers either way")
     parser.add_argument("--fsdp", action="store_true",
                         help="under torchrun: shard each run's model with FSDP2 (fully_shard) "
                              "instead of DDP, for a model too big for one device (methods "
@@ -120,7 +124,8 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
                             bf16=args.bf16, cache_dir=args.cache, data=args.data,
                             model=args.model, revision=args.revision, steps=args.steps,
                             batch=args.batch, fsdp=args.fsdp,
-                            grad_checkpointing=args.grad_checkpointing)
+                            grad_checkpointing=args.grad_checkpointing, jobs=args.jobs,
+                            threads=args.threads)
 
 
 def _preflight(args: argparse.Namespace, config: ExperimentConfig) -> None:
@@ -247,12 +252,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _preflight(args, config)
-    from ..threads import SMALL_NUMEL, set_threads
+    import torch
 
-    m = config.spec.model
-    largest = (max(m.d_ff * m.d_model, m.vocab_size * m.d_model) if config.model is None
-               else SMALL_NUMEL + 1)      # a --model: a real model, use the free cores
-    set_threads(args.threads, largest)
+    from ..threads import free_cores
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))   # torchrun: share the cores
+    torch.set_num_threads(args.threads or max(1, free_cores() // max(1, local)))
     main = int(os.environ.get("RANK", "0")) == 0
     with (output_files({"--json": args.json}, "finetune") if main
           else contextlib.nullcontext()):

@@ -31,7 +31,7 @@ from torch import nn
 from ..lm.corpus import LMData, from_pig_latin, pig_latin_word_rate
 from ..lm.dist import DistContext
 from ..lm.model import generate
-from ..lm.train import evaluate
+from ..lm.train import EVAL_BATCH, evaluate
 from ..lowrank import energy_ranks, svd_factors, truncate
 from .config import parse_targets, run_label
 from .results import (
@@ -123,7 +123,7 @@ def merge_check(model: nn.Module, base: nn.Module, data: LMData, *, device: torc
         for name, layer in lora_layers(m64).items():
             plain64.get_submodule(name).weight.add_(layer.delta_weight())
         diff64 = float((plain64(x) - ref64).abs().max())
-    merged_loss = evaluate(merged, data, 64, device=device, dist=dist)
+    merged_loss = evaluate(merged, data, EVAL_BATCH, device=device, dist=dist)
     return MergeCheck(label="", max_abs_logit=float(ref.abs().max()), max_abs_logit_diff=diff,
                       max_abs_logit_diff_fp64=diff64,
                       fp32_error=float((ref.double() - ref64).abs().max()),
@@ -200,15 +200,18 @@ def _samples(models: dict[str, nn.Module], data: LMData, tok: Any, n: int,
 
 
 def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
-                  data: LMData, *, device: torch.device, dist: DistContext) -> list[MergeCheck]:
+                  data: LMData, *, device: torch.device, dist: DistContext,
+                  done: dict[str, MergeCheck] | None = None) -> list[MergeCheck]:
     """:func:`merge_check` for every LoRA and rsLoRA run (plain adapters on the float base,
-    which load into a fresh copy of it), labelled."""
+    which load into a fresh copy of it), labelled; those in ``done`` (made beside each run's
+    training) are taken as they are."""
     runs = {r.label: r for r in result.runs}
     checks = []
     for label, model in models.items():
         if runs[label].method in ("lora", "rslora"):
-            c = merge_check(model, base, data, device=device, dist=dist,
-                            val_loss=runs[label].final_val_loss)
+            c = (done or {}).get(label) or merge_check(
+                model, base, data, device=device, dist=dist,
+                val_loss=runs[label].final_val_loss)
             c.label = label
             checks.append(c)
     return checks
@@ -235,7 +238,8 @@ def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data
             lora = result.lora_run(r, label) if r is not None else None
             rows.append(TruncationRow(
                 targets=label, rank=r,
-                val_loss_truncated=evaluate(model, data, 64, device=device, dist=dist),
+                val_loss_truncated=evaluate(model, data, EVAL_BATCH, device=device,
+                                            dist=dist),
                 energy_kept=sum(kept) / len(kept),
                 val_loss_lora=lora.final_val_loss if lora else None))
     return rows
@@ -281,11 +285,13 @@ def _rslora_rows(result: ExperimentResult) -> list[RsLoraRow]:
 
 def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
             data: LMData, tok: Any, *, device: torch.device, dist: DistContext,
-            task: str = "pig-latin", target_sets: TargetSets | None = None) -> Analysis:
+            task: str = "pig-latin", target_sets: TargetSets | None = None,
+            merge_checks: dict[str, MergeCheck] | None = None) -> Analysis:
     """Every analysis of the module doc, from the trained ``models`` (not modified). Without a
     full fine-tuning run, what compares with it (spectra, truncation, amplification, targets)
     is left empty. ``task``: ``"pig-latin"`` (samples read back into English) or ``"text"``
-    (a user's text); ``target_sets``: ``[(label, modules)]`` (default: the config's)."""
+    (a user's text); ``target_sets``: ``[(label, modules)]`` (default: the config's);
+    ``merge_checks``: those already made, by run label."""
     spec = result.config.spec
     full = models.get("full")
     sets = target_sets or [parse_targets(t) for t in result.config.targets]
@@ -300,7 +306,8 @@ def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Modu
              / max(1, len(samples)) for k in shown} if task == "pig-latin" else {}
     with_full = full is not None
     return Analysis(
-        merge_checks=_merge_checks(result, base, models, data, device=device, dist=dist),
+        merge_checks=_merge_checks(result, base, models, data, device=device, dist=dist,
+                                   done=merge_checks),
         spectra=delta_spectra(base, full, all_modules) if with_full else [],
         truncation=_truncation(result, base, full, data, device=device, dist=dist, sets=sets)
         if with_full else [],

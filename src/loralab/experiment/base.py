@@ -28,7 +28,7 @@ from ..lm.checkpoint import load_weights, non_finite, save_weights, tensors_sha2
 from ..lm.corpus import LMData
 from ..lm.dist import DistContext
 from ..lm.model import TinyLM
-from ..lm.train import evaluate, train
+from ..lm.train import EVAL_BATCH, evaluate, train
 from .config import ExperimentConfig
 from .results import BaseInfo
 
@@ -150,8 +150,8 @@ def load_or_pretrain_base(config: ExperimentConfig, pre: LMData, ft: LMData, *,
     info = BaseInfo(
         key=config.base_key(), path=str(path), cached=cached,
         params=sum(p.numel() for p in model.parameters()),
-        pretrain_val_loss=evaluate(model, pre, 64, device=device, dist=dist),
-        finetune_val_loss=evaluate(model, ft, 64, device=device, dist=dist),
+        pretrain_val_loss=evaluate(model, pre, EVAL_BATCH, device=device, dist=dist),
+        finetune_val_loss=evaluate(model, ft, EVAL_BATCH, device=device, dist=dist),
         pretrain_wall_s=wall, pretrain_history=history,
         sha256=tensors_sha256(model.state_dict()))
     return model, info

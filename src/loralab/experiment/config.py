@@ -92,6 +92,11 @@ class ExperimentConfig:
             full, lora, rslora; no Ctrl-C checkpoint inside a run).
         grad_checkpointing: recompute each block's activations in the backward (less memory,
             more time; the same numbers).
+        jobs: runs trained side by side, one process each (:mod:`.jobs`, CPU, Linux): ``1``
+            one after another (the default here), ``0`` one per free core for a tiny model,
+            else 1 (:func:`loralab.threads.run_layout`); the same numbers either way.
+        threads: torch threads of each side-by-side process (``0``: one for a tiny model);
+            a sequential sweep keeps the process's count.
     """
 
     preset: Preset = "default"
@@ -111,6 +116,8 @@ class ExperimentConfig:
     batch: int | None = None
     fsdp: bool = field(default=False, compare=False)
     grad_checkpointing: bool = field(default=False, compare=False)
+    jobs: int = field(default=1, compare=False)
+    threads: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)
@@ -139,6 +146,11 @@ class ExperimentConfig:
             raise LoralabError(f"lora_alpha={self.lora_alpha} is not allowed; it must be > 0")
 
     def _check_sources(self) -> None:
+        for name in ("jobs", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1024:
+                raise LoralabError(f"{name}={v!r} is not allowed; give an integer in 0..1024 "
+                                   "(0: chosen from the free cores)")
         for name in ("steps", "batch"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)

@@ -27,9 +27,10 @@ import contextlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,17 +38,18 @@ from torch import nn
 
 from ..errors import LoralabError
 from ..fileio import OutputFolder, atomic_write_text, output_folder, require_finite
-from ..lm.checkpoint import load_weights, non_finite, save_weights
-from ..lm.corpus import LMData
 from ..lm.dist import DistContext, resolve_device
-from ..lm.train import TrainConfig, TrainResult, evaluate, train
+from ..peak import measure_matmul_peak
+from ..threads import SMALL_NUMEL, largest_matrix_numel, run_layout, torch_threads
 from .analysis import analyse
 from .base import default_cache_dir, load_or_pretrain_base
 from .config import ADAPTER_METHODS, QUANT_METHODS, ExperimentConfig, RunSpec, plan_runs
-from .direction import DirectionTracker, magnitude_direction, tracked_runs
-from .methods import adapter_root, build_run_model, param_groups, plain_adapter
+from .direction import magnitude_direction
+from .jobs import can_fork, run_side_by_side
+from .methods import adapter_root, plain_adapter
+from .one_run import done_path, fine_tune
 from .outputs import write_outputs
-from .results import ExperimentResult, RunResult
+from .results import ExperimentResult, MergeCheck, RunResult
 from .workload import Workload, load_workload
 
 __all__ = [
@@ -67,137 +69,6 @@ def total_steps(config: ExperimentConfig) -> int:
     spec = config.spec
     return spec.pretrain.steps + sum(
         (spec.full if r.method == "full" else spec.lora).steps for r in plan_runs(config))
-
-
-def _with_seed(tc: TrainConfig, seed: int) -> TrainConfig:
-    return replace(tc, seed=seed)
-
-
-def _result(run: RunSpec, res: TrainResult, wall: float, model: nn.Module) -> RunResult:
-    from ..lora import base_weight_bytes, lora_layers
-
-    layers = list(lora_layers(model).values())
-    return RunResult(
-        label=run.label, method=run.method, rank=run.rank, targets=run.targets,
-        modules=list(run.modules), rslora=run.rslora,
-        scaling=layers[0].scaling[layers[0].active_adapter] if layers else None,
-        trainable_params=res.trainable_params, total_params=res.total_params,
-        final_val_loss=res.final_val_loss, step_time_s=res.step_time_s,
-        tokens_per_s=res.tokens_per_s, flops_per_s=res.flops_per_s, mfu=res.mfu,
-        optimizer_state_bytes=res.optimizer_state_bytes,
-        peak_memory_bytes=res.peak_memory_bytes, peak_memory_kind=res.peak_memory_kind,
-        wall_s=wall, val_steps=res.val_steps, val_loss=res.val_loss,
-        train_loss=res.train_loss, resumed_from=res.resumed_from,
-        base_weight_bytes=base_weight_bytes(model))
-
-
-def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str) -> RunResult:
-    """Load a finished run's weights from its resume file, after checking it fits."""
-    state = done.parent
-    advice = f"delete the resume folder {str(state)!r} and rerun to train it again"
-    tensors, meta = load_weights(done, what="resume file", advice=advice)
-    trainable = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
-    try:
-        result = RunResult(**meta["result"])
-        ok = set(tensors) == set(trainable) and all(
-            tensors[n].shape == p.shape for n, p in trainable.items())
-    except (KeyError, TypeError):
-        ok = False
-    if not ok or meta.get("base_sha256") != base_sha:
-        why = "does not fit" if not ok else "was trained on another base than"
-        raise LoralabError(f"resume file {str(done)!r} {why} run {run.label}; {advice}")
-    bad = non_finite(tensors)
-    if bad is not None:
-        raise LoralabError(f"resume file {str(done)!r} holds {bad[1]} NaN/Inf values (in "
-                           f"{bad[0]}); {advice}")
-    with torch.no_grad():
-        for n, p in trainable.items():
-            p.copy_(tensors[n])
-    return result
-
-
-def _fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfig, *,
-               device: torch.device, dist: DistContext, state_dir: Path | None,
-               base_sha: str, progress: Progress | None,
-               sets: list[tuple[str, tuple[str, ...]]] | None = None
-               ) -> tuple[nn.Module, RunResult]:
-    """Train one run, or restore it when ``state_dir`` says it already finished."""
-    spec = config.spec
-    tc = _with_seed(spec.full if run.method == "full" else spec.lora, config.seed)
-    model = build_run_model(base, run, config)
-    done = state_dir / f"{run.label}.done.safetensors" if state_dir else None
-    if done is not None and dist.broadcast_flag(done.is_file(), device):
-        result = _restore(run, model, done, base_sha)
-        if progress:
-            progress(f"{run.label} (done before)", tc.steps)
-        return model, result
-    _checkpointing(model, config.grad_checkpointing)
-    dist.shard(model, device)                       # FSDP: before the optimizer is built
-    tracker = None if dist.sharded else _tracker(run, model, base, config, tc, sets)
-    initial = evaluate(model, ft, tc.eval_batch_size, tc.eval_batches, device=device,
-                       dist=dist, bf16=config.bf16)
-
-    def on_step(step: int, _loss: float) -> None:
-        if tracker is not None:
-            tracker(step)
-        if progress:
-            progress(run.label, 1)
-
-    t0 = time.perf_counter()
-    try:
-        res = train(model, ft, tc, device=device, dist=dist, bf16=config.bf16,
-                    checkpoint=str(state_dir / f"{run.label}.ckpt")
-                    if state_dir and not dist.sharded else None,
-                    run_key=f"{config.key()}:{base_sha[:16]}:{run.label}", on_step=on_step,
-                    param_groups=param_groups(model, run, tc))
-    except LoralabError as exc:
-        raise LoralabError(f"run {run.label}: {exc}") from None
-    wall = time.perf_counter() - t0
-    if dist.sharded:
-        model = _unshard(model, base, run, config, dist, device)
-    result = _result(run, res, wall, model)
-    result.initial_val_loss = initial
-    result.direction_trace = tracker.points if tracker is not None else []
-    if done is not None and dist.is_main:
-        save_weights(done, {n: p for n, p in model.named_parameters() if p.requires_grad},
-                     {"result": asdict(result), "base_sha256": base_sha})
-    return model, result
-
-
-def _checkpointing(model: nn.Module, on: bool) -> None:
-    """Gradient checkpointing on ``model`` (the tiny LM's, or transformers' own)."""
-    if not on:
-        return
-    enable = getattr(getattr(model, "hf", model), "gradient_checkpointing_enable", None)
-    if not callable(enable):
-        raise LoralabError(f"--grad-checkpointing is not allowed for {type(model).__name__}; "
-                           "it has no gradient_checkpointing_enable")
-    enable()
-
-
-def _unshard(model: nn.Module, base: nn.Module, run: RunSpec, config: ExperimentConfig,
-             dist: DistContext, device: torch.device) -> nn.Module:
-    """An FSDP run's trained parameters gathered (:func:`loralab.lm.fsdp.full_trainable_state`)
-    into a plain copy on every rank, for the analysis and the outputs."""
-    import torch.distributed
-
-    from ..lm.fsdp import full_trainable_state, load_trainable_state
-
-    state = [full_trainable_state(model)]          # full tensors on rank 0, {} elsewhere
-    torch.distributed.broadcast_object_list(state, src=0)
-    twin = build_run_model(base, run, config)
-    load_trainable_state(twin, state[0])
-    return twin.to(device).eval()
-
-
-def _tracker(run: RunSpec, model: nn.Module, base: nn.Module, config: ExperimentConfig,
-             tc: TrainConfig, sets: list[tuple[str, tuple[str, ...]]] | None
-             ) -> DirectionTracker | None:
-    """DoRA's magnitude/direction tracker when ``run`` is one of the traced runs."""
-    labels, _, layers = tracked_runs(config, base, sets)
-    if run.label not in labels:
-        return None
-    return DirectionTracker(model, base, layers, every=tc.eval_every, last=tc.steps)
 
 
 def _steps_to_full(runs: list[RunResult]) -> None:
@@ -292,6 +163,64 @@ def memory_plan(config: ExperimentConfig, work: Workload, device: torch.device
              "describe": e.describe()} for e in estimates]
 
 
+def _layout(config: ExperimentConfig, work: Workload, memory: list[dict],
+            device: torch.device, dist: DistContext, n: int) -> tuple[int, int]:
+    """``(processes, threads each)`` for the ``n`` runs still to train: side by side
+    (:mod:`.jobs`) on a CPU in one process group (no torchrun), capped by memory; else
+    ``(1, 0)`` (one after another, at the threads already set)."""
+    from ..lm.memory import runs_that_fit
+
+    if config.jobs == 1 or n < 2 or device.type != "cpu" or dist.world_size > 1 \
+            or not can_fork():
+        return 1, 0
+    small = largest_matrix_numel(adapter_root(work.base)) <= SMALL_NUMEL
+    jobs, threads = run_layout(n, small=small, jobs=config.jobs, threads=config.threads)
+    fit = runs_that_fit([m["total"] for m in memory], device)
+    if fit is not None and jobs > max(1, fit):
+        if config.jobs:
+            raise LoralabError(f"--jobs {config.jobs} is not allowed here: {jobs} runs at once "
+                               f"need {jobs} × {max(m['total'] for m in memory):,} bytes and "
+                               f"{max(1, fit)} fit in this machine's memory; give --jobs "
+                               f"{max(1, fit)} or fewer")
+        jobs = max(1, fit)
+    return (jobs, threads) if jobs > 1 else (1, 0)
+
+
+def _cost(config: ExperimentConfig) -> Callable[[RunSpec], float]:
+    """A run's relative cost, for handing out the longest first: its steps × its step time
+    relative to a full step (LoRA ≈ 0.75 + 0.04 per target module; DoRA forms B A too)."""
+    spec = config.spec
+
+    def cost(run: RunSpec) -> float:
+        if run.method == "full":
+            return float(spec.full.steps)
+        per = 0.75 + 0.04 * len(run.modules)
+        return spec.lora.steps * per * (1.5 if run.method == "dora" else 1.0)
+
+    return cost
+
+
+def _train_side_by_side(plan: list[RunSpec], layout: tuple[int, int], work: Workload,
+                        config: ExperimentConfig, state_dir: Path, *, device: torch.device,
+                        dist: DistContext, progress: Progress | None) -> set[str]:
+    """Train the plan's unfinished runs ``layout[0]`` at a time into ``state_dir``; return
+    their labels (restored afterwards without a second progress update)."""
+    jobs, threads = layout
+    pending = [r for r in plan if not done_path(state_dir, r).is_file()]
+    with torch_threads(threads):          # one peak for every process: measured before fork
+        measure_matmul_peak(dtype=torch.bfloat16 if config.bf16 else torch.float32,
+                            device=device)
+
+    def work_one(run: RunSpec, prog: Progress | None) -> None:
+        fine_tune(run, work.base, work.ft, config, device=device, dist=dist,
+                  state_dir=state_dir, base_sha=work.base_info.sha256, progress=prog,
+                  sets=work.target_sets)
+
+    run_side_by_side(pending, work_one, jobs=jobs, threads=threads, progress=progress,
+                     cost=_cost(config))
+    return {r.label for r in pending}
+
+
 def _run(config: ExperimentConfig, out: Path | None, folder: OutputFolder | None, *,
          dist: DistContext, device: torch.device, progress: Progress | None,
          on_plan: Callable[[list[str]], None] | None = None) -> ExperimentResult:
@@ -300,28 +229,45 @@ def _run(config: ExperimentConfig, out: Path | None, folder: OutputFolder | None
     plan_lines = [f"data: {work.data_info['summary']}"] if work.data_info else []
     memory = memory_plan(config, work, device)
     plan_lines += [f"memory estimate: {m['describe']}" for m in memory]
-    if on_plan is not None and dist.is_main:
-        on_plan(plan_lines)
     if config.model is not None:        # the labels of the model's own module names
         config = config.with_changes(targets=tuple(label for label, _ in work.target_sets))
     base, base_info, ft = work.base, work.base_info, work.ft
-    state_dir = _resume_dir(out, config, base_info.sha256, dist) if out is not None else None
-    models: dict[str, nn.Module] = {}
-    runs: list[RunResult] = []
     plan = plan_runs(config, work.target_sets)
-    for run in plan:
-        model, result = _fine_tune(run, base, ft, config, device=device, dist=dist,
-                                   state_dir=state_dir, base_sha=base_info.sha256,
-                                   progress=progress, sets=work.target_sets)
-        model.eval()
-        models[run.label] = model
-        runs.append(result)
+    with contextlib.ExitStack() as stack:
+        state_dir = _resume_dir(out, config, base_info.sha256, dist) if out is not None \
+            else None
+        pending = [r for r in plan if state_dir is None or not done_path(state_dir, r).is_file()]
+        layout = _layout(config, work, memory, device, dist, len(pending))
+        if layout[0] > 1:
+            plan_lines.append(f"runs: {len(pending)} to train, {layout[0]} side by side "
+                              f"({layout[1]} thread{'s' if layout[1] > 1 else ''} each)")
+        if on_plan is not None and dist.is_main:
+            on_plan(plan_lines)
+        fresh: set[str] = set()
+        if layout[0] > 1:
+            if state_dir is None:                  # the runs meet in a folder all can write
+                state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            fresh = _train_side_by_side(plan, layout, work, config, state_dir, device=device,
+                                        dist=dist, progress=progress)
+        models: dict[str, nn.Module] = {}
+        runs: list[RunResult] = []
+        checks: dict[str, MergeCheck] = {}
+        for run in plan:
+            model, result, check = fine_tune(
+                run, base, ft, config, device=device, dist=dist, state_dir=state_dir,
+                base_sha=base_info.sha256, progress=None if run.label in fresh else progress,
+                sets=work.target_sets)
+            models[run.label] = model.eval()
+            runs.append(result)
+            if check is not None:
+                checks[run.label] = check
     _steps_to_full(runs)
     result = ExperimentResult(config=config, device=str(device), world_size=dist.world_size,
                               base=base_info, runs=runs, data=work.data_info, memory=memory,
                               out_dir=str(out) if out is not None else None)
     result.analysis = analyse(result, base, models, ft, work.tokenizer, device=device,
-                              dist=dist, task=work.task, target_sets=work.target_sets)
+                              dist=dist, task=work.task, target_sets=work.target_sets,
+                              merge_checks=checks)
     result.analysis.magnitude_direction = magnitude_direction(config, runs, work.target_sets)
     result.wall_s = time.perf_counter() - t0
     require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "

@@ -296,6 +296,10 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
     if quantize_4bit:
         kwargs["quantization_config"] = _quantization(transformers, dtype)
     hf = _load_weights(transformers, source, name, config, kwargs)
+    if quantize_4bit:
+        from ..quant import keep_float_compute
+
+        keep_float_compute(hf)          # one float32 path on AVX512-BF16 CPUs too
     wrapper = HFCausalLM(hf, name)
     if len(tokenizer) > wrapper.vocab_size:
         raise LoralabError(f"--model {name}: its tokenizer has {len(tokenizer):,} tokens but "

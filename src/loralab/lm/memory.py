@@ -33,6 +33,7 @@ from .hf_model import HFCausalLM, hf_shape_fields, is_linear_like
 from .model import TinyLMConfig, lm_loss
 
 __all__ = ["FAMILIES", "NF4_BITS", "Family", "MemoryEstimate", "ModelShape", "check_fits",
+           "runs_that_fit",
            "estimate_from_config", "estimate_run_memory", "lora_param_count",
            "measure_activations"]
 
@@ -352,6 +353,13 @@ def _budget(device: str | torch.device) -> tuple[int | None, str]:
         return int(USABLE * free), f"GPU {dev.index or 0}"
     free = available_memory()
     return (None if free is None else int(USABLE * free)), "this machine"
+
+
+def runs_that_fit(totals: Sequence[int], device: str | torch.device = "cpu") -> int | None:
+    """How many runs of the largest of ``totals`` bytes fit ``device`` at once (``None``:
+    the system does not say what is free): the cap on runs trained side by side."""
+    budget, worst = _budget(device)[0], max(totals, default=0)
+    return None if budget is None or worst <= 0 else budget // worst
 
 
 def check_fits(estimate: MemoryEstimate | Sequence[MemoryEstimate], *,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
+from ..quant import keep_float_compute
 from .config import BIASES, AdapterConfig, BiasKind, as_adapter_config
 from .conv import LoRAConv
 from .embedding import LoRAEmbedding
@@ -156,6 +157,7 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
     sync_active(model)
     mark_only_lora_trainable(model, bias=config.bias)
     guard_save_pretrained(model)
+    keep_float_compute(model)      # every 4-bit layer, targeted or not (loralab.lora.quant)
     return names
 
 

@@ -29,7 +29,7 @@ from ..errors import LoralabError
 from .config import InitValue
 from .inits import loftq_init, split_init
 from .layer import LOW_PRECISION, LoRALayer, ModuleFactors, wide
-from .quant import dequantized_weight, is_quantized, requantize
+from .quant import dequantized_weight, is_quantized, keep_float_compute, requantize
 from .targets import is_conv1d
 
 __all__ = ["LoRALinear"]
@@ -127,6 +127,8 @@ class LoRALinear(ModuleFactors, LoRALayer):
         super().__init__(base)
         self.fan_in_fan_out = is_conv1d(base)
         self.quantized = is_quantized(base)
+        if self.quantized:
+            keep_float_compute(base)
         w = base.weight
         d_out, d_in = (w.shape[1], w.shape[0]) if self.fan_in_fan_out else \
             (base.out_features, base.in_features)

@@ -6,6 +6,14 @@ LoRA factors live in float32 beside it and the forward is the quantized layer's 
 LoRA path. Merging does what PEFT's does: dequantize, add ``ΔW``, quantize again, and report
 the rounding error that caused. Nothing here imports bitsandbytes until it is needed.
 
+On a CPU with AVX512-BF16, bitsandbytes (0.49+) switches a ``Linear4bit`` that runs a forward
+in eval mode without autograd to a repacked weight and a bfloat16 kernel, in place: from then
+on the layer computes in bf16 (val losses 1e-3 off the float32 dequantize-then-matmul), and
+training backpropagates through that kernel, which has no autograd formula (bitsandbytes'
+own "an autograd kernel was not registered" warning). loralab turns that switch off on every
+4-bit layer it makes or wraps (:func:`keep_float_compute`), so evaluation and training use one
+float32 path on every CPU.
+
 Bytes per parameter of a 4-bit base, measured from the tensors (:func:`base_weight_bytes`):
 4 bits of code, plus a float32 absmax per block of 64 (0.5 bit), less with double
 quantization (the absmaxes quantized to 8 bit in blocks of 256).
@@ -19,10 +27,10 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
-from ..quant import bnb
+from ..quant import bnb, keep_float_compute
 from .layer import LoRALayer
 
-__all__ = ["base_weight_bytes", "dequantized_weight", "is_quantized",
+__all__ = ["base_weight_bytes", "dequantized_weight", "is_quantized", "keep_float_compute",
            "prepare_model_for_kbit_training", "quantize_model", "requantize"]
 
 
@@ -90,7 +98,7 @@ def _quantized_copy(lin: nn.Linear, bits: int, quant_type: str, double_quant: bo
                                      has_fp16_weights=False)
     if lin.bias is not None:
         q.bias = nn.Parameter(lin.bias.detach().to(compute_dtype).cpu(), requires_grad=False)
-    return q.to(device)
+    return keep_float_compute(q.to(device))
 
 
 def quantize_model(model: nn.Module, bits: int = 4, quant_type: str = "nf4",
@@ -163,6 +171,7 @@ def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing
     gradient checkpointing, make the inputs require grad so the checkpoints have a graph.
     Called after :func:`~loralab.lora.inject_lora`, the active adapters keep training."""
     quantized = any(is_quantized(m) for m in model.modules())
+    keep_float_compute(model)
     keep = {id(p) for m in model.modules() if isinstance(m, LoRALayer)   # called after
             for p in m.trainable()}                                      # inject: A, B train
     for p in model.parameters():
