@@ -114,15 +114,14 @@ def run_layout(n_runs: int, *, small: bool, jobs: int = 0, threads: int = 0,
     for name, v in (("n_runs", n_runs), ("jobs", jobs), ("threads", threads)):
         if v < 0:
             raise LoralabError(f"{name}={v} is not allowed; it must be >= 0")
-    if jobs:
-        free = free_cores() if free is None else max(1, free)
-        jobs = max(1, min(jobs, n_runs))
-        return jobs, threads or max(1, free // jobs)
-    if small:
+    if small and not jobs:
         per = threads or 1
         available = cores() if available is None else max(1, available)
         return max(1, min(n_runs, available // per)), per
     free = free_cores() if free is None else max(1, free)
+    if jobs:
+        jobs = max(1, min(jobs, n_runs))
+        return jobs, threads or max(1, free // jobs)
     return 1, threads or free
 
 

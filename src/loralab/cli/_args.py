@@ -63,22 +63,22 @@ seed_int = int_in(0, MAX_SEED, "a seed")
 """argparse type: a random seed, ``0..2**32 - 1``."""
 
 
-def thread_count(text: str) -> int:
-    """argparse type: ``--threads``, 0 (torch's default) or ``1..MAX_THREADS``."""
-    value = _int(text)
-    if not 0 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"--threads {value} is not allowed; give 0 (torch's "
-                                         f"default) or 1..{MAX_THREADS}")
-    return value
+def _count(flag: str, zero: str) -> Callable[[str], int]:
+    """argparse type: ``flag``'s count, 0 (``zero``) or ``1..MAX_THREADS``."""
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not 0 <= value <= MAX_THREADS:
+            raise argparse.ArgumentTypeError(f"{flag} {value} is not allowed; give 0 ({zero}) "
+                                             f"or 1..{MAX_THREADS}")
+        return value
+    return parse
 
 
-def job_count(text: str) -> int:
-    """argparse type: ``--jobs``, 0 (one per free core for a tiny model) or ``1..MAX_THREADS``."""
-    value = _int(text)
-    if not 0 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"--jobs {value} is not allowed; give 0 (one process "
-                                         f"per free core) or 1..{MAX_THREADS}")
-    return value
+thread_count = _count("--threads", "torch's default")
+"""argparse type: ``--threads``, 0 (the command's default rule) or ``1..MAX_THREADS``."""
+
+job_count = _count("--jobs", "one process per free core")
+"""argparse type: ``--jobs``, 0 (one per core for a tiny model) or ``1..MAX_THREADS``."""
 
 
 def float_in(lo: float, hi: float, *, lo_open: bool = False,

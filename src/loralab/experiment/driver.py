@@ -200,13 +200,12 @@ def _cost(config: ExperimentConfig) -> Callable[[RunSpec], float]:
     return cost
 
 
-def _train_side_by_side(plan: list[RunSpec], layout: tuple[int, int], work: Workload,
+def _train_side_by_side(pending: list[RunSpec], layout: tuple[int, int], work: Workload,
                         config: ExperimentConfig, state_dir: Path, *, device: torch.device,
                         dist: DistContext, progress: Progress | None) -> set[str]:
-    """Train the plan's unfinished runs ``layout[0]`` at a time into ``state_dir``; return
-    their labels (restored afterwards without a second progress update)."""
+    """Train the unfinished runs ``pending`` ``layout[0]`` at a time into ``state_dir``;
+    return their labels (restored afterwards without a second progress update)."""
     jobs, threads = layout
-    pending = [r for r in plan if not done_path(state_dir, r).is_file()]
     with torch_threads(threads):          # one peak for every process: measured before fork
         measure_matmul_peak(dtype=torch.bfloat16 if config.bf16 else torch.float32,
                             device=device)
@@ -247,8 +246,8 @@ def _run(config: ExperimentConfig, out: Path | None, folder: OutputFolder | None
         if layout[0] > 1:
             if state_dir is None:                  # the runs meet in a folder all can write
                 state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            fresh = _train_side_by_side(plan, layout, work, config, state_dir, device=device,
-                                        dist=dist, progress=progress)
+            fresh = _train_side_by_side(pending, layout, work, config, state_dir,
+                                        device=device, dist=dist, progress=progress)
         models: dict[str, nn.Module] = {}
         runs: list[RunResult] = []
         checks: dict[str, MergeCheck] = {}

@@ -35,7 +35,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from ..errors import LoralabError
 
@@ -90,7 +90,7 @@ def _worker(items: Sequence[T], order: Sequence[int], counter: Any, work: Work,
         conn.close()
 
 
-class _Pool(Generic[T]):
+class _Pool:
     """The parent's side: the workers, their pipes, and what they reported."""
 
     def __init__(self, procs: list[Any], conns: list[Connection], progress: Progress | None,
@@ -174,7 +174,7 @@ def run_side_by_side(items: Sequence[T], work: Work, *, jobs: int, threads: int,
             theirs.close()
             procs.append(p)
             conns.append(mine)
-        pool: _Pool[T] = _Pool(procs, conns, progress, lambda: _stop(counter, len(order)))
+        pool = _Pool(procs, conns, progress, lambda: _stop(counter, len(order)))
         try:
             while not pool.errors and not pool.crashes and \
                     (i := _take(counter, order)) is not None:
