@@ -80,8 +80,8 @@ def check_agree(layers: dict[str, nn.Module], x: torch.Tensor, gy: torch.Tensor)
     pairs = [(ours(x), peft(x)), (gx_ours, x.grad),
              (ours.lora_A["default"].weight.grad, peft.lora_A["default"].weight.grad),
              (ours.lora_B["default"].weight.grad, peft.lora_B["default"].weight.grad)]
-    for a, b in pairs:
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    for a, b in pairs:      # fp32 sums of 2,048 products: rounding scales with the size
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.detach().abs().max()))
 
 
 CLOCK = time.perf_counter  # --clock process: CPU time of this process (all its threads)

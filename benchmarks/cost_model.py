@@ -243,8 +243,69 @@ def seven_b_flops() -> list[str]:
     return out
 
 
+# The default preset's sweep (loralab.experiment: presets.py, config.py): 1,000 pretraining
+# steps, full fine-tuning and LoRA at r = 1…16 on attn and attn+mlp, rsLoRA at r = 8, 16 on
+# attn+mlp, 300 steps each; evaluations every 250 (pretraining) and 30 steps, plus one before.
+PRESET_RUNS = ([("full", 0, ())] + [("lora", r, t) for t in (ATTN, ATTN + MLP)
+                                    for r in (1, 2, 4, 8, 16)]
+               + [("lora", r, ATTN + MLP) for r in (8, 16)])
+
+
+def preset_work(val_windows: dict[str, int], pretrain_steps: int = 1000,
+                run_steps: int = 300) -> dict[str, float]:
+    """FLOPs of the whole default-preset sweep, by part: ``pretraining``, ``runs`` and
+    ``evaluation`` (a forward is 2·n·(params of the matrices) + the attention scores' 4·n·T·d
+    per layer; ``val_windows``: 64-token val windows of the ``pretrain`` and ``finetune``
+    texts). The step FLOPs are :func:`step_flops`."""
+    s = tiny(128)
+    full = step_flops(s, Method())
+    fwd_per_token = full / 3 / s.tokens                  # forward = a third of a full step
+    runs = sum(run_steps * step_flops(s, Method(k, r, t) if k != "full" else Method())
+               for k, r, t in PRESET_RUNS)
+    evals = ((pretrain_steps // 250 + 1) * val_windows["pretrain"]
+             + len(PRESET_RUNS) * (run_steps // 30 + 1) * val_windows["finetune"]) * s.seq
+    return {"pretraining": pretrain_steps * full, "runs": runs,
+            "evaluation": evals * fwd_per_token}
+
+
+def preset_floor(val_windows: dict[str, int], peak_per_core: float, cores: int) -> list[str]:
+    """The least wall time the default preset's FLOPs allow at ``cores`` × ``peak_per_core``
+    (every core busy at the matmul peak the whole time: nothing else costs anything)."""
+    work = preset_work(val_windows)
+    total = sum(work.values())
+    rate = cores * peak_per_core
+    parts = ", ".join(f"{k} {v / 1e12:.2f}" for k, v in work.items())
+    return [f"default preset, whole sweep: {total / 1e12:.2f} TFLOP ({parts})",
+            f"  at {cores} x {peak_per_core / 1e9:.1f} GFLOP/s (the matmul peak measured now, "
+            f"one thread): >= {total / rate:.0f} s of wall time; the 90 s target needs "
+            f">= {total / 90 / cores / 1e9:.0f} GFLOP/s a core sustained"]
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure the one-thread matmul peak and print the default "
+                         "preset's least wall time on --cores cores")
+    ap.add_argument("--cores", type=int, default=2)
+    args = ap.parse_args()
+    if args.floor:
+        import torch
+        from _peak import measure_peak, peak_line
+
+        from loralab.experiment import PRESETS
+        from loralab.lm.corpus import build_data
+        from loralab.lm.model import CharTokenizer
+
+        spec, tok = PRESETS["default"], CharTokenizer()
+        windows = {task: (len(build_data(task, tok, 64, n_train=100,
+                                         n_val=spec.n_val_lines).val) - 1) // 64
+                   for task in ("pretrain", "finetune")}
+        torch.set_num_threads(1)
+        peak = measure_peak()
+        print(peak_line(peak))
+        print(f"val windows of 64 tokens: {windows}")
+        print("\n".join(preset_floor(windows, peak, args.cores)))
+        print()
     print("\n".join(preset_fractions()))
     print()
     print("\n".join(seven_b_flops()))

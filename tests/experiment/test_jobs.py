@@ -13,7 +13,7 @@ import pytest
 
 from loralab.errors import LoralabError
 from loralab.experiment import ExperimentConfig, run_experiment
-from loralab.experiment.jobs import can_fork, run_side_by_side
+from loralab.experiment.jobs import at_once, can_fork, run_side_by_side
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.skipif(not can_fork(), reason="side by side needs fork (Linux)")]
@@ -22,6 +22,16 @@ TIMINGS = {"step_time_s", "tokens_per_s", "flops_per_s", "mfu", "wall_s"}
 
 
 # ---------------------------------------------------------------- the pool itself
+
+def test_at_once_runs_in_every_process_at_the_same_moment() -> None:
+    def sleep_then_clock() -> float:
+        time.sleep(0.5)
+        return time.time()                                # when this process finished
+
+    ends = at_once(sleep_then_clock, jobs=3, threads=1)
+    assert len(ends) == 3 and max(ends) - min(ends) < 0.3   # one after another: 0.5 s apart
+    assert len(at_once(time.time, jobs=1, threads=1)) == 1
+
 
 def _write_pid(folder: Path):
     def work(item: int, progress) -> None:

@@ -158,7 +158,9 @@ def peft_twin(layer: LoRALinear, dropout: float = 0.0) -> nn.Module:
 
 @pytest.mark.parametrize("use_rslora", [False, True])
 @pytest.mark.parametrize("hooked", [False, True])  # a hook on base forces the module path
-def test_forward_and_grads_equal_peft(use_rslora: bool, hooked: bool) -> None:
+@pytest.mark.parametrize("batch", [(3, 2), (8, 4)])
+def test_forward_and_grads_equal_peft(use_rslora: bool, hooked: bool,
+                                      batch: tuple[int, int]) -> None:
     torch.manual_seed(0)
     layer = LoRALinear(nn.Linear(9, 6), r=4, lora_alpha=5, use_rslora=use_rslora)
     randomize(nn.Sequential(layer))
@@ -166,9 +168,9 @@ def test_forward_and_grads_equal_peft(use_rslora: bool, hooked: bool) -> None:
     assert twin.scaling["default"] == pytest.approx(layer.scaling["default"])
     if hooked:
         layer.base.register_forward_hook(lambda m, i, o: None)
-    x1 = torch.randn(3, 2, 9, requires_grad=True)
+    x1 = torch.randn(*batch, 9, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
-    gy = torch.randn(3, 2, 6)
+    gy = torch.randn(*batch, 6)
     y1, y2 = layer(x1), twin(x2)
     torch.testing.assert_close(y1, y2)
     y1.backward(gy)
@@ -205,6 +207,27 @@ def test_fused_function_gradcheck() -> None:
                                     (x, w, b, a, bb))
     assert torch.autograd.gradcheck(lambda *z: _FusedLoRA.apply(*z, None, a, bb, 2.0), (x, xd, w))
     assert torch.autograd.gradcheck(lambda *z: _FusedLoRA.apply(*z, 2.0), (x, xd, w, b, a, bb))
+
+
+@pytest.mark.parametrize("n_tokens", [64, 3])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_fused_function_equals_the_plain_formula(n_tokens: int, dropout: bool) -> None:
+    """Output and every gradient against autograd through ``x W0ᵀ + b + s·(x_d Aᵀ) Bᵀ``."""
+    gen = torch.Generator().manual_seed(1)
+    leaves = [torch.randn(*shape, generator=gen, dtype=torch.double).requires_grad_(True)
+              for shape in [(n_tokens, 16), (12, 16), (12,), (4, 16), (12, 4)]]
+    xd = torch.randn(n_tokens, 16, generator=gen, dtype=torch.double) if dropout else None
+    gy = torch.randn(n_tokens, 12, generator=gen, dtype=torch.double)
+
+    def grads(fn):
+        y = fn(*leaves)
+        return [y.detach(), *torch.autograd.grad(y, leaves, gy)]
+
+    x_d = (lambda x: x) if xd is None else (lambda x: xd)
+    ours = grads(lambda x, w, b, a, bb: _FusedLoRA.apply(x, xd, w, b, a, bb, 0.5))
+    plain = grads(lambda x, w, b, a, bb: x @ w.T + b + 0.5 * (x_d(x) @ a.T) @ bb.T)
+    for got, want in zip(ours, plain, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_dropout_only_in_training() -> None:

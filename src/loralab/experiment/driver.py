@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,12 +41,12 @@ from ..errors import LoralabError
 from ..fileio import OutputFolder, atomic_write_text, output_folder, require_finite
 from ..lm.dist import DistContext, resolve_device
 from ..peak import measure_matmul_peak
-from ..threads import SMALL_NUMEL, largest_matrix_numel, run_layout, torch_threads
+from ..threads import SMALL_NUMEL, largest_matrix_numel, run_layout
 from .analysis import analyse
 from .base import default_cache_dir, load_or_pretrain_base
 from .config import ADAPTER_METHODS, QUANT_METHODS, ExperimentConfig, RunSpec, plan_runs
 from .direction import magnitude_direction
-from .jobs import can_fork, run_side_by_side
+from .jobs import at_once, can_fork, run_side_by_side
 from .methods import adapter_root, plain_adapter
 from .one_run import done_path, fine_tune
 from .outputs import write_outputs
@@ -206,14 +207,16 @@ def _train_side_by_side(pending: list[RunSpec], layout: tuple[int, int], work: W
     """Train the unfinished runs ``pending`` ``layout[0]`` at a time into ``state_dir``;
     return their labels (restored afterwards without a second progress update)."""
     jobs, threads = layout
-    with torch_threads(threads):          # one peak for every process: measured before fork
-        measure_matmul_peak(dtype=torch.bfloat16 if config.bf16 else torch.float32,
-                            device=device)
+    dtype = torch.bfloat16 if config.bf16 else torch.float32
+    # The peak each process gets while all of them multiply at once: what a run can reach.
+    peak = statistics.median(at_once(
+        lambda: measure_matmul_peak(dtype=dtype, device=device, refresh=True),
+        jobs=jobs, threads=threads))
 
     def work_one(run: RunSpec, prog: Progress | None) -> None:
         fine_tune(run, work.base, work.ft, config, device=device, dist=dist,
                   state_dir=state_dir, base_sha=work.base_info.sha256, progress=prog,
-                  sets=work.target_sets)
+                  sets=work.target_sets, peak_flops=peak)
 
     run_side_by_side(pending, work_one, jobs=jobs, threads=threads, progress=progress,
                      cost=_cost(config))

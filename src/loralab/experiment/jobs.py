@@ -4,7 +4,9 @@ The runs of a sweep share only the base and the data, so they can train at the s
 different cores. At the default preset on a quiet 2-core machine one process on one thread
 takes 58.6 ms a full step, two such processes at once 58.6 and 58.5 ms (no contention), and
 one process on two threads 35.7 ms: two one-thread processes do 2 runs in the time one
-two-thread process does 1.2 (``docs/benchmarks.md``, "Where the default preset's time goes").
+two-thread process does 1.2. On a 2-vCPU AMD EPYC VM: 101.5 ms alone, 116.6 and 113.4 ms two
+at once, 84.6 ms on two threads (1.77 × against 1.20 ×; ``docs/benchmarks.md``, "Where the
+default preset's time goes").
 
 How (:func:`run_side_by_side`):
 
@@ -39,7 +41,7 @@ from typing import Any, TypeVar
 
 from ..errors import LoralabError
 
-__all__ = ["Progress", "can_fork", "run_side_by_side"]
+__all__ = ["Progress", "at_once", "can_fork", "run_side_by_side"]
 
 T = TypeVar("T")
 Progress = Callable[[str, int], None]           # (what is running, steps just completed)
@@ -190,3 +192,33 @@ def run_side_by_side(items: Sequence[T], work: Work, *, jobs: int, threads: int,
         raise RuntimeError("a side-by-side worker failed:\n" + pool.crashes[0])
     if pool.errors:
         raise LoralabError(pool.errors[0])
+
+
+def at_once(fn: Callable[[], float], *, jobs: int, threads: int) -> list[float]:
+    """``fn()`` in ``jobs`` processes at the same moment (this one included, ``threads``
+    torch threads each; they meet at a barrier first): each one's result.
+
+    What the driver measures the matmul peak with, so that a run's utilisation divides by
+    the peak one process gets while the others run too, not by a peak taken alone (on a
+    2-core VM: 94 GFLOP/s alone, about 0.9 × that each with two at once). With ``jobs <= 1``
+    or no ``fork``, one call here.
+    """
+    if jobs <= 1 or not can_fork():
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return [fn()]
+        finally:
+            torch.set_num_threads(before)
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(jobs, timeout=120)
+    out = ctx.Array("d", jobs)
+
+    def work(i: int, _progress: Progress | None) -> None:
+        barrier.wait()                    # every process holds one item: none takes two
+        out[i] = fn()
+
+    run_side_by_side(list(range(jobs)), work, jobs=jobs, threads=threads)
+    return list(out)

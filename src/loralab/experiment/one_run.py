@@ -95,11 +95,13 @@ def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str
 def fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfig, *,
                device: torch.device, dist: DistContext, state_dir: Path | None,
                base_sha: str, progress: Progress | None,
-               sets: list[tuple[str, tuple[str, ...]]] | None = None
+               sets: list[tuple[str, tuple[str, ...]]] | None = None,
+               peak_flops: float | None = None
                ) -> tuple[nn.Module, RunResult, MergeCheck | None]:
     """Train one run, or restore it when ``state_dir`` says it already finished; a LoRA or
     rsLoRA run's merge check (:func:`~.analysis.merge_check`) is made here, beside its
-    training (side by side with the other runs' when they run in parallel)."""
+    training (side by side with the other runs' when they run in parallel). ``peak_flops``:
+    what the run's utilisation divides by (``None``: measured by :func:`~loralab.lm.train`)."""
     spec = config.spec
     tc = _with_seed(spec.full if run.method == "full" else spec.lora, config.seed)
     model = build_run_model(base, run, config)
@@ -127,7 +129,7 @@ def fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfi
                     checkpoint=str(state_dir / f"{run.label}.ckpt")
                     if state_dir and not dist.sharded else None,
                     run_key=f"{config.key()}:{base_sha[:16]}:{run.label}", on_step=on_step,
-                    param_groups=param_groups(model, run, tc))
+                    param_groups=param_groups(model, run, tc), peak_flops=peak_flops)
     except LoralabError as exc:
         raise LoralabError(f"run {run.label}: {exc}") from None
     wall = time.perf_counter() - t0

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
+from ..heap import keep_freed_memory
 from ..peak import measure_matmul_peak
 from .checkpoint import TrainingInterrupted, load_checkpoint, remove_checkpoint, save_checkpoint
 from .corpus import LMData
@@ -325,6 +326,8 @@ def train(model: nn.Module, data: LMData, config: TrainConfig, *,
     """
     dist = dist or DistContext()
     device, params, optimizer = _setup(model, config, dist, device, param_groups)
+    if device.type == "cpu":
+        keep_freed_memory()        # every step reuses the last one's freed pages (loralab.heap)
     if peak_flops is None:
         peak_flops = measure_matmul_peak(dtype=torch.bfloat16 if bf16 else torch.float32,
                                          device=device)
