@@ -322,12 +322,13 @@ def train(model: nn.Module, data: LMData, config: TrainConfig, *,
     ``param_groups``: AdamW groups with an ``lr_scale`` each (see :func:`_setup`).
     ``peak_flops``: what ``mfu`` divides by; ``None`` measures the matmul peak now, at this
     thread count and device, bf16 when ``bf16`` (:func:`~loralab.peak.measure_matmul_peak`,
-    cached per process).
+    cached per process). On a CPU it first asks ``malloc`` to keep freed blocks
+    (:func:`loralab.heap.keep_freed_memory`): each step reuses the last one's pages.
     """
     dist = dist or DistContext()
     device, params, optimizer = _setup(model, config, dist, device, param_groups)
     if device.type == "cpu":
-        keep_freed_memory()        # every step reuses the last one's freed pages (loralab.heap)
+        keep_freed_memory()
     if peak_flops is None:
         peak_flops = measure_matmul_peak(dtype=torch.bfloat16 if bf16 else torch.float32,
                                          device=device)
