@@ -243,35 +243,46 @@ def seven_b_flops() -> list[str]:
     return out
 
 
-# The default preset's sweep (loralab.experiment: presets.py, config.py): 1,000 pretraining
-# steps, full fine-tuning and LoRA at r = 1…16 on attn and attn+mlp, rsLoRA at r = 8, 16 on
-# attn+mlp, 300 steps each; evaluations every 250 (pretraining) and 30 steps, plus one before.
-PRESET_RUNS = ([("full", 0, ())] + [("lora", r, t) for t in (ATTN, ATTN + MLP)
-                                    for r in (1, 2, 4, 8, 16)]
-               + [("lora", r, ATTN + MLP) for r in (8, 16)])
-
-
-def preset_work(val_windows: dict[str, int], pretrain_steps: int = 1000,
-                run_steps: int = 300) -> dict[str, float]:
-    """FLOPs of the whole default-preset sweep, by part: ``pretraining``, ``runs`` and
-    ``evaluation`` (a forward is 2·n·(params of the matrices) + the attention scores' 4·n·T·d
-    per layer; ``val_windows``: 64-token val windows of the ``pretrain`` and ``finetune``
-    texts). The step FLOPs are :func:`step_flops`."""
-    s = tiny(128)
+def preset_work(runs: list[Method], pretrain: tuple[int, int], finetune: tuple[int, int],
+                val_windows: dict[str, int], d: int = 128) -> dict[str, float]:
+    """FLOPs of a whole sweep of the tiny LM at width ``d``, by part: ``pretraining``, ``runs``
+    and ``evaluation``. ``pretrain`` / ``finetune``: ``(steps, eval_every)`` of the two
+    schedules (every run evaluates once before its first step too); ``val_windows``: 64-token
+    val windows of the ``pretrain`` and ``finetune`` texts. Steps are :func:`step_flops`; a
+    forward is a third of a full step."""
+    s = tiny(d)
     full = step_flops(s, Method())
-    fwd_per_token = full / 3 / s.tokens                  # forward = a third of a full step
-    runs = sum(run_steps * step_flops(s, Method(k, r, t) if k != "full" else Method())
-               for k, r, t in PRESET_RUNS)
-    evals = ((pretrain_steps // 250 + 1) * val_windows["pretrain"]
-             + len(PRESET_RUNS) * (run_steps // 30 + 1) * val_windows["finetune"]) * s.seq
-    return {"pretraining": pretrain_steps * full, "runs": runs,
+    fwd_per_token = full / 3 / s.tokens
+    (p_steps, p_every), (f_steps, f_every) = pretrain, finetune
+    evals = ((p_steps // p_every + 1) * val_windows["pretrain"]
+             + len(runs) * (f_steps // f_every + 1) * val_windows["finetune"]) * s.seq
+    return {"pretraining": p_steps * full,
+            "runs": sum(f_steps * step_flops(s, m) for m in runs),
             "evaluation": evals * fwd_per_token}
 
 
-def preset_floor(val_windows: dict[str, int], peak_per_core: float, cores: int) -> list[str]:
-    """The least wall time the default preset's FLOPs allow at ``cores`` × ``peak_per_core``
-    (every core busy at the matmul peak the whole time: nothing else costs anything)."""
-    work = preset_work(val_windows)
+def default_sweep() -> tuple[list[Method], tuple[int, int], tuple[int, int],
+                             dict[str, int]]:
+    """The default preset's sweep read from loralab (``PRESETS``, ``plan_runs``): its runs,
+    ``(steps, eval_every)`` of pretraining and of fine-tuning, and the val windows."""
+    from loralab.experiment import PRESETS, ExperimentConfig, plan_runs
+    from loralab.lm.corpus import build_data
+    from loralab.lm.model import CharTokenizer
+
+    spec, tok = PRESETS["default"], CharTokenizer()
+    t = spec.model.block_size
+    runs = [Method() if r.method == "full" else Method("lora", r.rank, r.modules)
+            for r in plan_runs(ExperimentConfig(preset="default"))]
+    windows = {task: (len(build_data(task, tok, t, n_train=100, n_val=spec.n_val_lines).val)
+                      - 1) // t for task in ("pretrain", "finetune")}
+    assert spec.full.steps == spec.lora.steps and spec.full.eval_every == spec.lora.eval_every
+    return (runs, (spec.pretrain.steps, spec.pretrain.eval_every),
+            (spec.lora.steps, spec.lora.eval_every), windows)
+
+
+def preset_floor(work: dict[str, float], peak_per_core: float, cores: int) -> list[str]:
+    """The least wall time the sweep's FLOPs ``work`` (:func:`preset_work`) allow at
+    ``cores`` × ``peak_per_core`` (every core at the matmul peak the whole time)."""
     total = sum(work.values())
     rate = cores * peak_per_core
     parts = ", ".join(f"{k} {v / 1e12:.2f}" for k, v in work.items())
@@ -292,19 +303,13 @@ def main() -> None:
         import torch
         from _peak import measure_peak, peak_line
 
-        from loralab.experiment import PRESETS
-        from loralab.lm.corpus import build_data
-        from loralab.lm.model import CharTokenizer
-
-        spec, tok = PRESETS["default"], CharTokenizer()
-        windows = {task: (len(build_data(task, tok, 64, n_train=100,
-                                         n_val=spec.n_val_lines).val) - 1) // 64
-                   for task in ("pretrain", "finetune")}
+        runs, pretrain, finetune, windows = default_sweep()
         torch.set_num_threads(1)
         peak = measure_peak()
         print(peak_line(peak))
-        print(f"val windows of 64 tokens: {windows}")
-        print("\n".join(preset_floor(windows, peak, args.cores)))
+        print(f"val windows of 64 tokens: {windows}; {len(runs)} runs")
+        work = preset_work(runs, pretrain, finetune, windows)
+        print("\n".join(preset_floor(work, peak, args.cores)))
         print()
     print("\n".join(preset_fractions()))
     print()

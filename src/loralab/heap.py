@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_freed_memory"]
@@ -26,27 +27,21 @@ __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_freed_memory"]
 TRIM_THRESHOLD = 256 << 20   # bytes of free heap top kept for reuse
 MMAP_THRESHOLD = 32 << 20    # blocks at least this large are mapped on their own
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3    # mallopt's parameter numbers (malloc.h)
-_done: list[bool] = []
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Ask glibc's ``malloc`` to keep freed blocks for reuse (``mallopt``); once per process.
 
     Returns whether the setting is in force: ``False`` off Linux/glibc (musl, macOS,
     Windows), where nothing is changed. Forked workers inherit it.
     """
-    if _done:
-        return _done[0]
-    ok = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):
-            mallopt = None
-        if mallopt is not None:
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            ok = bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
-                mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    _done.append(ok)
-    return ok
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))

@@ -40,6 +40,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
 from ..errors import LoralabError
+from ..threads import torch_threads
 
 __all__ = ["Progress", "at_once", "can_fork", "run_side_by_side"]
 
@@ -204,14 +205,8 @@ def at_once(fn: Callable[[], float], *, jobs: int, threads: int) -> list[float]:
     or no ``fork``, one call here.
     """
     if jobs <= 1 or not can_fork():
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             return [fn()]
-        finally:
-            torch.set_num_threads(before)
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(jobs, timeout=120)
     out = ctx.Array("d", jobs)
