@@ -1,21 +1,31 @@
-"""Thread counts: a scoped setting, and the default a command picks when given none.
+"""Thread counts: a scoped setting, and the count a command picks when given none.
 
 Small matrices (d ≤ ~1024) lose more to OpenMP thread hand-offs than they gain from a
 second core, and on a busy machine a spinning second thread can make a 30 ms SVD take
 over half a second. :func:`torch_threads` sets the intra-op thread count for a block and
-restores it afterwards (the setting is process-wide while the block runs).
+restores it afterwards (the setting is process-wide while the block runs). This module is
+the one home of the policy; the commands only pass their ``--threads`` on:
 
-**The default rule** (:func:`default_threads`, what ``--threads 0`` means): when the largest
-weight matrix of the model has at most :data:`SMALL_NUMEL` entries (the tiny LMs of the
-fine-tuning presets: d_ff·d = 512·128 at the default preset), one thread. A tiny model's step
-is hundreds of small GEMMs and elementwise ops of tens to hundreds of microseconds: a second
-thread halves little of that, and on a busy machine each OpenMP fork/join waits for a core
-another job holds (the quick preset took 551 s on two threads against 46 s on one, under a
-load average of 3 on 2 cores). Otherwise torch's count (one per core), less the cores other
-jobs keep busy: ``round(cores - load)`` with ``load`` the 1-minute load average read before
-the work starts, at least one. Under that same load a 1024² matmul ran at 45 GFLOP/s on two
-threads and 57 on one, so even large matrices gain nothing from a core that is not free. The
-thread count changes results only by float rounding (the order of partial sums).
+* :func:`small_matrix_threads`: one thread for a matrix of at most :data:`SMALL_NUMEL`
+  entries, else torch's count (``loralab demo``, ``loralab fit``);
+* :func:`resolve_threads` / :func:`set_threads`: what ``--threads N`` means, ``N`` itself
+  when ``N ≥ 1``; for ``N = 0`` (the default) the default rule below when the model's largest
+  matrix is known before the work (``loralab report``: the preset's model), else the free
+  cores (:func:`free_cores`) shared equally by the processes of this machine
+  (``loralab finetune``: pretraining and runs one after another; ``torchrun`` processes
+  split them). Runs side by side get their count from :func:`run_layout`.
+
+**The default rule** (:func:`default_threads`): when the largest weight matrix of the model
+has at most :data:`SMALL_NUMEL` entries (the tiny LMs of the fine-tuning presets: d_ff·d =
+512·128 at the default preset), one thread. A tiny model's step is hundreds of small GEMMs
+and elementwise ops of tens to hundreds of microseconds: a second thread halves little of
+that, and on a busy machine each OpenMP fork/join waits for a core another job holds (the
+quick preset took 551 s on two threads against 46 s on one, under a load average of 3 on 2
+cores). Otherwise torch's count (one per core), less the cores other jobs keep busy:
+``round(cores - load)`` with ``load`` the 1-minute load average read before the work starts,
+at least one. Under that same load a 1024² matmul ran at 45 GFLOP/s on two threads and 57 on
+one, so even large matrices gain nothing from a core that is not free. The thread count
+changes results only by float rounding (the order of partial sums).
 Measured: ``docs/benchmarks.md``, section "Peak, utilisation and threads".
 """
 
@@ -28,7 +38,8 @@ from typing import Protocol
 from .errors import LoralabError
 
 __all__ = ["SMALL_NUMEL", "cores", "default_threads", "free_cores", "largest_matrix_numel",
-           "run_layout", "set_threads", "torch_threads"]
+           "resolve_threads", "run_layout", "set_threads", "small_matrix_threads",
+           "torch_threads"]
 
 # Up to this many matrix entries (512 × 512) one thread is as fast as two, and robust to load.
 SMALL_NUMEL = 512 * 512
@@ -54,7 +65,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def default_threads(largest_matrix_numel: int, available: int | None = None,
                     load: float | None = None) -> int:
-    """The thread count to use when the user gives none (``--threads 0``).
+    """The default rule: the thread count for a model whose largest matrix has
+    ``largest_matrix_numel`` entries, when the user gives none.
 
     ``1`` when ``largest_matrix_numel <= SMALL_NUMEL`` (a tiny model: per-op overhead, not
     FLOPs, sets its speed, and one thread is never slowed by a busy machine). Otherwise
@@ -141,14 +153,35 @@ def largest_matrix_numel(model: _HasParameters) -> int:
     return max((p.numel() for p in model.parameters() if p.dim() >= 2), default=0)
 
 
-def set_threads(requested: int, largest_matrix_numel: int) -> int:
-    """``torch.set_num_threads`` to ``requested``, or when it is ``0`` to
-    :func:`default_threads` of the model's largest matrix; return the count now set."""
-    import torch
+def small_matrix_threads(numel: int) -> int | None:
+    """``1`` for a matrix of at most :data:`SMALL_NUMEL` entries (its ops are too small to
+    split across threads), else ``None`` (leave torch's count): the argument of
+    :func:`torch_threads` around a small analysis."""
+    return 1 if numel <= SMALL_NUMEL else None
 
+
+def resolve_threads(requested: int, largest_matrix_numel: int | None = None, *,
+                    processes: int = 1) -> int:
+    """What ``--threads requested`` means: ``requested`` when it is ``≥ 1``. For ``0``:
+    :func:`default_threads` of ``largest_matrix_numel`` when the model is known, else the
+    free cores shared by the ``processes`` on this machine,
+    ``max(1, free_cores() // processes)``."""
     if requested < 0:
         raise LoralabError(f"requested={requested} is not allowed; give 0 (the default rule) "
-                         "or a count >= 1")
-    n = requested or default_threads(largest_matrix_numel)
+                           "or a count >= 1")
+    if requested:
+        return requested
+    if largest_matrix_numel is not None:
+        return default_threads(largest_matrix_numel)
+    return max(1, free_cores() // max(1, processes))
+
+
+def set_threads(requested: int, largest_matrix_numel: int | None = None, *,
+                processes: int = 1) -> int:
+    """``torch.set_num_threads(resolve_threads(...))`` for the rest of the process (see
+    :func:`resolve_threads`); return the count now set."""
+    import torch
+
+    n = resolve_threads(requested, largest_matrix_numel, processes=processes)
     torch.set_num_threads(n)
     return n

@@ -252,12 +252,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _preflight(args, config)
-    import torch
-
-    from ..threads import free_cores
+    from ..threads import set_threads
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))   # torchrun: share the cores
-    torch.set_num_threads(args.threads or max(1, free_cores() // max(1, local)))
+    set_threads(args.threads, processes=local)
     main = int(os.environ.get("RANK", "0")) == 0
     with (output_files({"--json": args.json}, "finetune") if main
           else contextlib.nullcontext()):

@@ -19,14 +19,9 @@ example:
 from __future__ import annotations
 
 import argparse
-import math
-from typing import TYPE_CHECKING
 
 from ._args import MAX_STEPS, alpha_float, float_in, int_in, rank_list
 from ._matrix import add_matrix_arguments, add_output_arguments
-
-if TYPE_CHECKING:
-    from ..lowrank import FitResult
 
 # Targets up to 512 × 512 are fitted on one thread: measured 15 s against 74 s for the default
 # run on the shared 2-core machine (each Adam step's matmuls are too small to split).
@@ -49,60 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser, "fit.png")
 
 
-def format_report(result: FitResult, label: str) -> str:
-    """The per-rank table and the φ summary."""
-    m, n = result.shape
-    fits = result.fits
-    lines = [f"loralab fit: target {label}, shape ({m}, {n}), ‖W‖_F = "
-             f"{result.frobenius_norm:,.6g}; ΔW = (α/r)·B A, α = {result.alpha:g}, Adam "
-             f"lr = {result.lr:g}, {fits[0].steps} steps, B = 0 at start", "",
-             f"{'rank':>5}  {'steps':>6}  {'learned ‖W−ΔW‖_F':>17}  "
-             f"{'optimal (Eckart–Young)':>22}  {'learned/optimal':>15}"]
-    for f in fits:
-        ratio = f"{f.ratio:>15.5f}" if math.isfinite(f.ratio) else f"{'n/a (floor 0)':>15}"
-        lines.append(f"{f.rank:>5}  {f.steps:>6}  {f.learned_error:>17,.6g}  "
-                     f"{f.optimal_error:>22,.6g}  {ratio}")
-    finite = [f for f in fits if math.isfinite(f.ratio)]
-    if finite:
-        worst = max(finite, key=lambda f: f.ratio)
-        lines.append(f"largest learned/optimal: {worst.ratio:.5f} (rank {worst.rank}); "
-                     + ("all within 1 % of the optimum" if worst.ratio <= 1.01 else
-                        "above 1.01: more --steps, or ranks past the signal's converge slowly"
-                        if worst.ratio <= 2 else "far above the optimum: the fit did not "
-                        "converge; lower --lr or --alpha, or give more --steps"))
-    if len(finite) < len(fits):
-        lines.append("n/a: at full rank the optimum is exact (error 0), so the ratio is "
-                     "undefined; the learned error is shown")
-    sim = result.similarity
-    if sim is not None:
-        d = sim.d_in
-        r1, r2 = sim.rank_1, sim.rank_2
-        lines += ["", f"subspace similarity φ(A_{r1}, A_{r2}, i, j) = ‖U_iᵀ U_j‖_F² / min(i, j) "
-                  f"(top right singular vectors of A, d = {d}):",
-                  f"  learned:  φ({r1}, {r2}) = {sim.phi[-1][-1]:.4f}, φ(1, 1) = "
-                  f"{sim.phi[0][0]:.4f}, mean over all (i, j) = "
-                  f"{sum(map(sum, sim.phi)) / (r1 * r2):.4f}",
-                  f"  at init:  φ({r1}, {r2}) = {sim.phi_init[-1][-1]:.4f}; random baseline "
-                  f"max(i, j)/d = {r2 / d:.4f}"]
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     """Check outputs, get the target, fit every rank, print, save."""
     from ..lowrank import check_ranks, fit_lowrank
+    from ..lowrank.tables import format_fit
     from ..plots.lowrank import fit_figure
-    from ..threads import SMALL_NUMEL, torch_threads
+    from ..threads import small_matrix_threads, torch_threads
     from ._matrix import check_finite, claim_outputs, matrix_from_args, write_outputs
 
     with claim_outputs(args, "fit"):
         mat = matrix_from_args(args)
         ranks = check_ranks(args.ranks, tuple(mat.tensor.shape))
         # per-step matmuls this small lose more to thread hand-offs than they gain
-        with torch_threads(1 if mat.tensor.numel() <= SMALL_NUMEL else None):
+        with torch_threads(small_matrix_threads(mat.tensor.numel())):
             result = fit_lowrank(mat.tensor, ranks, steps=args.steps, lr=args.lr,
                                  alpha=args.alpha, seed=args.seed, compare=args.compare)
         data = result.to_dict()
         check_finite(data, "fit", "lower --lr or --alpha")
-        print(format_report(result, mat.label))
+        print(format_fit(result, mat.label))
         write_outputs(args, fit_figure(result), data)
     return 0

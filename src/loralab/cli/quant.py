@@ -32,29 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser, "quant.png")
 
 
-def format_report(a) -> str:  # noqa: ANN001 (QuantAnalysis, imported lazily)
-    """The table: one row per rank, the residual after each round."""
-    iters = sorted({r.iters for r in a.rows})
-    ranks = sorted({r.rank for r in a.rows})
-    lines = [f"loralab quant: {a.bits}-bit {a.label} {a.shape[0]}×{a.shape[1]}, "
-             f"‖W‖_F = {a.frobenius_norm:,.4g}",
-             f"QLoRA start (B = 0): ‖W − Q(W)‖_F = {a.quant_error:,.4g} "
-             f"({a.quant_error / a.frobenius_norm:.4f} of ‖W‖_F)", "",
-             "LoftQ residual ‖W − Q − s·B A‖_F / ‖W‖_F after each round:",
-             f"{'rank':>6}  " + "  ".join(f"{'t=' + str(t):>8}" for t in iters)]
-    for r in ranks:
-        lines.append(f"{r:>6}  " + "  ".join(f"{a.residual(r, t) / a.frobenius_norm:>8.4f}"
-                                              for t in iters))
-    top, rand = a.error_singular_values[0], a.random_singular_values[0]
-    lines += ["", f"largest singular value of W − Q(W): {top:,.4g}, against {rand:,.4g} for a "
-              "random matrix of its shape and RMS (close: the error is noise-like, and rank r "
-              "wins little back; far above: it has structure a low-rank adapter can take)"]
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     """Claim the outputs, build or read the matrix, analyse, print, save."""
     from ..lowrank.quant import analyze_quant
+    from ..lowrank.tables import format_quant
     from ..plots.quant import quant_figure
     from ..quant import bnb
     from ._matrix import check_finite, claim_outputs, matrix_from_args, write_outputs
@@ -67,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
                           label=matrix.label)
         data = a.to_dict()
         check_finite(data, "quant")
-        print(format_report(a))
+        print(format_quant(a))
         write_outputs(args, quant_figure(a), data)
     return 0

@@ -107,11 +107,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _threads(args: argparse.Namespace) -> int:
-    """``--threads N``, or for 0 the default rule (:func:`loralab.threads.default_threads`)
+    """``--threads N``, or for 0 the default rule (:func:`loralab.threads.resolve_threads`)
     on the largest matrix of the preset's fine-tuning model."""
     from ..experiment.presets import PRESETS
-    from ..threads import default_threads
+    from ..threads import resolve_threads
 
     m = PRESETS[args.preset].model
     largest = max(m.d_ff * m.d_model, m.vocab_size * m.d_model, m.block_size * m.d_model)
-    return args.threads or default_threads(largest)
+    return resolve_threads(args.threads, largest)

@@ -26,41 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser, "spectrum.png")
 
 
-def format_report(spectra: list, ranks: tuple[int, ...]) -> str:
-    """One row per matrix: shape, ‖W‖_F, the energy ranks and the energy kept at each rank."""
-    keys = list(spectra[0].energy_ranks)
-    lines = ["loralab spectrum: energy ‖W_r‖_F² / ‖W‖_F² kept by the top r singular values",
-             "",
-             f"{'matrix':<34} {'shape':>12} {'‖W‖_F':>12}  "
-             + "  ".join(f"{'r(' + k + ')':>8}" for k in keys) + "  "
-             + "  ".join(f"{'r=' + str(r):>7}" for r in ranks)]
-    for sp in spectra:
-        kept = [sp.cumulative_energy[r - 1] if r <= len(sp.cumulative_energy) else 1.0
-                for r in ranks]
-        shape = f"{sp.shape[0]}×{sp.shape[1]}"
-        lines.append(f"{sp.label[:34]:<34} {shape:>12} {sp.frobenius_norm:>12,.5g}  "
-                     + "  ".join(f"{sp.energy_ranks[k]:>8}" for k in keys) + "  "
-                     + "  ".join(f"{e:>7.1%}" for e in kept))
-    gauss = [sp for sp in spectra if sp.gaussian]
-    if gauss:
-        from ..lowrank.theory import mp_edges
-
-        sp = gauss[0]
-        lo, hi = mp_edges(*sp.shape, std=sp.frobenius_norm / (sp.shape[0] * sp.shape[1]) ** 0.5)
-        s = sp.singular_values
-        lines += ["", f"Marchenko–Pastur edges for the Gaussian {sp.shape[0]}×{sp.shape[1]}: "
-                  f"σ in [{lo:,.3f}, {hi:,.3f}] (theory) vs [{s[-1]:,.3f}, {s[0]:,.3f}] "
-                  "(measured)"]
-    lines += ["", "A flat spectrum needs most ranks for most of the energy; a decaying one "
-              "(what LoRA bets a fine-tuning update has) needs few."]
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     """Check outputs, build the matrices, one svdvals each, print, save."""
     import torch
 
     from ..lowrank import check_ranks, make_matrix, spectrum
+    from ..lowrank.tables import format_spectrum
     from ..plots.lowrank import spectrum_figure
     from ._matrix import (
         check_finite,
@@ -92,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
                                  energy_at_ranks=[sp.cumulative_energy[r - 1] for r in ranks])
                             for sp in spectra]}
         check_finite(data, "spectrum")
-        print(format_report(spectra, ranks))
+        print(format_spectrum(spectra, ranks))
         write_outputs(args, spectrum_figure(spectra), data)
     return 0

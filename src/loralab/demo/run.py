@@ -16,7 +16,8 @@ from one SVD of ``W0`` and shown beside the seed's number.
 
 Convention: the LoRA paper's and PEFT's, ``A: (r, d_in)``, ``B: (d_out, r)``, ``ΔW = (α/r)·BA``
 (the seed's section 4 writes the same product as ``AB`` with the names swapped). ``B`` is
-drawn before ``A`` so that, with the same seed, the numbers equal the seed script's.
+drawn before ``A`` (:func:`loralab.lowrank.seed.draw_seed_delta`) so that, with the same seed,
+the numbers equal the seed script's.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import os
 
 from ..errors import check_choice
 from ..fileio import require_finite
+from ..lowrank.matrices import gaussian_matrix, tail_energy
+from ..lowrank.seed import draw_seed_delta
 from ..lowrank.theory import theory_delta_norm
-from ..threads import SMALL_NUMEL, torch_threads
+from ..threads import small_matrix_threads, torch_threads
 from .result import DTYPES, DemoResult, DType, LoraConfig, RankRow
 
 __all__ = ["format_table", "plot_path_default", "run_demo", "simulate_lora"]
@@ -43,7 +46,7 @@ def run_demo(config: LoraConfig | None = None, *, seed: int = 42,
     config = config if config is not None else LoraConfig()
     check_choice("dtype=", dtype, DTYPES)
     d = config.hidden_size
-    with torch_threads(1 if d * d <= SMALL_NUMEL else None):
+    with torch_threads(small_matrix_threads(d * d)):
         return _run_demo(config, seed, dtype)
 
 
@@ -54,18 +57,17 @@ def _run_demo(config: LoraConfig, seed: int, dtype: DType) -> DemoResult:
     d = config.hidden_size
     gen = torch.Generator().manual_seed(seed)
 
-    w0 = torch.randn(d, d, generator=gen).to(tdtype)                  # (d_out, d_in)
+    w0 = gaussian_matrix(d, d, seed=gen, dtype=tdtype)                 # (d_out, d_in)
     sigma = torch.linalg.svdvals(w0).double()                          # (d,), descending
     # tail[r] = Σ_{i>r} σ_i² for every r at once (Eckart–Young), from the one SVD.
-    energy = sigma.square()
-    tail = torch.cat([energy.flip(0).cumsum(0).flip(0), energy.new_zeros(1)])
-    w0_norm = float(energy.sum().sqrt())
+    tail = tail_energy(sigma)                                          # (d + 1,)
+    w0_norm = float(sigma.square().sum().sqrt())
 
     rows = []
     for r in config.rank_candidates:
-        b = torch.randn(d, r, generator=gen).to(tdtype)                # B: (d_out, r)
-        a = torch.randn(r, d, generator=gen).to(tdtype)                # A: (r, d_in)
-        delta = (config.alpha / r) * (b @ a)                           # (d_out, d_in), rank ≤ r
+        # B: (d_out, r) then A: (r, d_in) from the same stream, cast to the dtype
+        draw = draw_seed_delta((d, d), r, alpha=config.alpha, generator=gen)
+        delta = draw.delta(tdtype)                                     # (d_out, d_in), rank ≤ r
         w = w0 + delta
         seed_error = float(torch.linalg.norm(w0 - w, ord="fro"))       # the seed's "error"
         mean, std = theory_delta_norm(d, d, r, config.alpha)

@@ -14,10 +14,14 @@ measures it, :func:`randomized_sweep` gets the top values from ``torch.svd_lowra
 :func:`spectrum` gives the cumulative energy and the ranks that hold 50/90/99 % of it.
 
 Modules, one concept each: :mod:`.matrices` (input checks, matrices with a known spectrum
-such as :func:`low_rank_plus_noise`), :mod:`.sweep` (the sweep, the randomized path, the
-explicit check), :mod:`.analysis` (the seed's random baseline, the spectrum and
-:func:`analyze_svd`), :mod:`.fit` (learned fits, subspace similarity), :mod:`.theory` (the
-Gaussian theory) and :mod:`.matrixio` (a matrix from a ``.npy`` / ``.safetensors`` file).
+such as :func:`low_rank_plus_noise`), :mod:`.seed` (the seed's ``(α/r)·B A``, drawn in one
+place: :func:`draw_seed_delta`), :mod:`.sweep` (the sweep, the randomized path, the explicit
+check), :mod:`.analysis` (the seed's random baseline, the spectrum and :func:`analyze_svd`),
+:mod:`.heatmap` (``ΔW`` and its rank-r residuals: :func:`analyze_heatmap`), :mod:`.fit`
+(learned fits, subspace similarity), :mod:`.quant` (quantization error and LoftQ),
+:mod:`.tables` (the commands' text tables), :mod:`.theory` (the Gaussian theory),
+:mod:`.budget` (memory checks) and :mod:`.matrixio` (a matrix from a ``.npy`` /
+``.safetensors`` file).
 
 Convention: the LoRA paper's, ``A: (r, d_in)``, ``B: (d_out, r)``, ``ΔW = (α/r)·B A``,
 ``W: (d_out, d_in) = (m, n)``. Nothing here mutates its inputs or prints.
@@ -46,6 +50,7 @@ from .fit import (
     random_similarity,
     subspace_similarity,
 )
+from .heatmap import DELTA_KINDS, DeltaKind, HeatmapAnalysis, analyze_heatmap, generated_delta
 from .matrices import (
     KINDS,
     Kind,
@@ -58,6 +63,7 @@ from .matrices import (
     matrix_with_spectrum,
     tail_energy,
 )
+from .seed import SeedDelta, draw_seed_delta
 from .sweep import (
     EckartYoungCheck,
     EckartYoungRow,
@@ -71,32 +77,45 @@ from .sweep import (
     sweep_from_singular_values,
     truncate,
 )
+from .tables import format_fit, format_heatmap, format_quant, format_spectrum, format_svd
 
 __all__ = [
+    "DELTA_KINDS",
+    "DeltaKind",
     "ENERGY_FRACTIONS",
     "EckartYoungCheck",
     "EckartYoungRow",
     "FitResult",
+    "HeatmapAnalysis",
     "KINDS",
     "Kind",
     "RandomRow",
     "RankFit",
+    "SeedDelta",
     "Spectrum",
     "SubspaceSimilarity",
     "SvdAnalysis",
     "SvdSweep",
     "SweepComparison",
+    "analyze_heatmap",
     "analyze_svd",
     "as_matrix",
     "check_ranks",
     "compare_subspaces",
     "compare_sweeps",
     "decaying_spectrum",
+    "draw_seed_delta",
     "eckart_young_check",
     "energy_ranks",
     "fit_lowrank",
+    "format_fit",
+    "format_heatmap",
+    "format_quant",
+    "format_spectrum",
+    "format_svd",
     "fit_rank",
     "gaussian_matrix",
+    "generated_delta",
     "low_rank_plus_noise",
     "make_matrix",
     "matrix_with_spectrum",

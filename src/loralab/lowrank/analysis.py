@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LoralabError
 from .matrices import _generator, as_matrix, check_ranks
+from .seed import draw_seed_delta
 from .sweep import (
     EckartYoungCheck,
     SvdSweep,
@@ -59,23 +60,20 @@ def random_ba_errors(shape: tuple[int, int], ranks: Any, *, alpha: float = 16.0,
                      seed: int | torch.Generator = 0) -> list[RandomRow]:
     """The seed's "error" ``‖W0 − (W0 + ΔW)‖_F = ‖ΔW‖_F`` for each rank.
 
-    ``B`` then ``A`` are drawn per rank (the seed's order: after ``W0`` from the same
-    generator, the numbers match ``loralab demo``), and
-    ``‖BA‖_F² = Σ_ij (BᵀB)_ij (AAᵀ)_ij`` in float64 costs O((m + n)·r²) without forming the
-    ``(m, n)`` product. Theory: :func:`loralab.lowrank.theory.theory_delta_norm`.
+    ``B`` then ``A`` are drawn per rank by :func:`~loralab.lowrank.seed.draw_seed_delta`
+    (the seed's order: after ``W0`` from the same generator, the numbers match
+    ``loralab demo``), and :meth:`~loralab.lowrank.seed.SeedDelta.frobenius_norm` costs
+    O((m + n)·r²) in float64 without forming the ``(m, n)`` product. Theory:
+    :func:`loralab.lowrank.theory.theory_delta_norm`.
     """
-    import torch
-
     m, n = int(shape[0]), int(shape[1])
     ranks = check_ranks(ranks, (m, n))
     gen = _generator(seed)
     rows = []
     for r in ranks:
-        b = torch.randn(m, r, generator=gen).double()                  # B: (m, r)
-        a = torch.randn(r, n, generator=gen).double()                  # A: (r, n)
-        sq = float(((b.T @ b) * (a @ a.T)).sum())                      # (r, r) ⊙ (r, r)
+        draw = draw_seed_delta((m, n), r, alpha=alpha, generator=gen)  # B: (m, r), A: (r, n)
         mean, std = theory_delta_norm(m, n, r, alpha)
-        rows.append(RandomRow(rank=r, delta_norm=abs(alpha / r) * max(sq, 0.0) ** 0.5,
+        rows.append(RandomRow(rank=r, delta_norm=draw.frobenius_norm(),
                               theory=abs(mean), theory_std=std))
     return rows
 

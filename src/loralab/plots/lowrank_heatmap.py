@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..lowrank.heatmap import block_size
 from . import new_figure
 
 if TYPE_CHECKING:
@@ -20,11 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["block_average", "block_size", "heatmap_figure", "heatmaps_figure"]
 
 _HEAT_CMAP = "RdBu_r"
-
-
-def block_size(shape: tuple[int, int], max_cells: int = 512) -> int:
-    """``b = ceil(max(m, n)/max_cells)``: the side of the blocks a heatmap averages."""
-    return max(1, math.ceil(max(shape) / max_cells))
 
 
 def block_average(mat: Any, max_cells: int = 512) -> tuple[np.ndarray, int]:
