@@ -12,7 +12,9 @@ from loralab.threads import (
     SMALL_NUMEL,
     default_threads,
     largest_matrix_numel,
+    resolve_threads,
     set_threads,
+    small_matrix_threads,
     torch_threads,
 )
 
@@ -69,6 +71,28 @@ def test_bad_counts_are_refused():
         default_threads(-1)
     with pytest.raises(LoralabError):
         set_threads(-1, 10)
+    with pytest.raises(LoralabError, match="requested=-2"):
+        resolve_threads(-2)
+
+
+def test_small_matrices_get_one_thread_and_large_ones_torchs_count():
+    assert small_matrix_threads(1) == 1
+    assert small_matrix_threads(SMALL_NUMEL) == 1
+    assert small_matrix_threads(SMALL_NUMEL + 1) is None
+    with torch_threads(2), torch_threads(small_matrix_threads(SMALL_NUMEL + 1)):
+        assert torch.get_num_threads() == 2                            # None: left alone
+
+
+def test_an_unknown_model_shares_the_free_cores(monkeypatch):
+    monkeypatch.setattr("loralab.threads.free_cores", lambda: 7)
+    assert resolve_threads(0) == 7                                     # finetune, one process
+    assert resolve_threads(0, processes=2) == 3                        # torchrun: 7 // 2
+    assert resolve_threads(0, processes=8) == 1                        # never below one
+    assert resolve_threads(0, processes=0) == 7                        # nonsense: one process
+    assert resolve_threads(5, processes=2) == 5                        # asked: as asked
+    assert resolve_threads(0, SMALL_NUMEL, processes=2) == 1           # model known: the rule
+    with torch_threads(1):
+        assert set_threads(0, processes=2) == 3 and torch.get_num_threads() == 3
 
 
 def test_report_takes_threads(run_cli, tmp_path):

@@ -74,7 +74,7 @@ def _count(flag: str, zero: str) -> Callable[[str], int]:
     return parse
 
 
-thread_count = _count("--threads", "torch's default")
+thread_count = _count("--threads", "the command's default rule")
 """argparse type: ``--threads``, 0 (the command's default rule) or ``1..MAX_THREADS``."""
 
 job_count = _count("--jobs", "one process per free core")
