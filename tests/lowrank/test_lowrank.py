@@ -304,3 +304,23 @@ def test_truncate_is_eckart_young_and_energy_ranks_count_against_numpy() -> None
     assert L.energy_ranks(torch.tensor([3.0, 0.0, 0.0]), (0.9,))["90%"] == 1
     assert L.energy_ranks(torch.zeros(3)) == {"50%": 0, "90%": 0, "99%": 0}
 
+
+
+def test_compare_spectra_draws_gaussian_then_update_and_adds_the_users():
+    gen = torch.Generator().manual_seed(7)
+    g = L.gaussian_matrix(20, 16, seed=gen)
+    u = L.low_rank_plus_noise(20, 16, rank=4, noise=0.2, seed=gen)
+    user = L.matrix_with_spectrum([3.0, 1.0], 20, 16, seed=0)
+    cmp = L.compare_spectra((20, 16), [8, 2], seed=7, signal_rank=4, noise=0.2, user=user,
+                            user_label="mine")
+    assert cmp.ranks == (2, 8)
+    assert [sp.label for sp in cmp.spectra] == ["Gaussian W0 ~ N(0,1)",
+                                                "low rank 4 + noise 0.2", "mine"]
+    for sp, w in zip(cmp.spectra, (g, u, user), strict=True):
+        assert sp.singular_values == torch.linalg.svdvals(w).double().tolist()
+    assert cmp.spectra[0].gaussian and not cmp.spectra[1].gaussian
+    data = cmp.to_dict()
+    assert data["ranks"] == [2, 8]
+    assert data["spectra"][2]["energy_at_ranks"] == pytest.approx([1.0, 1.0])   # rank 2
+    with pytest.raises(LoralabError, match="rank 17"):
+        L.compare_spectra((20, 16), [17])

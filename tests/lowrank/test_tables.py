@@ -61,18 +61,15 @@ def test_heatmap_of_a_zero_base_says_na():
     assert L.format_heatmap(h).splitlines()[-1].split()[-1] == "n/a"
 
 
-def test_spectrum_rows_and_energy(run_cli, capsys, tmp_path):
+def test_spectrum_prints_format_spectrum(run_cli, capsys, tmp_path):
     printed = printed_table(run_cli, capsys, tmp_path, [
-        "spectrum", "--hidden-size", "24", "--ranks", "2,6", "--seed", "2"])
-    gen = torch.Generator().manual_seed(2)
-    g = L.make_matrix("gaussian", 24, 24, seed=gen)
-    u = L.make_matrix("lowrank", 24, 24, seed=gen, rank=6, noise=0.1)
-    spectra = [L.spectrum(g, label=GAUSSIAN, gaussian=True),
-               L.spectrum(u, label="low rank 6 + noise 0.1")]
-    text = L.format_spectrum(spectra, (2, 6))
+        "spectrum", "--hidden-size", "24", "--ranks", "6,2", "--seed", "2"])
+    comparison = L.compare_spectra((24, 24), (2, 6), seed=2, signal_rank=6, noise=0.1)
+    text = L.format_spectrum(comparison)
     assert printed == text + "\n"
     row = next(line for line in text.splitlines() if line.startswith("low rank 6"))
-    assert row.split()[-1] == f"{spectra[1].cumulative_energy[5]:.1%}"
+    assert row.split()[-2:] == [f"{e:.1%}" for e in
+                                comparison.energy_at_ranks(comparison.spectra[1])]
     assert "Marchenko–Pastur edges" in text
 
 

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Check outputs, build the matrices, one svdvals each, print, save."""
     import torch
 
-    from ..lowrank import check_ranks, make_matrix, spectrum
+    from ..lowrank import compare_spectra
     from ..lowrank.tables import format_spectrum
     from ..plots.lowrank import spectrum_figure
     from ._matrix import (
@@ -48,21 +48,13 @@ def run(args: argparse.Namespace) -> int:
         shape = tuple(user.tensor.shape) if user is not None else generated_shape(args)
         if user is None:
             check_memory(args, shape, copies=8)
-        ranks = check_ranks(args.ranks, shape)
-        gen = torch.Generator().manual_seed(args.seed)
-        k = args.signal_rank or default_signal_rank(shape)
-        gaussian = make_matrix("gaussian", *shape, seed=gen, dtype=args.dtype)
-        update = make_matrix("lowrank", *shape, seed=gen, dtype=args.dtype, rank=k,
-                             noise=args.noise)
-        spectra = [spectrum(gaussian, label="Gaussian W0 ~ N(0,1)", gaussian=True),
-                   spectrum(update, label=f"low rank {k} + noise {args.noise:g}")]
-        if user is not None:
-            spectra.append(spectrum(user.tensor, label=user.label))
-        data = {"ranks": list(ranks),
-                "spectra": [dict(sp.to_dict(),
-                                 energy_at_ranks=[sp.cumulative_energy[r - 1] for r in ranks])
-                            for sp in spectra]}
+        comparison = compare_spectra(
+            shape, args.ranks, seed=torch.Generator().manual_seed(args.seed),
+            signal_rank=args.signal_rank or default_signal_rank(shape), noise=args.noise,
+            dtype=args.dtype, user=None if user is None else user.tensor,
+            user_label="" if user is None else user.label)
+        data = comparison.to_dict()
         check_finite(data, "spectrum")
-        print(format_spectrum(spectra, ranks))
-        write_outputs(args, spectrum_figure(spectra), data)
+        print(format_spectrum(comparison))
+        write_outputs(args, spectrum_figure(list(comparison.spectra)), data)
     return 0

@@ -1,7 +1,8 @@
 """The seed's random baseline, the spectrum and :func:`analyze_svd` (all on one SVD).
 
 :func:`random_ba_errors` is the seed's random ``ΔW = (α/r)·BA`` at each rank (without forming
-``BA``), :func:`spectrum` the cumulative energy and the ranks holding 50/90/99 % of it, and
+``BA``), :func:`spectrum` the cumulative energy and the ranks holding 50/90/99 % of it,
+:func:`compare_spectra` a Gaussian matrix, a low-rank update and the user's side by side, and
 :func:`analyze_svd` puts the sweep, the explicit Eckart–Young check and the randomized path
 together for one matrix. ``W: (d_out, d_in) = (m, n)``; nothing here mutates its inputs.
 """
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LoralabError
-from .matrices import _generator, as_matrix, check_ranks
+from .matrices import _generator, as_matrix, check_ranks, make_matrix
 from .seed import draw_seed_delta
 from .sweep import (
     EckartYoungCheck,
@@ -33,8 +34,10 @@ __all__ = [
     "ENERGY_FRACTIONS",
     "RandomRow",
     "Spectrum",
+    "SpectrumComparison",
     "SvdAnalysis",
     "analyze_svd",
+    "compare_spectra",
     "energy_ranks",
     "random_ba_errors",
     "spectrum",
@@ -132,6 +135,44 @@ def spectrum(w: Any, *, label: str = "W", gaussian: bool = False) -> Spectrum:
                     cumulative_energy=(cum / total).tolist() if total > 0 else cum.tolist(),
                     energy_ranks=energy_ranks(s),
                     gaussian=gaussian)
+
+
+@dataclass(frozen=True)
+class SpectrumComparison:
+    """What ``loralab spectrum`` computes: the spectra of a Gaussian ``W0``, a low-rank +
+    noise update and (optionally) the user's matrix, all of one shape, and the ranks at
+    which the energy kept is reported (``to_dict()`` is its ``--json``)."""
+
+    ranks: tuple[int, ...]
+    spectra: tuple[Spectrum, ...]
+
+    def energy_at_ranks(self, sp: Spectrum) -> list[float]:
+        """``Σ_{i≤r} σ_i² / ‖W‖_F²`` at each of :attr:`ranks`."""
+        return [sp.cumulative_energy[r - 1] for r in self.ranks]
+
+    def to_dict(self) -> dict:
+        """``{"ranks", "spectra": [Spectrum.to_dict() + "energy_at_ranks"]}``."""
+        return {"ranks": list(self.ranks),
+                "spectra": [dict(sp.to_dict(), energy_at_ranks=self.energy_at_ranks(sp))
+                            for sp in self.spectra]}
+
+
+def compare_spectra(shape: tuple[int, int], ranks: Any, *, seed: int | torch.Generator = 0,
+                    signal_rank: int = 32, noise: float = 0.1, dtype: str = "float32",
+                    user: Any = None, user_label: str = "W") -> SpectrumComparison:
+    """Draw ``W0 ~ N(0, 1)`` then ``low_rank_plus_noise(rank=signal_rank, noise)`` of
+    ``shape = (m, n)`` from one generator, and take one ``svdvals`` of each and of ``user``
+    (an ``(m, n)`` matrix, optional). ``ranks`` are checked against ``shape`` first."""
+    ranks = check_ranks(ranks, shape)
+    gen = _generator(seed)
+    m, n = int(shape[0]), int(shape[1])
+    gaussian = make_matrix("gaussian", m, n, seed=gen, dtype=dtype)
+    update = make_matrix("lowrank", m, n, seed=gen, dtype=dtype, rank=signal_rank, noise=noise)
+    spectra = [spectrum(gaussian, label="Gaussian W0 ~ N(0,1)", gaussian=True),
+               spectrum(update, label=f"low rank {signal_rank} + noise {noise:g}")]
+    if user is not None:
+        spectra.append(spectrum(user, label=user_label))
+    return SpectrumComparison(ranks=ranks, spectra=tuple(spectra))
 
 
 # ----------------------------------------------------------------------------- all together

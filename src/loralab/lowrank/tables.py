@@ -1,8 +1,8 @@
 """The text tables of the low-rank commands, as a notebook can print them.
 
 ``loralab svd``, ``fit``, ``spectrum``, ``quant`` and ``heatmap`` print exactly these strings;
-each takes the command's result type (:class:`SvdAnalysis`, :class:`FitResult`, the
-:class:`Spectrum` list, :class:`QuantAnalysis`, :class:`HeatmapAnalysis`) and returns the
+each takes the command's result type (:class:`SvdAnalysis`, :class:`FitResult`,
+:class:`SpectrumComparison`, :class:`QuantAnalysis`, :class:`HeatmapAnalysis`) and returns the
 text, with no trailing newline. Formatting only: every number is computed by the analyses.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .theory import gaussian_optimal_error, mp_edges
 
 if TYPE_CHECKING:
-    from .analysis import Spectrum, SvdAnalysis
+    from .analysis import SpectrumComparison, SvdAnalysis
     from .fit import FitResult
     from .heatmap import HeatmapAnalysis
     from .quant import QuantAnalysis
@@ -123,9 +123,10 @@ def format_fit(result: FitResult, label: str) -> str:
     return "\n".join(lines)
 
 
-def format_spectrum(spectra: list[Spectrum], ranks: tuple[int, ...]) -> str:
+def format_spectrum(comparison: SpectrumComparison) -> str:
     """``loralab spectrum``'s text: one row per matrix (shape, ‖W‖_F, the energy ranks, the
-    energy kept at each of ``ranks``), the Marchenko–Pastur edges of the first Gaussian one."""
+    energy kept at each rank), the Marchenko–Pastur edges of the first Gaussian one."""
+    spectra, ranks = comparison.spectra, comparison.ranks
     keys = list(spectra[0].energy_ranks)
     lines = ["loralab spectrum: energy ‖W_r‖_F² / ‖W‖_F² kept by the top r singular values",
              "",
