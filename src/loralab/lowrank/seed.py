@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["SeedDelta", "draw_seed_delta"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SeedDelta:
-    """One draw of the seed's update at rank ``r``.
+    """One draw of the seed's update at rank ``r`` (equal only to itself: two draws are
+    compared by their tensors, ``torch.equal``).
 
     Attributes:
         b: ``B: (d_out, r)``, drawn first, in torch's default dtype (float32).
@@ -36,8 +37,8 @@ class SeedDelta:
         alpha: the LoRA scale ``α``; the update is ``(α/r)·B A``.
     """
 
-    b: torch.Tensor = field(repr=False, compare=False)
-    a: torch.Tensor = field(repr=False, compare=False)
+    b: torch.Tensor = field(repr=False)
+    a: torch.Tensor = field(repr=False)
     alpha: float
 
     @property
