@@ -45,8 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check outputs, get W0 and ΔW, analyse (one SVD of ΔW), print, save."""
-    import torch
-
     from ..lowrank import analyze_heatmap, generated_delta
     from ..lowrank.tables import format_heatmap
     from ..plots.lowrank import heatmaps_figure
@@ -70,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
             loaded = load_matrix(args.delta_input, dtype=args.dtype)
             delta, delta_label = loaded.tensor, loaded.label
         else:
-            gen = (w0.generator if w0.generator is not None     # W0's stream continues
-                   else torch.Generator().manual_seed(args.seed))
+            gen = w0.generator if w0.generator is not None else args.seed  # W0's stream on
             delta, delta_label = generated_delta(
                 args.delta_kind, w0.tensor, generator=gen, alpha=args.alpha,
                 scale=args.delta_scale, noise=args.noise,

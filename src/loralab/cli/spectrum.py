@@ -28,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check outputs, build the matrices, one svdvals each, print, save."""
-    import torch
-
     from ..lowrank import compare_spectra
     from ..lowrank.tables import format_spectrum
     from ..plots.lowrank import spectrum_figure
@@ -49,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if user is None:
             check_memory(args, shape, copies=8)
         comparison = compare_spectra(
-            shape, args.ranks, seed=torch.Generator().manual_seed(args.seed),
+            shape, args.ranks, seed=args.seed,
             signal_rank=args.signal_rank or default_signal_rank(shape), noise=args.noise,
             dtype=args.dtype, user=None if user is None else user.tensor,
             user_label="" if user is None else user.label)
