@@ -38,7 +38,7 @@ def generated_delta(kind: DeltaKind, w0: torch.Tensor, *, rank: int,
                     scale: float = 0.5, noise: float = 0.1) -> tuple[torch.Tensor, str]:
     """``(ΔW, label)``: a generated update of ``W0``'s shape and dtype.
 
-    ``seed``: the seed's ``(α/K)·B A`` with ``K = rank`` (:func:`.seed.draw_seed_delta`,
+    ``seed``: the seed's ``(α/K)·B A`` with ``K = rank`` (:func:`draw_seed_delta`,
     formed in float32 as drawn, then cast). ``lowrank``: :func:`low_rank_plus_noise` of signal
     rank ``K`` in float64, scaled so that ``‖ΔW‖_F = scale·‖W0‖_F``. ``generator``
     continues ``W0``'s stream when it is the one ``W0`` was drawn from.
