@@ -4,7 +4,7 @@ Small matrices (d ≤ ~1024) lose more to OpenMP thread hand-offs than they gain
 second core, and on a busy machine a spinning second thread can make a 30 ms SVD take
 over half a second. :func:`torch_threads` sets the intra-op thread count for a block and
 restores it afterwards (the setting is process-wide while the block runs). This module is
-the one home of the policy; the commands only pass their ``--threads`` on:
+the one home of the policy; the commands call it and hold no rule of their own:
 
 * :func:`small_matrix_threads`: one thread for a matrix of at most :data:`SMALL_NUMEL`
   entries, else torch's count (``loralab demo``, ``loralab fit``);
