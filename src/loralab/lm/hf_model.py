@@ -259,11 +259,13 @@ def _load_weights(transformers: Any, source: str, name: str, config: Any,
 
 def load_causal_lm(name_or_path: str, *, revision: str | None = None,
                    dtype: torch.dtype = torch.float32,
-                   quantize_4bit: bool = False) -> tuple[HFCausalLM, Any]:
+                   quantize_4bit: bool = False,
+                   cache_dir: str | os.PathLike[str] | None = None) -> tuple[HFCausalLM, Any]:
     """Load a transformers causal LM and its tokenizer: ``(HFCausalLM, tokenizer)``.
 
-    ``name_or_path``: a local folder (offline) or a hub id (``revision``: a branch, tag or
-    commit, hub ids only). ``dtype``: the weights' dtype (float32 by default: loralab trains
+    ``name_or_path``: a local folder (offline), a hub id (``revision``: a branch, tag or
+    commit, hub ids only), a ``.gguf`` file or a built-in name (``smollm2``; both offline, read
+    through the float32 copy that :mod:`loralab.lm.gguf` keeps under ``cache_dir``). ``dtype``: the weights' dtype (float32 by default: loralab trains
     in float32, or under ``--bf16`` autocast). ``quantize_4bit``: the linear layers in NF4
     (bitsandbytes, QLoRA's storage; ``pip install "loralab[qlora]"``). The checks run in
     order, each a :class:`LoralabError`: folder/hub id and revision, ``config.json`` (a causal
@@ -273,12 +275,20 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
     transformers = _transformers()
     name = str(name_or_path)
     folder = Path(name).expanduser()
+    from .gguf import is_gguf_source, resolve_model_source
+
+    if is_gguf_source(name):
+        if revision is not None:
+            raise LoralabError(f"--revision {revision} is not allowed with the GGUF model "
+                               f"{name}; a revision picks a commit of a hub id (owner/name)")
+        folder = Path(resolve_model_source(name, cache_dir))
     if folder.is_dir():
         _check_folder(folder, name, revision)
         source, local = str(folder), True
     elif folder.exists():
-        raise LoralabError(f"--model {name} is a file; give the folder that holds config.json "
-                           "(what save_pretrained writes) or a hub id")
+        raise LoralabError(f"--model {name} is a file but not a GGUF file; give a .gguf file, "
+                           "the folder that holds config.json (what save_pretrained writes), a "
+                           "built-in name (smollm2) or a hub id")
     else:
         source, local = name, _hub_source(name, revision)
     config = _load_config(transformers, source, name, revision, local)
