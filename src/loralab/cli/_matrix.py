@@ -23,8 +23,10 @@ def add_matrix_arguments(parser: argparse.ArgumentParser, *, hidden_size: int = 
     """``--input`` or a generated matrix (``--hidden-size``, ``--in-features``, ``--kind``,
     ``--signal-rank``, ``--noise``, ``--seed``), ``--dtype`` and ``--ranks``."""
     parser.add_argument("--input", metavar="PATH[:KEY]", default=None,
-                        help="analyse this matrix: a .npy file, or a .safetensors file with "
-                             "KEY naming the tensor (optional when it holds one); default: a "
+                        help="analyse this matrix: a .npy file, a .safetensors file with "
+                             "KEY naming the tensor (optional when it holds one), a .gguf file "
+                             "with KEY a GGUF tensor (de-quantized), or the built-in real model "
+                             "as smollm2:KEY (e.g. smollm2:blk.0.attn_q.weight); default: a "
                              "generated matrix")
     parser.add_argument("--hidden-size", type=positive_int, default=None, metavar="D",
                         help=f"generated matrix: d_out rows (default {hidden_size})")
@@ -131,9 +133,10 @@ def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None,
         if args.hidden_size is not None or args.in_features is not None:
             raise LoralabError("--input and --hidden-size/--in-features cannot be combined: the "
                                "file gives the matrix's shape")
+        from ..lm.gguf import resolve_matrix_spec
         from ..lowrank.matrixio import load_matrix
 
-        loaded = load_matrix(args.input, dtype=args.dtype)
+        loaded = load_matrix(resolve_matrix_spec(args.input), dtype=args.dtype)
         check_memory(args, tuple(loaded.tensor.shape), copies, source="the input's")
         return Matrix(loaded.tensor, loaded.label, gaussian=False)
     kind = kind or getattr(args, "kind", "gaussian")

@@ -40,19 +40,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..errors import LoralabError
-from ..fileio import atomic_dir, check_input_file
+from ..fileio import atomic_dir
+from ..fileio.gguf import GGUF_MAGIC, GGUF_PACKAGE_HINT, gguf_field, open_gguf
 
 __all__ = ["BUILTIN_MODELS", "GGUF_HINT", "BuiltinModel", "GGUFInfo", "builtin_gguf",
            "default_cache_dir", "gguf_cache_folder", "gguf_folder", "is_gguf_source",
-           "read_gguf_info", "resolve_model_source"]
+           "read_gguf_info", "resolve_matrix_spec", "resolve_model_source"]
 
-GGUF_HINT = 'pip install "loralab[gguf]"'
-_MAGIC = b"GGUF"
+GGUF_HINT = GGUF_PACKAGE_HINT
 _SOURCE = "source.json"
 
 
@@ -150,18 +149,9 @@ def is_gguf_source(name: str) -> bool:
         return False
     try:
         with open(path, "rb") as fh:
-            return fh.read(4) == _MAGIC
+            return fh.read(4) == GGUF_MAGIC
     except OSError:
         return False
-
-
-def _gguf_module() -> Any:
-    try:
-        import gguf
-    except ImportError:
-        raise LoralabError("reading a GGUF file needs the package gguf, which is not "
-                           f"installed; {GGUF_HINT}") from None
-    return gguf
 
 
 def _supported_architectures() -> frozenset[str]:
@@ -180,37 +170,22 @@ def read_gguf_info(path: str | os.PathLike[str], *, what: str = "GGUF file") -> 
     header and tensor table parse; every tensor's bytes lie inside the file (a truncated
     download fails here); its architecture is one transformers reads from GGUF.
     """
-    file = check_input_file(path, what=what)
-    with open(file, "rb") as fh:
-        magic = fh.read(4)
-    if magic != _MAGIC:
-        raise LoralabError(f"{what} {str(file)!r} is not a GGUF file (it starts with "
-                           f"{magic!r}; a GGUF file starts with b'GGUF')")
-    gguf = _gguf_module()
-    size = file.stat().st_size
-    try:
-        reader = gguf.GGUFReader(str(file))
-        field = reader.fields["general.architecture"]
-        arch = bytes(field.parts[field.data[0]]).decode("utf-8")
-        tensors = list(reader.tensors)
-        end = max((int(t.data_offset) + int(t.n_bytes) for t in tensors), default=0)
-        types: dict[str, int] = {}
-        for t in tensors:
-            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-    except Exception as exc:       # noqa: BLE001 (gguf raises ValueError, KeyError, IndexError…)
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise LoralabError(f"{what} {str(file)!r} is truncated or corrupt: its header or tensor "
-                           f"table cannot be read ({first}); download it again") from None
-    if end > size or not tensors:
-        raise LoralabError(f"{what} {str(file)!r} is truncated or corrupt: its tensors need "
-                           f"{end:,} bytes, the file has {size:,}; download it again")
+    reader = open_gguf(path, what=what)
+    file = Path(path)
+    arch = gguf_field(reader, "general.architecture")
+    if arch is None:
+        raise LoralabError(f"{what} {str(file)!r} is truncated or corrupt: it has no "
+                           "general.architecture field; download it again")
+    types: dict[str, int] = {}
+    for t in reader.tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
     supported = _supported_architectures()
     if arch not in supported and arch.replace("-", "_") not in supported:
         raise LoralabError(f"{what} {str(file)!r} holds a {arch!r} model, an architecture this "
                            f"transformers cannot read from GGUF; readable: "
                            f"{', '.join(sorted(supported))}")
-    return GGUFInfo(path=file, architecture=arch, n_tensors=len(tensors), size=size,
-                    tensor_types=types)
+    return GGUFInfo(path=file, architecture=arch, n_tensors=len(reader.tensors),
+                    size=file.stat().st_size, tensor_types=types)
 
 
 def _sha256(path: Path) -> str:
@@ -322,3 +297,13 @@ def resolve_model_source(name: str, cache_dir: str | os.PathLike[str] | None = N
     if is_gguf_source(name):
         return str(gguf_folder(Path(name).expanduser(), cache_dir))
     return name
+
+
+def resolve_matrix_spec(spec: str) -> str:
+    """``--input NAME:KEY`` of ``svd``/``spectrum``/``quant`` with ``NAME`` a built-in model
+    (``smollm2:blk.0.attn_q.weight``) becomes ``<its GGUF file>:KEY``; any other spec (a file
+    that exists, ``PATH:KEY``) is returned unchanged."""
+    name, sep, key = spec.partition(":")
+    if name in BUILTIN_MODELS and not Path(name).exists():
+        return f"{builtin_gguf(name)}{sep}{key}"
+    return spec

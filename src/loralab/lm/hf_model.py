@@ -265,8 +265,9 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
 
     ``name_or_path``: a local folder (offline), a hub id (``revision``: a branch, tag or
     commit, hub ids only), a ``.gguf`` file or a built-in name (``smollm2``; both offline, read
-    through the float32 copy that :mod:`loralab.lm.gguf` keeps under ``cache_dir``). ``dtype``: the weights' dtype (float32 by default: loralab trains
-    in float32, or under ``--bf16`` autocast). ``quantize_4bit``: the linear layers in NF4
+    through the float32 copy that :mod:`loralab.lm.gguf` keeps under ``cache_dir``).
+    ``dtype``: the weights' dtype (float32 by default: loralab trains in float32, or under
+    ``--bf16`` autocast). ``quantize_4bit``: the linear layers in NF4
     (bitsandbytes, QLoRA's storage; ``pip install "loralab[qlora]"``). The checks run in
     order, each a :class:`LoralabError`: folder/hub id and revision, ``config.json`` (a causal
     LM?), the tokenizer, then the weights, and last that the tokenizer's ids fit the model's

@@ -1,8 +1,10 @@
 """Load a user's matrix for the low-rank commands: ``--input PATH[:KEY]``.
 
-Two formats, neither of which can run code: ``.npy`` (read with
-``numpy.load(allow_pickle=False)``, so object arrays are refused) and ``.safetensors``
-(``KEY`` names the tensor; a file holding one tensor needs no key). Every problem becomes
+Three formats, none of which can run code: ``.npy`` (read with
+``numpy.load(allow_pickle=False)``, so object arrays are refused), ``.safetensors``
+(``KEY`` names the tensor; a file holding one tensor needs no key) and ``.gguf`` (a real
+model's own file, ``KEY`` a GGUF tensor name such as ``blk.0.attn_q.weight``, de-quantized to
+float32 by :mod:`loralab.fileio.gguf`: the weight the model computes with). Every problem becomes
 one :class:`~loralab.errors.LoralabError` line: a missing file or key (the message lists the
 keys), a path that is not a regular file (a FIFO or a device is refused before it is
 opened), a file that is not valid ``.npy``/``.safetensors``, a tensor that is not 2-D, empty,
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMATS", "LoadedMatrix", "check_spec", "list_keys", "load_matrix", "parse_spec"]
 
-FORMATS: tuple[str, ...] = (".npy", ".safetensors")
+FORMATS: tuple[str, ...] = (".npy", ".safetensors", ".gguf")
 _MAX_KEYS_SHOWN = 20
 
 
@@ -68,7 +70,8 @@ def parse_spec(spec: str) -> tuple[Path, str | None]:
 
 def _format(path: Path) -> str:
     if path.is_dir():
-        raise LoralabError(f"input {str(path)!r} is a folder; give a .npy or .safetensors file")
+        raise LoralabError(f"input {str(path)!r} is a folder; give a .npy, .safetensors or "
+                           ".gguf file")
     check_input_file(path)                   # a FIFO or device is never opened
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -106,10 +109,15 @@ def _open_safetensors(path: Path) -> Any:
 
 
 def list_keys(path: str | os.PathLike[str]) -> list[str]:
-    """The tensor names in a ``.safetensors`` file (``[]`` for ``.npy``)."""
+    """The tensor names in a ``.safetensors`` or ``.gguf`` file (``[]`` for ``.npy``)."""
     path = Path(path)
-    if _format(path) == ".npy":
+    fmt = _format(path)
+    if fmt == ".npy":
         return []
+    if fmt == ".gguf":
+        from ..fileio.gguf import open_gguf
+
+        return sorted(t.name for t in open_gguf(path, what="input file").tensors)
     with _open_safetensors(path) as fh:
         return sorted(fh.keys())
 
@@ -171,6 +179,29 @@ def _load_safetensors(path: Path, key: str | None) -> tuple[str, Any]:
                                ) from None
 
 
+def _load_gguf(path: Path, key: str | None) -> tuple[str, Any, str]:
+    """The 2-D tensor ``key`` of a GGUF file, de-quantized (shape checked before), and its
+    storage type (``Q4_1``, ``F32``, ...)."""
+    import torch
+
+    from ..fileio.gguf import gguf_tensor, gguf_tensor_shape, open_gguf
+
+    reader = open_gguf(path, what="input file")
+    if key is None:
+        keys = [t.name for t in reader.tensors if len(t.shape) == 2]
+        raise LoralabError(f"input file {str(path)!r} holds {len(reader.tensors)} tensors; pick "
+                           f"one with PATH:KEY; 2-D keys: {_keys_text(keys) or '(none)'}")
+    stored = "gguf"
+    for t in reader.tensors:
+        if t.name == key:
+            stored = t.tensor_type.name
+            if len(t.shape) != 2:
+                raise LoralabError(f"tensor {key!r} in {str(path)!r} has shape "
+                                   f"{gguf_tensor_shape(t)}; only 2-D matrices (d_out, d_in) "
+                                   "are allowed")
+    return key, torch.from_numpy(gguf_tensor(reader, key, path)), stored
+
+
 def load_matrix(spec: str, *, dtype: str = "float32") -> LoadedMatrix:
     """Load ``PATH[:KEY]`` as a finite 2-D ``dtype`` tensor (``float32`` or ``float64``)."""
     import numpy as np
@@ -195,8 +226,11 @@ def load_matrix(spec: str, *, dtype: str = "float32") -> LoadedMatrix:
         with np.errstate(over="ignore"):                            # checked just below
             tensor = torch.from_numpy(arr.astype(np.dtype(dtype)))  # native order, a copy
     else:
-        key, raw = _load_safetensors(path, key)
-        source = str(raw.dtype).removeprefix("torch.")
+        if fmt == ".gguf":
+            key, raw, source = _load_gguf(path, key)
+        else:
+            key, raw = _load_safetensors(path, key)
+            source = str(raw.dtype).removeprefix("torch.")
         label = f"{path}:{key}"
         if raw.is_complex():
             raise LoralabError(f"input {label!r} is complex; only real matrices are allowed")
