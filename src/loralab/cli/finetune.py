@@ -55,11 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a folder of them, a .jsonl with a 'text' field, or builtin:NAME ("
                              + ", ".join(f"{k}: {v}" for k, v in BUILTIN_TEXTS.items()) + ")")
     parser.add_argument("--model", default=None, metavar="PATH_OR_ID",
-                        help="a transformers causal LM instead of the tiny LM: a local "
-                             "folder, a .gguf file, the built-in real model smollm2 "
-                             "(SmolLM2-135M, offline), or a hub id when online; --targets are "
-                             "then its module names, e.g. c_attn (GPT-2) or q_proj+v_proj "
-                             "(Llama)")
+                        help="a causal LM instead of the tiny LM: a transformers folder, a "
+                             ".gguf file, smollm2 (built in, offline) or a hub id; --targets "
+                             "are its module names, e.g. c_attn (GPT-2) or q_proj+v_proj")
     parser.add_argument("--revision", default=None, metavar="REV",
                         help="hub revision (branch, tag or commit) of a --model hub id")
     parser.add_argument("--steps", type=positive_int, default=None, metavar="N",

@@ -49,7 +49,8 @@ from ..fileio.gguf import GGUF_MAGIC, GGUF_PACKAGE_HINT, gguf_field, open_gguf
 
 __all__ = ["BUILTIN_MODELS", "GGUF_HINT", "BuiltinModel", "GGUFInfo", "builtin_gguf",
            "default_cache_dir", "gguf_cache_folder", "gguf_folder", "is_gguf_source",
-           "read_gguf_info", "resolve_matrix_spec", "resolve_model_source"]
+           "gguf_source_folder", "read_gguf_info", "resolve_matrix_spec",
+           "resolve_model_source"]
 
 GGUF_HINT = GGUF_PACKAGE_HINT
 _SOURCE = "source.json"
@@ -307,3 +308,15 @@ def resolve_matrix_spec(spec: str) -> str:
     if name in BUILTIN_MODELS and not Path(name).exists():
         return f"{builtin_gguf(name)}{sep}{key}"
     return spec
+
+
+def gguf_source_folder(name: str, revision: str | None,
+                       cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """For ``load_causal_lm``: the cached transformers folder when ``name`` is a GGUF source
+    (a built-in name or a ``.gguf`` file), else ``None``. A ``revision`` is refused with it."""
+    if not is_gguf_source(name):
+        return None
+    if revision is not None:
+        raise LoralabError(f"--revision {revision} is not allowed with the GGUF model {name}; "
+                           "a revision picks a commit of a hub id (owner/name)")
+    return Path(resolve_model_source(name, cache_dir))

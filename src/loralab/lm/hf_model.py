@@ -275,14 +275,9 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
     """
     transformers = _transformers()
     name = str(name_or_path)
-    folder = Path(name).expanduser()
-    from .gguf import is_gguf_source, resolve_model_source
+    from .gguf import gguf_source_folder
 
-    if is_gguf_source(name):
-        if revision is not None:
-            raise LoralabError(f"--revision {revision} is not allowed with the GGUF model "
-                               f"{name}; a revision picks a commit of a hub id (owner/name)")
-        folder = Path(resolve_model_source(name, cache_dir))
+    folder = gguf_source_folder(name, revision, cache_dir) or Path(name).expanduser()
     if folder.is_dir():
         _check_folder(folder, name, revision)
         source, local = str(folder), True
