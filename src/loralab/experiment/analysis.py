@@ -33,6 +33,7 @@ from ..lm.dist import DistContext
 from ..lm.model import generate
 from ..lm.train import EVAL_BATCH, evaluate
 from ..lowrank import energy_ranks, svd_factors, truncate
+from ..method_specs import method_spec, runs_of
 from .config import parse_targets, run_label
 from .results import (
     Amplification,
@@ -155,14 +156,14 @@ def headline_lora(result: ExperimentResult, targets: str | None = None) -> RunRe
     """The LoRA run the targets are judged on: rank 8 (or the nearest) on ``targets``
     (default: the last target set)."""
     targets = targets or result.config.targets[-1]
-    cand = [r for r in result.runs if r.method == "lora" and r.targets == targets]
+    cand = [r for r in runs_of(result.runs, "lora") if r.targets == targets]
     return headline_run(cand)
 
 
 def _judged(result: ExperimentResult) -> list[RunResult]:
     """LoRA at r≈8 on every target set, then the rsLoRA run nearest r = 8 (if any)."""
     runs = [headline_lora(result, t) for t in result.config.targets]
-    runs.append(headline_run([r for r in result.runs if r.method == "rslora"]))
+    runs.append(headline_run(runs_of(result.runs, "rslora")))
     return [r for r in runs if r is not None]
 
 
@@ -208,7 +209,7 @@ def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, n
     runs = {r.label: r for r in result.runs}
     checks = []
     for label, model in models.items():
-        if runs[label].method in ("lora", "rslora"):
+        if method_spec(runs[label].method).sweep:
             c = (done or {}).get(label) or merge_check(
                 model, base, data, device=device, dist=dist,
                 val_loss=runs[label].final_val_loss)

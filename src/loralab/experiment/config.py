@@ -24,41 +24,54 @@ from ..errors import LoralabError, check_choice
 from ..lm.bytes import BYTE_VOCAB
 from ..lm.dist import DEVICES
 from ..lm.model import config_hash
+from ..method_specs import (
+    LOFTQ_ITER,
+    LORAPLUS_RATIO,
+    METHOD_SPECS,
+    Method,
+    MethodSpec,
+    method_spec,
+)
 from .presets import CORPUS_VERSION, PRESETS, Preset, PresetSpec, parse_targets
 
-__all__ = ["ADAPTER_METHODS", "DEFAULT_METHODS", "METHODS", "METHOD_HELP", "QUANT_METHODS",
-           "ExperimentConfig", "RunSpec", "plan_runs", "run_label"]
+__all__ = ["ADAPTER_METHODS", "DEFAULT_METHODS", "LOFTQ_ITER", "LORAPLUS_RATIO", "METHODS",
+           "METHOD_HELP", "QUANT_METHODS", "ExperimentConfig", "RunSpec", "plan_runs", "run_label"]
 
-ADAPTER_METHODS: frozenset[str] = frozenset(METHODS) - {"full"}
-QUANT_METHODS: frozenset[str] = frozenset({"qlora", "loftq"})
-LOFTQ_ITER = 5             # LoftQ's alternating rounds (PEFT's loftq_iter)
-LORAPLUS_RATIO = 16.0      # LoRA+: η_B / η_A, the paper's and PEFT's default
+ADAPTER_METHODS: frozenset[str] = frozenset(m for m, s in METHOD_SPECS.items() if s.is_adapter)
+QUANT_METHODS: frozenset[str] = frozenset(m for m, s in METHOD_SPECS.items() if s.quantizes)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One fine-tuning run: its ``method`` (:data:`METHODS`) and, for an adapter, its rank,
-    targets and scale rule (``rslora``: α/√r)."""
+    """One fine-tuning run: its ``method`` (:data:`METHODS`; what it does is the method's
+    record, :data:`~loralab.method_specs.METHOD_SPECS`) and, for an adapter, its rank and
+    targets."""
 
-    method: str
+    method: Method
     rank: int | None = None
     targets: str = "all"
     modules: tuple[str, ...] = ()
-    rslora: bool = False
+
+    @property
+    def method_spec(self) -> MethodSpec:
+        """The method's record."""
+        return method_spec(self.method)
+
+    @property
+    def rslora(self) -> bool:
+        """The scale rule is α/√r (the ``rslora`` method's)."""
+        return self.method_spec.rslora
 
     @property
     def label(self) -> str:
         """File-safe name: ``full``, ``lora-r8-attn``, ``dora-r16-attn+mlp``."""
-        return run_label(self.method, self.rank, self.targets, self.rslora)
+        return self.method_spec.run_label(self.rank, self.targets)
 
 
-def run_label(method: str, rank: int | None = None, targets: str = "all",
-              rslora: bool = False) -> str:
+def run_label(method: str, rank: int | None = None, targets: str = "all") -> str:
     """The one spelling of a run's name: ``full``, ``lora-r8-attn``, ``rslora-r16-attn+mlp``
-    (``method="lora", rslora=True`` is the rsLoRA run too)."""
-    if method == "full":
-        return "full"
-    return f"{'rslora' if rslora and method == 'lora' else method}-r{rank}-{targets}"
+    (:meth:`~loralab.method_specs.MethodSpec.run_label`)."""
+    return method_spec(method).run_label(rank, targets)
 
 
 @dataclass(frozen=True)
@@ -162,10 +175,11 @@ class ExperimentConfig:
                                "it names a hub revision of --model")
 
     def _check_fsdp(self) -> None:
-        other = sorted(set(self.methods) - {"full", "lora", "rslora"})
+        other = sorted(m for m in self.methods if not METHOD_SPECS[m].fsdp)
         if self.fsdp and other:
+            *most, last = [m for m, s in METHOD_SPECS.items() if s.fsdp]
             raise LoralabError(f"methods {', '.join(other)} are not allowed with --fsdp; it "
-                               "shards full, lora and rslora runs")
+                               f"shards {', '.join(most)} and {last} runs")
 
     def _check_methods(self) -> None:
         methods = tuple(self.methods)
@@ -173,13 +187,14 @@ class ExperimentConfig:
             raise LoralabError("methods is empty; give at least one of " + ", ".join(METHODS))
         for m in methods:
             check_choice("method", m, METHODS)
-        if QUANT_METHODS & set(methods):
+        need_bnb = sorted(m for m in set(methods) if "bitsandbytes" in METHOD_SPECS[m].needs)
+        if need_bnb:
             from ..quant import QUANT_HINT, bnb
 
             try:
                 bnb()
             except LoralabError:
-                raise LoralabError(f"methods {', '.join(sorted(QUANT_METHODS & set(methods)))} "
+                raise LoralabError(f"methods {', '.join(need_bnb)} "
                                    f"need bitsandbytes, which is not installed; {QUANT_HINT}"
                                    ) from None
         object.__setattr__(self, "methods", tuple(m for m in METHODS if m in methods))
@@ -215,8 +230,9 @@ class ExperimentConfig:
 
     def key(self) -> str:
         """Key of the whole experiment (its resume folder)."""
-        extra = (LOFTQ_ITER, LORAPLUS_RATIO) if ADAPTER_METHODS - {"lora", "rslora"} \
-            & set(self.methods) else ()
+        extra = (LOFTQ_ITER, LORAPLUS_RATIO) if any(
+            METHOD_SPECS[m].is_adapter and not METHOD_SPECS[m].default
+            for m in self.methods) else ()
         return config_hash(self.base_key(), self.spec, self.ranks, self.targets,
                            self.lora_alpha, self.effective_rslora_ranks, *extra,
                            *self.source_key())
@@ -240,23 +256,23 @@ class ExperimentConfig:
 
 def plan_runs(config: ExperimentConfig,
               target_sets: list[tuple[str, tuple[str, ...]]] | None = None) -> list[RunSpec]:
-    """The runs in order: full, LoRA (targets × ranks), rsLoRA on the last target set, then
-    every other method asked for (targets × ranks), in the order of :data:`METHODS`.
+    """The runs in order: each method asked for, in the order of :data:`METHODS`, as its
+    record's :data:`~loralab.method_specs.Plan` says: full once, LoRA and the other methods
+    at every rank on every target set, rsLoRA at the larger ranks on the last target set.
     ``target_sets``: ``[(label, module names)]`` (default: :func:`parse_targets` of the
     config's targets; a transformers model's come from its workload)."""
     if target_sets is None:
         target_sets = ([parse_targets(t) for t in config.targets] if config.model is None
                        else [(t, ()) for t in config.targets])
-    runs = [RunSpec("full")] if "full" in config.methods else []
-    sets = target_sets
-    if "lora" in config.methods:
-        runs += [RunSpec("lora", r, label, mods) for label, mods in sets for r in config.ranks]
-    if config.effective_rslora_ranks:
-        label, modules = sets[-1]
-        runs += [RunSpec("rslora", r, label, modules, rslora=True)
-                 for r in config.effective_rslora_ranks]
+    runs: list[RunSpec] = []
     for method in config.methods:
-        if method not in ("full", "lora", "rslora"):
-            runs += [RunSpec(method, r, label, mods) for label, mods in sets
+        plan = METHOD_SPECS[method].plan
+        if plan == "once":
+            runs.append(RunSpec(method))
+        elif plan == "larger_ranks":
+            label, modules = target_sets[-1]
+            runs += [RunSpec(method, r, label, modules) for r in config.effective_rslora_ranks]
+        else:
+            runs += [RunSpec(method, r, label, mods) for label, mods in target_sets
                      for r in config.ranks]
     return runs

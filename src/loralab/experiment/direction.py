@@ -28,22 +28,24 @@ import math
 import torch
 from torch import nn
 
+from ..method_specs import METHOD_SPECS, method_spec
 from .config import ExperimentConfig, parse_targets, run_label
 from .results import MagnitudeDirection, MDPoint, RunResult, headline_rank
 from .workload import layer_paths, weight_out_in
 
 __all__ = ["DirectionTracker", "delta_md", "magnitude_direction", "tracked_runs"]
 
-TRACED = ("full", "lora", "dora")
+TRACED = tuple(m for m, s in METHOD_SPECS.items() if s.paper_sign is not None)
+"""The methods traced (full, LoRA, DoRA: those the paper's Figure 2 gives a sign)."""
 
 
 def tracked_runs(config: ExperimentConfig, base: nn.Module | None = None,
                  target_sets: list[tuple[str, tuple[str, ...]]] | None = None
                  ) -> tuple[dict[str, str], str, tuple[str, ...]]:
     """``({run label: method}, module, layer paths of base)`` of the traced runs, empty
-    without the ``dora`` method. The module is ``q_proj`` when the last target set has it
+    without a DoRA method. The module is ``q_proj`` when the last target set has it
     (the paper's query), else that set's first module."""
-    if "dora" not in config.methods:
+    if not any(METHOD_SPECS[m].dora for m in config.methods):
         return {}, "", ()
     label, modules = (target_sets or [parse_targets(config.targets[-1])])[-1]
     rank = headline_rank(config.ranks)
@@ -115,12 +117,11 @@ def magnitude_direction(config: ExperimentConfig, runs: list[RunResult],
         points += pts
         corr[r.method] = _pearson([p.delta_d for p in pts], [p.delta_m for p in pts])
         within[r.method] = _pearson(*_demeaned(pts))
-    want = {"full": -1, "lora": 1, "dora": -1}
+    want = {m: METHOD_SPECS[m].paper_sign for m in TRACED}
     signs = {m: (c > 0) - (c < 0) for m, c in corr.items() if math.isfinite(c)}
     reproduced = ({m: signs.get(m) == s for m, s in want.items()}
                   if set(want) <= set(signs) else {})
-    head = next(r for r in traced if r.method != "full") if any(
-        r.method != "full" for r in traced) else None
+    head = next((r for r in traced if method_spec(r.method).is_adapter), None)
     return MagnitudeDirection(
         module=module, rank=head.rank if head else None,
         targets=head.targets if head else config.targets[-1], points=points,

@@ -40,11 +40,12 @@ from torch import nn
 from ..errors import LoralabError
 from ..fileio import OutputFolder, atomic_write_text, output_folder, require_finite
 from ..lm.dist import DistContext, resolve_device
+from ..method_specs import METHOD_SPECS, full_run, method_spec
 from ..peak import measure_matmul_peak
 from ..threads import SMALL_NUMEL, largest_matrix_numel, run_layout
 from .analysis import analyse
 from .base import default_cache_dir, load_or_pretrain_base
-from .config import ADAPTER_METHODS, QUANT_METHODS, ExperimentConfig, RunSpec, plan_runs
+from .config import ExperimentConfig, RunSpec, plan_runs
 from .direction import magnitude_direction
 from .jobs import at_once, can_fork, run_side_by_side
 from .methods import adapter_root, plain_adapter
@@ -69,13 +70,13 @@ def total_steps(config: ExperimentConfig) -> int:
     """Optimizer steps of the whole experiment (pretraining included), for a progress bar."""
     spec = config.spec
     return spec.pretrain.steps + sum(
-        (spec.full if r.method == "full" else spec.lora).steps for r in plan_runs(config))
+        (spec.lora if r.method_spec.is_adapter else spec.full).steps for r in plan_runs(config))
 
 
 def _steps_to_full(runs: list[RunResult]) -> None:
     """Each run's first val step at or below full fine-tuning's final val loss (``None``
     when it never gets there, or without a full run)."""
-    full = next((r for r in runs if r.method == "full"), None)
+    full = full_run(runs)
     if full is None:
         return
     for r in runs:
@@ -150,18 +151,16 @@ def memory_plan(config: ExperimentConfig, work: Workload, device: torch.device
     spec, model = config.spec, adapter_root(work.base)
     modules = tuple(dict.fromkeys(m for _, mods in work.target_sets for m in mods))
     rank = max((*config.ranks, *(config.rslora_ranks or ())))
-    methods = set(config.methods)
-    kinds = (["full"] if "full" in methods else []) + (
-        ["lora"] if (ADAPTER_METHODS - QUANT_METHODS) & methods else []) + (
-        ["qlora"] if QUANT_METHODS & methods else [])
+    kinds = [METHOD_SPECS[k] for k in dict.fromkeys(
+        s.estimate_as for m, s in METHOD_SPECS.items() if m in config.methods)]
     estimates = [estimate_run_memory(
-        model, method=k, batch_size=(spec.full if k == "full" else spec.lora).batch_size,
-        seq_len=work.ft.block_size, targets=modules if k != "full" else (),
-        lora_rank=rank if k != "full" else 0, bf16=config.bf16, device=device.type,
-        quantized_base_bits=NF4_BITS if k == "qlora" else None) for k in kinds]
+        model, method=k.name, batch_size=(spec.lora if k.is_adapter else spec.full).batch_size,
+        seq_len=work.ft.block_size, targets=modules if k.is_adapter else (),
+        lora_rank=rank if k.is_adapter else 0, bf16=config.bf16, device=device.type,
+        quantized_base_bits=NF4_BITS if k.quantizes else None) for k in kinds]
     check_fits(estimates, device=device, batch_flag="--batch")
-    return [{**asdict(e), "rank": rank if e.method != "full" else None, "total": e.total,
-             "describe": e.describe()} for e in estimates]
+    return [{**asdict(e), "rank": rank if method_spec(e.method).is_adapter else None,
+             "total": e.total, "describe": e.describe()} for e in estimates]
 
 
 def _layout(config: ExperimentConfig, work: Workload, memory: list[dict],
@@ -189,14 +188,15 @@ def _layout(config: ExperimentConfig, work: Workload, memory: list[dict],
 
 def _cost(config: ExperimentConfig) -> Callable[[RunSpec], float]:
     """A run's relative cost, for handing out the longest first: its steps × its step time
-    relative to a full step (LoRA ≈ 0.75 + 0.04 per target module; DoRA forms B A too)."""
+    relative to a full step (LoRA ≈ 0.75 + 0.04 per target module, × the method's
+    ``step_cost``: DoRA forms B A too)."""
     spec = config.spec
 
     def cost(run: RunSpec) -> float:
-        if run.method == "full":
+        if not run.method_spec.is_adapter:
             return float(spec.full.steps)
         per = 0.75 + 0.04 * len(run.modules)
-        return spec.lora.steps * per * (1.5 if run.method == "dora" else 1.0)
+        return spec.lora.steps * per * run.method_spec.step_cost
 
     return cost
 

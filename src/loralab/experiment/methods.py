@@ -2,8 +2,9 @@
 
 :func:`build_run_model` gives a trainable copy of the base for one :class:`RunSpec`: every
 weight (``full``), or an adapter of the method's kind on the run's targets with the base
-frozen (see :data:`~loralab.experiment.config.METHOD_HELP`); :func:`param_groups` gives
-LoRA+'s two learning rates. Every method uses loralab's own LoRA (:mod:`loralab.lora`).
+frozen, as the method's record says (:data:`~loralab.method_specs.METHOD_SPECS`: its init,
+scale rule, DoRA, quantized base); :func:`param_groups` gives LoRA+'s two learning rates.
+Every method uses loralab's own LoRA (:mod:`loralab.lora`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 
 from ..lm.train import TrainConfig
-from .config import LOFTQ_ITER, LORAPLUS_RATIO, QUANT_METHODS, ExperimentConfig, RunSpec
+from ..method_specs import LOFTQ_ITER
+from .config import ExperimentConfig, RunSpec
 
 __all__ = ["adapter_root", "build_run_model", "param_groups", "plain_adapter"]
 
@@ -32,14 +34,14 @@ def _adapter_config(run: RunSpec, config: ExperimentConfig, conv1d: bool = False
     ``conv1d``: the targets store Wᵀ (``fan_in_fan_out``, as PEFT's config says for GPT-2)."""
     from ..lora import AdapterConfig
 
-    init: object = True
-    if run.method in ("pissa", "olora", "loftq"):
-        init = run.method
+    spec = run.method_spec
+    init: object = True if spec.init == "plain" else spec.init
     return AdapterConfig(
         r=run.rank, lora_alpha=config.lora_alpha, target_modules=list(run.modules),
-        use_rslora=run.rslora, use_dora=run.method == "dora", init_lora_weights=init,
+        use_rslora=spec.rslora, use_dora=spec.dora, init_lora_weights=init,
         fan_in_fan_out=conv1d,
-        loftq_config={"loftq_bits": 4, "loftq_iter": LOFTQ_ITER} if init == "loftq" else {})
+        loftq_config={"loftq_bits": spec.base_bits, "loftq_iter": LOFTQ_ITER}
+        if spec.init == "loftq" else {})
 
 
 def adapter_root(model: nn.Module) -> nn.Module:
@@ -55,30 +57,32 @@ def build_run_model(base: nn.Module, run: RunSpec, config: ExperimentConfig) -> 
     then the base quantized to NF4, which stores that Q(W) exactly."""
     from ..lora import inject_lora, prepare_model_for_kbit_training, quantize_model
 
+    spec = run.method_spec
     model = copy.deepcopy(base)
-    if run.method == "full":
+    if not spec.is_adapter:
         model.requires_grad_(True)
         return model.train()
-    if run.method == "qlora":
-        quantize_model(model, bits=4)
+    if spec.quantize_first:
+        quantize_model(model, bits=spec.base_bits)
     root = adapter_root(model)
     inject_lora(root, _adapter_config(run, config, _conv1d(root, run.modules)),
                 generator=torch.Generator().manual_seed(config.seed))
-    if run.method == "loftq":
-        quantize_model(model, bits=4)
-    if run.method in QUANT_METHODS:
+    if spec.quantizes and not spec.quantize_first:
+        quantize_model(model, bits=spec.base_bits)
+    if spec.quantizes:
         prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model.train()
 
 
 def param_groups(model: nn.Module, run: RunSpec, tc: TrainConfig) -> list[dict] | None:
-    """LoRA+'s groups (B at ``LORAPLUS_RATIO``× the learning rate) as ``lr_scale``s; else
-    ``None`` (one group)."""
-    if run.method != "loraplus":
+    """LoRA+'s groups (B at the method's ``lr_ratio``× the learning rate) as ``lr_scale``s;
+    else ``None`` (one group)."""
+    ratio = run.method_spec.lr_ratio
+    if ratio == 1.0:
         return None
     from ..lora import loraplus_param_groups
 
-    groups = loraplus_param_groups(model, tc.lr, LORAPLUS_RATIO)
+    groups = loraplus_param_groups(model, tc.lr, ratio)
     return [{"params": g["params"], "lr_scale": g["lr"] / tc.lr,
              "weight_decay": g["weight_decay"]} for g in groups if g["params"]]
 
@@ -97,7 +101,7 @@ def plain_adapter(base: nn.Module, run: RunSpec, config: ExperimentConfig,
     """
     from ..lora import AdapterConfig, inject_lora, lora_layers
 
-    if run.method not in ("pissa", "olora"):
+    if not run.method_spec.residual_base:
         return trained
     start = lora_layers(build_run_model(base, run, config))
     model = copy.deepcopy(base)

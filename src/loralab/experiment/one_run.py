@@ -103,7 +103,7 @@ def fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfi
     training (side by side with the other runs' when they run in parallel). ``peak_flops``:
     what the run's utilisation divides by (``None``: measured by :func:`~loralab.lm.train`)."""
     spec = config.spec
-    tc = _with_seed(spec.full if run.method == "full" else spec.lora, config.seed)
+    tc = _with_seed(spec.lora if run.method_spec.is_adapter else spec.full, config.seed)
     model = build_run_model(base, run, config)
     done = done_path(state_dir, run) if state_dir else None
     if done is not None and dist.broadcast_flag(done.is_file(), device):
@@ -139,7 +139,7 @@ def fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfi
     result.initial_val_loss = initial
     result.direction_trace = tracker.points if tracker is not None else []
     check = None
-    if run.method in ("lora", "rslora"):
+    if run.method_spec.sweep:
         check = merge_check(model.eval(), base, ft, device=device, dist=dist,
                             val_loss=result.final_val_loss)
         check.label = run.label

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..fileio import atomic_write, atomic_write_json, atomic_write_text
 from ..lora import save_adapter
+from ..method_specs import full_run, method_spec
 from ..plots import save_png
 from ..plots.finetune import bridge_figure, convergence_figure, cost_figure
 from ..plots.methods import direction_figure, methods_figure
@@ -48,13 +49,14 @@ def _save_loftq_base(model: nn.Module, path: Path) -> None:
 def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: Path) -> None:
     """Write tables, JSON, samples, figures and every LoRA adapter into ``out``."""
     (out / "adapters").mkdir(exist_ok=True)
+    specs = {r.label: method_spec(r.method) for r in result.runs}
     for label, model in models.items():
-        if label != "full":
+        if specs[label].is_adapter:
             save_adapter(adapter_root(model), out / "adapters" / label)
-        if label.startswith("loftq-"):
+        if specs[label].init == "loftq":       # its adapter belongs to Q(W), saved beside it
             _save_loftq_base(model, out / "adapters" / label / LOFTQ_BASE)
     save_png(convergence_figure(result), out / "convergence.png")
-    if any(r.method == "full" for r in result.runs):
+    if full_run(result.runs) is not None:
         save_png(bridge_figure(result), out / "bridge.png")
         save_png(cost_figure(result), out / "cost.png")
     if set(result.config.methods) - set(DEFAULT_METHODS):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ..choices import DEFAULT_METHODS
+from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
 from .results import Amplification, Analysis, ExperimentResult, MergeCheck, RunResult
 
 __all__ = ["format_samples", "format_tables", "human_bytes", "task_name"]
@@ -46,7 +47,7 @@ def _titled(title: str, header: list[str], rows: list[list[str]], markdown: bool
 def _runs_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
     """The heading and the table of runs: base, full fine-tuning, each LoRA / rsLoRA run."""
     cfg, spec = result.config, result.config.spec
-    full = next((r for r in result.runs if r.method == "full"), None)
+    full = full_run(result.runs)
     model = (f"{cfg.model}, " if cfg.model else f"d={spec.model.d_model}, "
              f"{spec.model.n_layers} layers, ")
     lines = [f"{h}Full fine-tuning vs LoRA on {task_name(result)} ({cfg.preset} preset: "
@@ -84,7 +85,7 @@ def _methods_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str
     if not set(result.config.methods) - set(DEFAULT_METHODS):
         return []
     runs = headline_runs(result)
-    full = next((r for r in runs if r.method == "full"), None)
+    full = full_run(runs)
     last = result.config.spec.lora.steps
     rows = [[r.method, r.label, f"{r.trainable_params:,}", _f(r.initial_val_loss),
              _f(r.final_val_loss), _vs_full(r, full),
@@ -104,7 +105,7 @@ def _quant_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
     by = {(r.method, r.rank, r.targets): r for r in result.runs}
     rows = []
     for r in result.runs:
-        if r.method != "qlora" and r.method != "loftq":
+        if not method_spec(r.method).quantizes:
             continue
         lora = by.get(("lora", r.rank, r.targets))
         ref = [] if lora is None else [_f(lora.initial_val_loss), _f(lora.final_val_loss)]
@@ -127,8 +128,8 @@ def _memory_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]
     adapter at the largest rank on the last target set; QLoRA likewise)."""
     rows = []
     for m in result.memory:
-        cand = [r for r in result.runs if r.method == m["method"]
-                and (r.rank == m["rank"] or m["method"] == "full")]
+        cand = [r for r in runs_of(result.runs, m["method"])
+                if r.rank == m["rank"] or not method_spec(m["method"]).is_adapter]
         run = next((r for r in cand if r.targets == result.config.targets[-1]), None) or (
             cand[0] if cand else None)
         rows.append([m["label"], human_bytes(m["weights"]), human_bytes(m["gradients"]),
@@ -148,7 +149,7 @@ def _direction_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
     md = a.magnitude_direction
     if md is None:
         return []
-    want = {"full": "negative", "lora": "positive", "dora": "negative"}
+    want = {m: s.paper_slope for m, s in METHOD_SPECS.items() if s.paper_slope}
     rows = [[m, f"{c:+.2f}", _f(md.within_step.get(m), "+.2f"), want.get(m, "—"),
              {True: "yes", False: "no"}.get(md.reproduced.get(m), "—")]
             for m, c in md.correlation.items()]

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..errors import LoralabError
 from ..memory_info import USABLE, available_memory, format_bytes
+from ..method_specs import method_spec
 from .cost import count_saved_tensors
 from .hf_model import HFCausalLM, hf_shape_fields, is_linear_like
 from .model import TinyLMConfig, lm_loss
@@ -221,11 +222,6 @@ def _activation_bytes(shape: ModelShape, b: int, t: int, *, adapter: bool,
     return int(BF16_ACTIVATION_RATIO * fp32 + 2 * linear_weights) if bf16 else int(fp32)
 
 
-def _label(method: str, rank: int) -> str:
-    name = {"full": "full fine-tuning", "lora": "LoRA"}.get(method, method)
-    return f"{name} r={rank}" if rank and method != "full" else name
-
-
 def _states(optimizer: str, grad_bytes: int, tensors: int) -> int:
     if optimizer not in ("adamw", "sgd"):
         raise LoralabError(f"optimizer={optimizer!r} is not allowed; use 'adamw' or 'sgd'")
@@ -250,8 +246,9 @@ def _trainable(model: nn.Module, trainable: Trainable, method: str, rank: int
     if isinstance(trainable, int) and not isinstance(trainable, bool):
         return trainable, 4 * trainable, 0
     if trainable is None:
-        fresh = method != "full" and rank > 0          # factors not in the model yet
-        chosen = [] if fresh else [p for _, p in named if p.requires_grad or method == "full"]
+        adapter = method_spec(method).is_adapter
+        fresh = adapter and rank > 0                   # factors not in the model yet
+        chosen = [] if fresh else [p for _, p in named if p.requires_grad or not adapter]
     elif callable(trainable):
         chosen = [p for n, p in named if trainable(n)]
     else:
@@ -289,7 +286,8 @@ def estimate_run_memory(model: nn.Module, *, method: str, batch_size: int, seq_l
     from its tensors (a ``meta``-device model costs nothing to build), activations from
     ``shape`` (default :meth:`ModelShape.of` the model).
 
-    ``method``: ``"full"`` or an adapter method (``"lora"``, ...; base frozen). ``trainable``:
+    ``method``: ``"full"`` or an adapter method (``"lora"``, ...: a name of
+    :data:`~loralab.method_specs.METHOD_SPECS`; base frozen). ``trainable``:
     the model's parameters that train, as names, a predicate on the name, a count (float32)
     or ``None``: all for ``full``; for an adapter those with ``requires_grad`` (the adapter is
     in the model), or none when ``lora_rank > 0``: then the factors are not in the model yet
@@ -298,21 +296,22 @@ def estimate_run_memory(model: nn.Module, *, method: str, batch_size: int, seq_l
     linear weights at that many bits (:data:`NF4_BITS`); ``bf16``: autocast; ``device``:
     ``"cpu"`` or ``"cuda"`` (which attention kernel runs)."""
     _check_run(batch_size, seq_len, quantized_base_bits)
+    adapter = method_spec(method).is_adapter
     shape = shape if shape is not None else ModelShape.of(model)
     n_train, grad, tensors = _trainable(model, trainable, method, lora_rank)
     extra = 0
-    if method != "full" and lora_rank > 0:
+    if adapter and lora_rank > 0:
         counted, lora_tensors = lora_param_count(model, targets, lora_rank)
         extra = lora_params or counted
         n_train, grad, tensors = n_train + extra, grad + 4 * extra, tensors + lora_tensors
     weights, linear = _weight_bytes(model, quantized_base_bits)
-    acts = _activation_bytes(shape, batch_size, seq_len, adapter=method != "full",
+    acts = _activation_bytes(shape, batch_size, seq_len, adapter=adapter,
                              targets=targets, rank=lora_rank, bf16=bf16, device=device,
                              linear_weights=linear)
     total = sum(p.numel() for p in model.parameters()) + extra
-    return MemoryEstimate(_label(method, lora_rank), method, weights + 4 * extra, grad,
-                          _states(optimizer, grad, tensors), acts, n_train, total,
-                          batch_size, seq_len)
+    return MemoryEstimate(method_spec(method).estimate_label(lora_rank), method,
+                          weights + 4 * extra, grad, _states(optimizer, grad, tensors), acts,
+                          n_train, total, batch_size, seq_len)
 
 
 def estimate_from_config(config: object, *, method: str, batch_size: int, seq_len: int,
@@ -325,11 +324,12 @@ def estimate_from_config(config: object, *, method: str, batch_size: int, seq_le
     parameters are counted analytically (:meth:`ModelShape.parameter_count`), ``dtype_bytes``
     each; an adapter method trains LoRA at ``lora_rank`` on ``targets``, the base frozen."""
     _check_run(batch_size, seq_len, quantized_base_bits)
+    adapter = method_spec(method).is_adapter
     shape = config if isinstance(config, ModelShape) else ModelShape.from_config(config)
     total, linear = shape.parameter_count(), shape.linear_count()
     per_linear = quantized_base_bits / 8 if quantized_base_bits else dtype_bytes
     weights = (total - linear) * dtype_bytes + linear * per_linear
-    if method == "full":
+    if not adapter:
         n_train, tensors, grad = total, 0, total * dtype_bytes     # steps: a few KB
     else:
         n_train, tensors = lora_param_count(shape, targets, lora_rank)
@@ -337,12 +337,12 @@ def estimate_from_config(config: object, *, method: str, batch_size: int, seq_le
         weights, total = weights + grad, total + n_train
     cast = 0 if dtype_bytes != 4 else shape.vocab_size * shape.d_model + (
         0 if quantized_base_bits else linear)              # float32 weights autocast copies
-    acts = _activation_bytes(shape, batch_size, seq_len, adapter=method != "full",
+    acts = _activation_bytes(shape, batch_size, seq_len, adapter=adapter,
                              targets=targets, rank=lora_rank, bf16=bf16, device=device,
                              linear_weights=cast)
-    return MemoryEstimate(_label(method, lora_rank), method, int(math.ceil(weights)), grad,
-                          _states(optimizer, grad, tensors), acts, n_train, total,
-                          batch_size, seq_len)
+    return MemoryEstimate(method_spec(method).estimate_label(lora_rank), method,
+                          int(math.ceil(weights)), grad, _states(optimizer, grad, tensors),
+                          acts, n_train, total, batch_size, seq_len)
 
 
 def _budget(device: str | torch.device) -> tuple[int | None, str]:

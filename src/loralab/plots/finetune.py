@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
 from . import COLORS, new_figure
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["bridge_figure", "convergence_figure", "cost_figure", "rank_colors"]
 
-RSLORA_COLOR = "#6a3d9a"   # rsLoRA (α/√r), beside LoRA's blue (α/r)
+RSLORA_COLOR = METHOD_SPECS["rslora"].color   # rsLoRA (α/√r), beside LoRA's blue (α/r)
 _MODULE_COLORS = {"q_proj": "#1b9e77", "k_proj": "#d95f02", "v_proj": "#7570b3",
                   "o_proj": "#e7298a", "up_proj": "#66a61e", "down_proj": "#a6761d"}
 
@@ -66,7 +67,7 @@ def convergence_figure(result: ExperimentResult) -> Figure:
     fig = new_figure(6.0 * len(panels), 4.8)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     shades = rank_colors(list(cfg.ranks))
-    full = next((r for r in result.runs if r.method == "full"), None)
+    full = full_run(result.runs)
     base = result.base_val_loss
     for ax, target in zip(axes, panels, strict=True):
         ax.axhline(base, color=COLORS["base"], ls=":", lw=1.5,
@@ -76,7 +77,7 @@ def convergence_figure(result: ExperimentResult) -> Figure:
             ax.plot(x, y, color=COLORS["full"], lw=2.5, label=f"full FT, "
                     f"{full.trainable_params:,} params ({full.final_val_loss:.3f})")
         for r in result.runs:
-            if r.method not in ("lora", "rslora") or r.targets != target:
+            if not method_spec(r.method).sweep or r.targets != target:
                 continue
             x, y = _curve(r, base)
             rs = " rsLoRA α/√r" if r.rslora else ""
@@ -219,14 +220,14 @@ def _draw_quality(ax: Axes, result: ExperimentResult) -> None:
     ax.plot([full.trainable_params], [full.final_val_loss], "*", ms=14, color=COLORS["full"],
             label="full fine-tuning")
     for t in cfg.targets:
-        runs = [r for r in result.runs if r.method == "lora" and r.targets == t]
+        runs = [r for r in runs_of(result.runs, "lora") if r.targets == t]
         ax.plot([r.trainable_params for r in runs], [r.final_val_loss for r in runs], "-",
                 color=COLORS["lora"], lw=1, alpha=0.6)
         for r in runs:
             ax.plot(r.trainable_params, r.final_val_loss, markers[t], ms=7, color=shades[r.rank])
             _annotate_rank(ax, r, 4)
         ax.plot([], [], markers[t], color=COLORS["lora"], label=f"LoRA on {t}")
-        rs = [r for r in result.runs if r.method == "rslora" and r.targets == t]
+        rs = [r for r in runs_of(result.runs, "rslora") if r.targets == t]
         if rs:
             ax.plot([r.trainable_params for r in rs], [r.final_val_loss for r in rs],
                     markers[t], ms=7, color=RSLORA_COLOR, label=f"rsLoRA (α/√r) on {t}")
@@ -244,7 +245,7 @@ def _draw_relative_cost(ax: Axes, result: ExperimentResult) -> None:
     """Bars per LoRA run: step time and optimizer state over full fine-tuning's (log y),
     against the targets 0.8 and 1/20."""
     full = result.run("full")
-    lora = [r for r in result.runs if r.method in ("lora", "rslora")]
+    lora = [r for r in result.runs if method_spec(r.method).sweep]
     x = range(len(lora))
     step = [r.step_time_s / full.step_time_s for r in lora]
     optim = [r.optimizer_state_bytes / full.optimizer_state_bytes for r in lora]

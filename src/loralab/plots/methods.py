@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
 from . import COLORS, new_figure
 
 if TYPE_CHECKING:
@@ -21,12 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["METHOD_COLORS", "direction_figure", "headline_runs", "methods_figure"]
 
-METHOD_COLORS: dict[str, str] = {
-    "full": COLORS["full"], "lora": COLORS["lora"], "rslora": "#6a3d9a", "dora": "#ff7f00",
-    "loraplus": "#33a02c", "pissa": "#b15928", "olora": "#a6761d", "qlora": "#17becf",
-    "loftq": "#7f7f7f",
-}
-_PAPER_SIGN = {"full": "negative", "lora": "positive", "dora": "negative"}
+METHOD_COLORS: dict[str, str] = {m: s.color for m, s in METHOD_SPECS.items()}
 
 
 def headline_runs(result: ExperimentResult) -> list[RunResult]:
@@ -36,10 +32,10 @@ def headline_runs(result: ExperimentResult) -> list[RunResult]:
     target set (the runs the method comparison shows)."""
     cfg = result.config
     target = cfg.targets[-1]
-    out = [r for r in result.runs if r.method == "full"]
+    out = [r for r in result.runs if not method_spec(r.method).is_adapter]
     for method in cfg.methods:
-        cand = [r for r in result.runs if r.method == method and r.targets == target]
-        if method != "full" and cand:
+        cand = [r for r in runs_of(result.runs, method) if r.targets == target]
+        if method_spec(method).is_adapter and cand:
             out.append(headline_run(cand))
     return out
 
@@ -57,9 +53,10 @@ def methods_figure(result: ExperimentResult) -> Figure:
                 label=f"base, not fine-tuned ({result.base_val_loss:.2f})")
     for r in runs:
         start = r.initial_val_loss if r.initial_val_loss is not None else result.base_val_loss
-        name = r.method if r.method == "full" else f"{r.method} r={r.rank}"
+        adapter = method_spec(r.method).is_adapter
+        name = f"{r.method} r={r.rank}" if adapter else r.method
         ax1.plot([0, *r.val_steps], [start, *r.val_loss], color=METHOD_COLORS[r.method],
-                 lw=2.2 if r.method == "full" else 1.6,
+                 lw=1.6 if adapter else 2.2,
                  label=f"{name} ({start:.2f} → {r.final_val_loss:.3f})")
     _log_loss_axis(ax1)
     ax1.set_xlabel("fine-tuning step")
@@ -67,8 +64,8 @@ def methods_figure(result: ExperimentResult) -> Figure:
     ax1.set_title(f"Each method at the rank nearest 8 on {result.config.targets[-1]}\n"
                   "(start → end val loss in brackets)")
     ax1.legend(fontsize=8)
-    full = next((r for r in runs if r.method == "full"), None)
-    adapters = [r for r in runs if r.method != "full"]
+    full = full_run(runs)
+    adapters = [r for r in runs if method_spec(r.method).is_adapter]
     if full is not None and adapters:
         ratios = [r.step_time_s / full.step_time_s for r in adapters]
         bars = ax2.bar(range(len(adapters)), ratios,
@@ -98,13 +95,14 @@ def direction_figure(md: MagnitudeDirection) -> Figure:
     import numpy as np
     from matplotlib import colormaps
 
-    methods = [m for m in ("full", "lora", "dora") if m in md.correlation]
+    methods = [m for m, s in METHOD_SPECS.items()
+               if s.paper_sign is not None and m in md.correlation]
     fig = new_figure(4.6 * len(methods), 4.4)
     axes = fig.subplots(1, len(methods), squeeze=False)[0]
     layers = sorted({p.layer for p in md.points}, key=lambda s: (len(s), s))
     cmap = colormaps["viridis"]
     for ax, method in zip(axes, methods, strict=True):
-        pts = [p for p in md.points if p.method == method]
+        pts = runs_of(md.points, method)
         steps = max(p.step for p in pts)
         for i, layer in enumerate(layers):
             mine = [p for p in pts if p.layer == layer]
@@ -121,7 +119,7 @@ def direction_figure(md: MagnitudeDirection) -> Figure:
         r = md.correlation[method]
         ok = md.reproduced.get(method)
         mark = "" if ok is None else (" ✓" if ok else " ✗")
-        ax.set_title(f"{method}: r = {r:+.2f} (paper: {_PAPER_SIGN[method]}){mark}")
+        ax.set_title(f"{method}: r = {r:+.2f} (paper: {METHOD_SPECS[method].paper_slope}){mark}")
         ax.set_xlabel("ΔD = mean(1 − cos(W_n, W0_n))")
         ax.set_ylabel("ΔM = mean |‖W_n‖ − ‖W0_n‖|")
         ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3))

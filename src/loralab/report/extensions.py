@@ -15,6 +15,7 @@ import torch
 
 from .. import lowrank as lr
 from ..experiment import ExperimentConfig, ExperimentResult, run_experiment, total_steps
+from ..method_specs import full_run, runs_of
 from ..plots import finetune as pft
 from ..plots import lowrank as plr
 from .data import Extension, ReportData
@@ -161,7 +162,7 @@ def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extensio
     lang, font = data.config.lang, data.cjk_font
     data.results["finetune"] = result
     a = result.analysis
-    full = next((r for r in result.runs if r.method == "full"), None)
+    full = full_run(result.runs)
     values = {
         "params": f"{result.base.params:,}", "base": f"{result.base_val_loss:.3f}",
         "full": f"{full.final_val_loss:.3f}" if full is not None else "—",
@@ -240,10 +241,10 @@ def _slider_lines(data: ReportData, result: ExperimentResult) -> None:
     targets = result.config.targets[-1]
     trunc = {row.rank: row for row in getattr(result.analysis, "truncation", [])
              if row.targets == targets and row.rank is not None}
-    full_run = next((r for r in result.runs if r.method == "full"), None)
-    full = full_run.final_val_loss if full_run is not None else float("nan")
-    for run in result.runs:
-        if run.method != "lora" or run.targets != targets:
+    full_result = full_run(result.runs)
+    full = full_result.final_val_loss if full_result is not None else float("nan")
+    for run in runs_of(result.runs, "lora"):
+        if run.targets != targets:
             continue
         tr = trunc.get(run.rank)
         tr_txt = f"{tr.val_loss_truncated:.3f}" if tr is not None else "–"

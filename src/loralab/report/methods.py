@@ -15,6 +15,7 @@ from ..choices import DEFAULT_METHODS
 from ..errors import LoralabError
 from ..experiment import ExperimentResult
 from ..experiment.results import result_from_dict
+from ..method_specs import full_run, method_spec, runs_of
 from ..plots.methods import direction_figure, headline_runs, methods_figure
 from .figure_zh import localized_png as _png
 from .text import t
@@ -53,15 +54,15 @@ def method_values(result: ExperimentResult, lang: str) -> dict:
     chapter's template."""
     extra = set(result.config.methods) - set(DEFAULT_METHODS)
     runs = headline_runs(result) if extra else []
-    full = next((r for r in runs if r.method == "full"), None)
+    full = full_run(runs)
     rows = [[r.method, f"{r.trainable_params:,}", f"{r.initial_val_loss:.3f}"
              if r.initial_val_loss is not None else "—", f"{r.final_val_loss:.3f}",
              "—" if full is None else (str(r.steps_to_full_loss) if r.steps_to_full_loss
                                        else t("ft_never", lang)),
              "—" if full is None else f"{r.step_time_s / full.step_time_s:.2f}×",
              f"{r.base_weight_bytes / 2**10:,.0f} KiB"] for r in runs]
-    quant = [r for r in runs if r.method in ("qlora", "loftq")]
-    lora = next((r for r in runs if r.method == "lora"), None)
+    quant = [r for r in runs if method_spec(r.method).quantizes]
+    lora = next(iter(runs_of(runs, "lora")), None)
     qtext = None
     if quant and lora is not None:
         q = quant[0]
