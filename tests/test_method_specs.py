@@ -105,6 +105,10 @@ def test_inconsistent_records_are_refused():
         MethodSpec("loftq", "x", "#000000", init="loftq")
     with pytest.raises(LoralabError, match="init"):
         MethodSpec("lora", "x", "#000000", init="svd")  # type: ignore[arg-type]
+    with pytest.raises(LoralabError, match="method 'lora2' is not allowed"):
+        MethodSpec("lora2", "x", "#000000")  # type: ignore[arg-type]
+    with pytest.raises(LoralabError, match="needs"):
+        MethodSpec("qlora", "x", "#000000", base_bits=4, needs=("bnb",))  # type: ignore
     with pytest.raises(LoralabError, match="> 0"):
         MethodSpec("loraplus", "x", "#000000", lr_ratio=0.0)
     assert {f.name for f in fields(MethodSpec)} >= {"name", "help", "is_adapter", "init",

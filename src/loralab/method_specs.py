@@ -86,9 +86,12 @@ class MethodSpec:
     title: str = ""
 
     def __post_init__(self) -> None:
+        check_choice("method", self.name, get_args(Method))    # the Literal names it too
         check_choice("init", self.init, get_args(Init))
         check_choice("scale", self.scale, get_args(Scale))
         check_choice("plan", self.plan, get_args(Plan))
+        for need in self.needs:
+            check_choice("needs", need, get_args(Requirement))
         adapter_only = (self.init != "plain", self.scale != "alpha/r", self.dora,
                         self.base_bits is not None, self.lr_ratio != 1.0)
         if not self.is_adapter and (any(adapter_only) or self.plan != "once"):
