@@ -222,10 +222,10 @@ def profile(d: int, layers: int, steps: int, peak: float) -> None:
 
 
 def experiment(preset: str) -> None:
-    from loralab.experiment import ExperimentConfig, format_tables, run_experiment
+    from loralab.experiment import ExperimentConfig, RunOptions, format_tables, run_experiment
 
     t0 = time.perf_counter()
-    result = run_experiment(ExperimentConfig(preset=preset, device="cpu"))
+    result = run_experiment(ExperimentConfig(preset=preset), RunOptions(device="cpu"))
     text = format_tables(result, markdown=True)
     start = text.index("### Targets")
     print(f"\n{preset} preset experiment ({time.perf_counter() - t0:.0f} s wall, base "

@@ -16,6 +16,7 @@ from loralab.errors import LoralabError
 from loralab.experiment import (
     ExperimentConfig,
     ExperimentResult,
+    RunOptions,
     parse_targets,
     plan_runs,
     run_experiment,
@@ -37,8 +38,9 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory, cache) -> tuple[ExperimentResult, Path]:
     out = tmp_path_factory.mktemp("exp") / "out"
-    config = ExperimentConfig(preset="quick", ranks=(2, 4), device="cpu", cache_dir=str(cache))
-    return run_experiment(config, out_dir=out), out
+    config = ExperimentConfig(preset="quick", ranks=(2, 4))
+    options = RunOptions(device="cpu", cache_dir=str(cache))
+    return run_experiment(config, options, out_dir=out), out
 
 
 # ---------------------------------------------------------------- configuration
@@ -61,8 +63,10 @@ def test_parse_targets_presets_and_names() -> None:
     ({"device": "tpu"}, "device 'tpu' is not allowed"),
 ])
 def test_config_rejects_bad_input(kwargs: dict, message: str) -> None:
+    how = {k: v for k, v in kwargs.items() if k == "device"}
     with pytest.raises(LoralabError, match=message):
-        ExperimentConfig(**{"preset": "quick", **kwargs})
+        ExperimentConfig(**{"preset": "quick", **{k: kwargs[k] for k in kwargs.keys() - how}})
+        RunOptions(**how)
 
 
 def test_plan_same_order_full_then_lora_then_rslora() -> None:
@@ -257,8 +261,8 @@ def test_figures_are_figures(experiment) -> None:
 def test_ctrl_c_then_rerun_resumes_with_the_same_numbers(experiment, cache,
                                                          tmp_path: Path) -> None:
     result, _ = experiment
-    config = ExperimentConfig(preset="quick", ranks=(2,), targets=("attn",), device="cpu",
-                              cache_dir=str(cache))
+    config = ExperimentConfig(preset="quick", ranks=(2,), targets=("attn",))
+    options = RunOptions(device="cpu", cache_dir=str(cache))
     seen = {"n": 0}
 
     def progress(label: str, steps: int) -> None:
@@ -268,11 +272,11 @@ def test_ctrl_c_then_rerun_resumes_with_the_same_numbers(experiment, cache,
                 signal.raise_signal(signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, out_dir=tmp_path, progress=progress)
+        run_experiment(config, options, out_dir=tmp_path, progress=progress)
     state = tmp_path / ".resume" / config.key()
     assert (state / "full.done.safetensors").is_file()
     assert (state / "lora-r2-attn.ckpt.json").is_file()
-    again = run_experiment(config, out_dir=tmp_path)
+    again = run_experiment(config, options, out_dir=tmp_path)
     resumed = again.run("lora-r2-attn")
     assert resumed.resumed_from == 26
     ref = result.run("lora-r2-attn")

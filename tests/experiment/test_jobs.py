@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loralab.errors import LoralabError
-from loralab.experiment import ExperimentConfig, run_experiment
+from loralab.experiment import ExperimentConfig, RunOptions, run_experiment
 from loralab.experiment.jobs import at_once, can_fork, run_side_by_side
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -92,15 +92,16 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def _config(cache: Path, **kw) -> ExperimentConfig:
-    return ExperimentConfig(**{"preset": "quick", "ranks": (2, 4),
-                               "targets": ("attn", "attn+mlp"), "device": "cpu",
-                               "cache_dir": str(cache), **kw})
+def _config(cache: Path, jobs: int, **kw) -> tuple[ExperimentConfig, RunOptions]:
+    """What to run (``kw`` over the defaults here) and how: ``jobs`` side by side."""
+    return (ExperimentConfig(**{"preset": "quick", "ranks": (2, 4),
+                                "targets": ("attn", "attn+mlp"), **kw}),
+            RunOptions(device="cpu", cache_dir=str(cache), jobs=jobs))
 
 
 @pytest.fixture(scope="module")
 def one_after_another(cache, tmp_path_factory):
-    return run_experiment(_config(cache, jobs=1), out_dir=tmp_path_factory.mktemp("seq") / "o")
+    return run_experiment(*_config(cache, jobs=1), out_dir=tmp_path_factory.mktemp("seq") / "o")
 
 
 def _numbers(result) -> list[dict]:
@@ -110,7 +111,7 @@ def _numbers(result) -> list[dict]:
 def test_side_by_side_gives_the_same_numbers_bit_for_bit(one_after_another, cache,
                                                           tmp_path: Path) -> None:
     seq = one_after_another
-    par = run_experiment(_config(cache, jobs=2), out_dir=tmp_path / "o")
+    par = run_experiment(*_config(cache, jobs=2), out_dir=tmp_path / "o")
     assert [r.label for r in par.runs] == [r.label for r in seq.runs]
     assert _numbers(par) == _numbers(seq)          # val/train losses, curves, counts: exact
     assert [asdict(c) for c in par.analysis.merge_checks] == \
@@ -123,14 +124,14 @@ def test_side_by_side_gives_the_same_numbers_bit_for_bit(one_after_another, cach
 
 
 def test_side_by_side_without_an_output_folder(one_after_another, cache) -> None:
-    par = run_experiment(_config(cache, jobs=2, ranks=(2,), targets=("attn",)))
+    par = run_experiment(*_config(cache, jobs=2, ranks=(2,), targets=("attn",)))
     seq = one_after_another
     assert par.run("lora-r2-attn").val_loss == seq.run("lora-r2-attn").val_loss
 
 
 def test_ctrl_c_stops_every_process_and_the_rerun_resumes(one_after_another, cache,
                                                            tmp_path: Path) -> None:
-    config = _config(cache, jobs=2)
+    config, options = _config(cache, jobs=2)
     seen: dict[str, int] = {}
 
     def progress(label: str, steps: int) -> None:
@@ -139,11 +140,11 @@ def test_ctrl_c_stops_every_process_and_the_rerun_resumes(one_after_another, cac
             signal.raise_signal(signal.SIGINT)     # what Ctrl-C at the terminal does
 
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, out_dir=tmp_path, progress=progress)
+        run_experiment(config, options, out_dir=tmp_path, progress=progress)
     state = tmp_path / ".resume" / config.key()
     kept = sorted(p.name for p in state.iterdir() if p.name.endswith(".ckpt.json"))
     assert len(kept) == 2, kept                   # the parent's run and the worker's
-    again = run_experiment(config, out_dir=tmp_path)
+    again = run_experiment(config, options, out_dir=tmp_path)
     assert sum((r.resumed_from or 0) > 0 for r in again.runs) == 2
     for r, ref in zip(again.runs, one_after_another.runs, strict=True):
         assert r.val_loss == pytest.approx(ref.val_loss, abs=1e-6), r.label
@@ -153,4 +154,4 @@ def test_bad_jobs_and_threads_are_refused() -> None:
     for kw, message in (({"jobs": -1}, "jobs=-1 is not allowed"),
                         ({"threads": 2.5}, "threads=2.5 is not allowed")):
         with pytest.raises(LoralabError, match=message):
-            ExperimentConfig(preset="quick", **kw)
+            RunOptions(**kw)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from loralab.errors import LoralabError
-from loralab.experiment import ExperimentConfig, plan_runs, run_experiment
+from loralab.experiment import ExperimentConfig, RunOptions, plan_runs, run_experiment
 from loralab.experiment.direction import delta_md
 from loralab.experiment.methods import build_run_model, param_groups
 from loralab.experiment.results import result_from_dict
@@ -31,8 +31,9 @@ def methods_run(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     out = tmp_path_factory.mktemp("methods") / "out"
     config = ExperimentConfig(preset="quick", methods=ALL, ranks=(4,), targets=("attn",),
-                              rslora_ranks=(4,), device="cpu", cache_dir=str(cache))
-    return run_experiment(config, out_dir=out), out
+                              rslora_ranks=(4,))
+    return run_experiment(config, RunOptions(device="cpu", cache_dir=str(cache)),
+                          out_dir=out), out
 
 
 def _base(result):
@@ -279,8 +280,9 @@ def test_tables_show_the_comparison_and_the_quant_section(methods_run) -> None:
 
 def test_lora_only_runs_without_full(tmp_path: Path) -> None:
     config = ExperimentConfig(preset="quick", methods=("lora",), ranks=(2,),
-                              targets=("attn",), device="cpu", cache_dir=str(tmp_path / "c"))
-    result = run_experiment(config, out_dir=tmp_path / "o")
+                              targets=("attn",))
+    result = run_experiment(config, RunOptions(device="cpu", cache_dir=str(tmp_path / "c")),
+                            out_dir=tmp_path / "o")
     assert [r.label for r in result.runs] == ["lora-r2-attn"]
     assert result.analysis.spectra == [] and result.analysis.targets is None
     assert not (tmp_path / "o" / "bridge.png").exists()

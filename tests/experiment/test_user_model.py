@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loralab.experiment import ExperimentConfig, run_experiment
+from loralab.experiment import ExperimentConfig, RunOptions, run_experiment
 from loralab.lm.textdata import load_text
 
 transformers = pytest.importorskip("transformers")
@@ -68,17 +68,19 @@ def world(tmp_path_factory):
     return out
 
 
-def _config(world, **kw) -> ExperimentConfig:
+def _config(world, cache_dir: str | None = None, **kw) -> tuple[ExperimentConfig, RunOptions]:
+    """What to run (``kw`` over the defaults here) and how: on the CPU, the world's cache."""
     base = dict(preset="quick", methods=("full", "lora"), ranks=(2,), steps=30,
-                device="cpu", cache_dir=str(world["cache"]), data=str(world["text"]))
-    return ExperimentConfig(**{**base, **kw})
+                data=str(world["text"]))
+    return (ExperimentConfig(**{**base, **kw}),
+            RunOptions(device="cpu", cache_dir=cache_dir or str(world["cache"])))
 
 
 @pytest.mark.parametrize("arch, targets", [("gpt2", "c_attn"), ("llama", "q_proj+v_proj")])
 def test_a_transformers_model_fine_tunes_and_its_adapter_loads_in_peft(world, arch, targets,
                                                                         tmp_path) -> None:
     peft = pytest.importorskip("peft")
-    result = run_experiment(_config(world, model=str(world[arch]), targets=(targets,)),
+    result = run_experiment(*_config(world, model=str(world[arch]), targets=(targets,)),
                             out_dir=tmp_path / "out")
     full, lora = result.run("full"), result.run(f"lora-r2-{targets}")
     assert full.final_val_loss < result.base_val_loss
@@ -105,8 +107,8 @@ def test_a_transformers_model_fine_tunes_and_its_adapter_loads_in_peft(world, ar
 
 def test_user_text_with_the_tiny_lm_uses_bytes_and_never_trains_on_validation(world,
                                                                                tmp_path):
-    config = _config(world, targets=("attn",))
-    result = run_experiment(config, out_dir=tmp_path / "o")
+    config, options = _config(world, targets=("attn",))
+    result = run_experiment(config, options, out_dir=tmp_path / "o")
     assert result.config.spec.model.vocab_size == 256
     for run in result.runs:
         assert run.final_val_loss < run.initial_val_loss, run.label
@@ -118,8 +120,9 @@ def test_user_text_with_the_tiny_lm_uses_bytes_and_never_trains_on_validation(wo
 
 
 def test_ctrl_c_then_rerun_resumes_a_model_run(world, tmp_path) -> None:
-    config = _config(world, model=str(world["gpt2"]), targets=("c_attn",), methods=("lora",))
-    ref = run_experiment(config).run("lora-r2-c_attn")
+    config, options = _config(world, model=str(world["gpt2"]), targets=("c_attn",),
+                              methods=("lora",))
+    ref = run_experiment(config, options).run("lora-r2-c_attn")
     seen = {"n": 0}
 
     def progress(label: str, steps: int) -> None:
@@ -128,8 +131,8 @@ def test_ctrl_c_then_rerun_resumes_a_model_run(world, tmp_path) -> None:
             signal.raise_signal(signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, out_dir=tmp_path, progress=progress)
-    again = run_experiment(config, out_dir=tmp_path).run("lora-r2-c_attn")
+        run_experiment(config, options, out_dir=tmp_path, progress=progress)
+    again = run_experiment(config, options, out_dir=tmp_path).run("lora-r2-c_attn")
     assert again.resumed_from == 13
     assert again.val_loss == pytest.approx(ref.val_loss, abs=1e-6)
 
@@ -156,27 +159,27 @@ def test_cli_bad_input_is_one_line_and_exit_2(world, run_cli, tmp_path, capsys, 
 
 
 def test_tokenised_text_is_cached_by_content(world, tmp_path) -> None:
+    from loralab.experiment import RunContext
     from loralab.experiment.workload import load_workload
-    from loralab.lm.dist import DistContext
 
-    config = _config(world, model=str(world["llama"]), targets=("q_proj",),
-                     cache_dir=str(tmp_path / "c"))
-    first = load_workload(config, device=torch.device("cpu"), dist=DistContext())
-    again = load_workload(config, device=torch.device("cpu"), dist=DistContext())
+    config, options = _config(world, model=str(world["llama"]), targets=("q_proj",),
+                              cache_dir=str(tmp_path / "c"))
+    ctx = RunContext(options=options, device=torch.device("cpu"))
+    first = load_workload(config, ctx)
+    again = load_workload(config, ctx)
     assert not first.data_info["tokens_cached"] and again.data_info["tokens_cached"]
     assert torch.equal(first.ft.train, again.ft.train) and torch.equal(first.ft.val,
                                                                        again.ft.val)
     other = _text(tmp_path / "other.txt", n=600)
-    third = load_workload(config.with_changes(data=str(other)), device=torch.device("cpu"),
-                          dist=DistContext())
+    third = load_workload(config.with_changes(data=str(other)), ctx)
     assert not third.data_info["tokens_cached"]
 
 
 def test_qlora_and_loftq_on_a_transformers_llama(world, tmp_path) -> None:
     pytest.importorskip("bitsandbytes")
-    config = _config(world, model=str(world["llama"]), targets=("q_proj+v_proj",),
-                     methods=("lora", "qlora", "loftq"), steps=10)
-    result = run_experiment(config, out_dir=tmp_path / "o")
+    config, options = _config(world, model=str(world["llama"]), targets=("q_proj+v_proj",),
+                              methods=("lora", "qlora", "loftq"), steps=10)
+    result = run_experiment(config, options, out_dir=tmp_path / "o")
     lora = result.run("lora-r2-q_proj+v_proj")
     for label in ("qlora-r2-q_proj+v_proj", "loftq-r2-q_proj+v_proj"):
         run = result.run(label)
@@ -186,5 +189,5 @@ def test_qlora_and_loftq_on_a_transformers_llama(world, tmp_path) -> None:
     from loralab.errors import LoralabError
 
     with pytest.raises(LoralabError, match="Conv1D"):
-        run_experiment(gpt2, out_dir=tmp_path / "g")
+        run_experiment(*gpt2, out_dir=tmp_path / "g")
     assert not (tmp_path / "g").exists()

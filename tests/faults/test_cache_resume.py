@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import TINY_ARGS, one_error_line
 
-from loralab.experiment import ExperimentConfig, run_experiment
+from loralab.experiment import ExperimentConfig, RunOptions, run_experiment
 from loralab.lm.checkpoint import load_weights, save_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -95,15 +95,15 @@ def test_a_base_of_another_seed_under_this_name_is_detected(run_cli, cache_copy,
 
 
 def _interrupt_after_full(cache: Path, out: Path) -> Path:
-    config = ExperimentConfig(preset="quick", ranks=(2,), targets=("attn",), device="cpu",
-                              cache_dir=str(cache))
+    config = ExperimentConfig(preset="quick", ranks=(2,), targets=("attn",))
+    options = RunOptions(device="cpu", cache_dir=str(cache))
 
     def progress(label: str, steps: int) -> None:
         if label.startswith("lora-r2"):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, out_dir=out, progress=progress)
+        run_experiment(config, options, out_dir=out, progress=progress)
     state = out / ".resume" / config.key()
     assert (state / "full.done.safetensors").is_file()
     return state

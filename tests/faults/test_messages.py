@@ -90,8 +90,8 @@ def test_ctrl_c_during_pretraining_names_the_checkpoint_beside_the_base(run_cli,
 
 
 def test_ctrl_c_between_runs_names_the_resume_folder(tmp_path):
-    from loralab.cli.finetune import _resume_hint
     from loralab.experiment import ExperimentConfig
+    from loralab.experiment.resume import resume_hint as _resume_hint
     from loralab.lm.checkpoint import TrainingInterrupted
 
     config = ExperimentConfig(preset="quick", ranks=(2,), targets=("attn",))

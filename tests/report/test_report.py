@@ -240,7 +240,7 @@ def small_experiment(tmp_path_factory):
     and 8 on attention only, its base cached in a temp folder."""
     from dataclasses import replace
 
-    from loralab.experiment import ExperimentConfig, run_experiment
+    from loralab.experiment import ExperimentConfig, RunOptions, run_experiment
     from loralab.experiment import presets as fc
 
     q = fc.PRESETS["quick"]
@@ -252,8 +252,8 @@ def small_experiment(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(fc.PRESETS, "quick", tiny)
         yield run_experiment(ExperimentConfig(
-            preset="quick", ranks=(2, 8), targets=("attn",), rslora_ranks=(), device="cpu",
-            cache_dir=str(cache)))
+            preset="quick", ranks=(2, 8), targets=("attn",), rslora_ranks=()),
+            RunOptions(device="cpu", cache_dir=str(cache)))
 
 
 @pytest.fixture(scope="module")

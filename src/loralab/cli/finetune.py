@@ -31,9 +31,8 @@ if TYPE_CHECKING:
     import torch
     from tqdm import tqdm
 
-    from ..experiment.config import ExperimentConfig
-    from ..experiment.results import ExperimentResult
     from ..lm.dist import DistContext
+    from ..results import ExperimentConfig, ExperimentResult, RunOptions
 
 HELP = "full fine-tuning vs LoRA on a tiny LM (table, figures, samples, adapters)"
 
@@ -114,33 +113,39 @@ def _method_list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
-def _config(args: argparse.Namespace) -> ExperimentConfig:
-    """Build the experiment's config from the flags (it checks them)."""
-    from ..experiment.config import ExperimentConfig
+def _config(args: argparse.Namespace) -> tuple[ExperimentConfig, RunOptions]:
+    """What to compute and how to run it, from the flags (each checks its fields)."""
+    from ..results import ExperimentConfig, RunOptions
 
-    return ExperimentConfig(preset=args.preset, methods=tuple(args.methods),
-                            ranks=tuple(args.ranks),
-                            targets=tuple(args.targets), seed=args.seed, device=args.device,
-                            bf16=args.bf16, cache_dir=args.cache, data=args.data,
-                            model=args.model, revision=args.revision, steps=args.steps,
-                            batch=args.batch, fsdp=args.fsdp,
-                            grad_checkpointing=args.grad_checkpointing, jobs=args.jobs,
-                            threads=args.threads)
+    config = ExperimentConfig(preset=args.preset, methods=tuple(args.methods),
+                              ranks=tuple(args.ranks), targets=tuple(args.targets),
+                              seed=args.seed, bf16=args.bf16, data=args.data,
+                              model=args.model, revision=args.revision, steps=args.steps,
+                              batch=args.batch)
+    options = RunOptions(device=args.device, cache_dir=args.cache, fsdp=args.fsdp,
+                         grad_checkpointing=args.grad_checkpointing, jobs=args.jobs,
+                         threads=args.threads)
+    return config, options
 
 
-def _preflight(args: argparse.Namespace, config: ExperimentConfig) -> None:
+def _preflight(args: argparse.Namespace, config: ExperimentConfig,
+               options: RunOptions) -> None:
     """Everything that can be checked before any work, creating nothing in ``--out``: the
-    outputs (distinct, ``--json`` outside ``--out``, the folder holds only an earlier
-    finetune's files and no run is writing there), the device and the cache."""
+    plan (:func:`loralab.experiment.check_plan`), the outputs (distinct, ``--json`` outside
+    ``--out``, the folder holds only an earlier finetune's files and no run is writing
+    there), the device and the cache."""
     from ..errors import LoralabError
     from ..experiment.base import base_path, check_cache
-    from ..experiment.driver import STATE
-    from ..fileio import check_distinct, check_output_file, check_output_folder
+    from ..experiment.config import check_plan
+    from ..experiment.resume import check_out_dir
+    from ..fileio import check_distinct, check_output_file
     from ..lm.dist import resolve_device
 
+    check_plan(config, options)
     out = Path(args.out)
     check_distinct({"--out": out, "--json": args.json})
-    inside = [(flag, p) for flag, p in (("--json", args.json), ("--cache", base_path(config)))
+    cache = base_path(config, options)
+    inside = [(flag, p) for flag, p in (("--json", args.json), ("--cache", cache))
               if p is not None and _inside(p, out)]
     if inside:
         flag, p = inside[0]
@@ -148,12 +153,12 @@ def _preflight(args: argparse.Namespace, config: ExperimentConfig) -> None:
                            "what finetune writes there; give a path outside it")
     if args.json:
         check_output_file(args.json, flag="--json")
-    check_output_folder(out, "finetune", state=(STATE,))
+    check_out_dir(out)
     try:
         resolve_device(args.device)
     except LoralabError as exc:
         raise LoralabError(f"--device {args.device}: {exc}") from None
-    check_cache(config)
+    check_cache(config, options)
 
 
 def _inside(path: str | Path, folder: Path) -> bool:
@@ -176,10 +181,11 @@ def _progress_bar(args: argparse.Namespace, dist: DistContext,
                 desc="finetune")
 
 
-def _run_with_bar(config: ExperimentConfig, out: Path, dist: DistContext,
+def _run_with_bar(config: ExperimentConfig, options: RunOptions, out: Path, dist: DistContext,
                   bar: tqdm | None) -> ExperimentResult:
     """Run the experiment, advancing ``bar``; on Ctrl-C say how to resume and re-raise."""
     from ..experiment.driver import run_experiment
+    from ..experiment.resume import resume_hint
 
     def progress(label: str, steps: int) -> None:
         if bar is not None:
@@ -194,31 +200,17 @@ def _run_with_bar(config: ExperimentConfig, out: Path, dist: DistContext,
                 print(line, flush=True)
 
     try:
-        return run_experiment(config, out_dir=out, dist=dist, progress=progress,
+        return run_experiment(config, options, out_dir=out, dist=dist, progress=progress,
                               on_plan=on_plan)
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
         if dist.is_main:
-            print(_resume_hint(exc, out, config), file=sys.stderr)
+            print(resume_hint(exc, out, config), file=sys.stderr)
         raise
     finally:
         if bar is not None:
             bar.close()
-
-
-def _resume_hint(exc: KeyboardInterrupt, out: Path, config: ExperimentConfig) -> str:
-    """Where the interrupted run left what a rerun resumes from."""
-    from ..experiment.driver import STATE
-
-    saved = getattr(exc, "checkpoint", None)
-    state = out / STATE / config.key()
-    if saved:
-        return f"checkpoint saved in {saved}; run the same command again to resume"
-    if state.is_dir() and any(state.glob("*.done.safetensors")):
-        return (f"interrupted between runs: the finished runs are kept in {state}; run the "
-                "same command again to resume")
-    return "interrupted before a checkpoint was saved; a rerun starts this step again"
 
 
 def _report(result: ExperimentResult, args: argparse.Namespace, out: Path,
@@ -250,8 +242,8 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio import output_files
     from ..lm.dist import init_distributed
 
-    config = _config(args)
-    _preflight(args, config)
+    config, options = _config(args)
+    _preflight(args, config, options)
     from ..threads import set_threads
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))   # torchrun: share the cores
@@ -262,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         dist, device = init_distributed(args.device, "fsdp" if args.fsdp else "ddp")
         bar = _progress_bar(args, dist, config)
         out = Path(args.out)
-        result = _run_with_bar(config, out, dist, bar)
+        result = _run_with_bar(config, options, out, dist, bar)
         if dist.is_main:
             _report(result, args, out, device, dist)
     if dist.world_size > 1:

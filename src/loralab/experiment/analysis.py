@@ -29,13 +29,11 @@ import torch
 from torch import nn
 
 from ..lm.corpus import LMData, from_pig_latin, pig_latin_word_rate
-from ..lm.dist import DistContext
 from ..lm.model import generate
 from ..lm.train import EVAL_BATCH, evaluate
 from ..lowrank import energy_ranks, svd_factors, truncate
 from ..method_specs import method_spec, runs_of
-from .config import parse_targets, run_label
-from .results import (
+from ..results.finetune import (
     Amplification,
     AmplificationRow,
     Analysis,
@@ -47,9 +45,11 @@ from .results import (
     Sample,
     Targets,
     TruncationRow,
-    headline_run,
 )
-from .workload import layer_paths
+from ..results.finetune_config import run_label
+from ..results.headline import headline_run
+from .context import RunContext
+from .workload import Workload, layer_paths
 from .workload import weight_out_in as _oi
 
 TargetSets = list[tuple[str, tuple[str, ...]]]
@@ -100,12 +100,13 @@ def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...]
     return rows
 
 
-def merge_check(model: nn.Module, base: nn.Module, data: LMData, *, device: torch.device,
-                dist: DistContext, val_loss: float) -> MergeCheck:
+def merge_check(model: nn.Module, base: nn.Module, data: LMData, ctx: RunContext, *,
+                val_loss: float) -> MergeCheck:
     """Merged vs unmerged logits (fp32 and fp64) and val loss, and a save/load round trip,
     for a LoRA model (not modified)."""
     from ..lora import load_adapter, lora_layers, merge_lora, save_adapter
 
+    device = ctx.device
     x, _ = data.val_batches(64, 1)[0]
     x = x.to(device)
     with torch.no_grad():
@@ -124,7 +125,7 @@ def merge_check(model: nn.Module, base: nn.Module, data: LMData, *, device: torc
         for name, layer in lora_layers(m64).items():
             plain64.get_submodule(name).weight.add_(layer.delta_weight())
         diff64 = float((plain64(x) - ref64).abs().max())
-    merged_loss = evaluate(merged, data, EVAL_BATCH, device=device, dist=dist)
+    merged_loss = evaluate(merged, data, EVAL_BATCH, device=device, dist=ctx.dist)
     return MergeCheck(label="", max_abs_logit=float(ref.abs().max()), max_abs_logit_diff=diff,
                       max_abs_logit_diff_fp64=diff64,
                       fp32_error=float((ref.double() - ref64).abs().max()),
@@ -201,8 +202,8 @@ def _samples(models: dict[str, nn.Module], data: LMData, tok: Any, n: int,
 
 
 def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
-                  data: LMData, *, device: torch.device, dist: DistContext,
-                  done: dict[str, MergeCheck] | None = None) -> list[MergeCheck]:
+                  data: LMData, ctx: RunContext, done: dict[str, MergeCheck] | None = None
+                  ) -> list[MergeCheck]:
     """:func:`merge_check` for every LoRA and rsLoRA run (plain adapters on the float base,
     which load into a fresh copy of it), labelled; those in ``done`` (made beside each run's
     training) are taken as they are."""
@@ -211,16 +212,14 @@ def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, n
     for label, model in models.items():
         if method_spec(runs[label].method).sweep:
             c = (done or {}).get(label) or merge_check(
-                model, base, data, device=device, dist=dist,
-                val_loss=runs[label].final_val_loss)
+                model, base, data, ctx, val_loss=runs[label].final_val_loss)
             c.label = label
             checks.append(c)
     return checks
 
 
-def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data: LMData, *,
-                device: torch.device, dist: DistContext, sets: TargetSets
-                ) -> list[TruncationRow]:
+def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data: LMData,
+                ctx: RunContext, sets: TargetSets) -> list[TruncationRow]:
     """Val loss of ``W0 + [ΔW_full]_r`` on each target set at every rank (and untruncated),
     beside LoRA at that rank; one SVD per layer (Eckart–Young: the best rank-r part)."""
     config, rows = result.config, []
@@ -239,8 +238,8 @@ def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data
             lora = result.lora_run(r, label) if r is not None else None
             rows.append(TruncationRow(
                 targets=label, rank=r,
-                val_loss_truncated=evaluate(model, data, EVAL_BATCH, device=device,
-                                            dist=dist),
+                val_loss_truncated=evaluate(model, data, EVAL_BATCH, device=ctx.device,
+                                            dist=ctx.dist),
                 energy_kept=sum(kept) / len(kept),
                 val_loss_lora=lora.final_val_loss if lora else None))
     return rows
@@ -284,34 +283,30 @@ def _rslora_rows(result: ExperimentResult) -> list[RsLoraRow]:
     return rows
 
 
-def analyse(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
-            data: LMData, tok: Any, *, device: torch.device, dist: DistContext,
-            task: str = "pig-latin", target_sets: TargetSets | None = None,
-            merge_checks: dict[str, MergeCheck] | None = None) -> Analysis:
-    """Every analysis of the module doc, from the trained ``models`` (not modified). Without a
-    full fine-tuning run, what compares with it (spectra, truncation, amplification, targets)
-    is left empty. ``task``: ``"pig-latin"`` (samples read back into English) or ``"text"``
-    (a user's text); ``target_sets``: ``[(label, modules)]`` (default: the config's);
-    ``merge_checks``: those already made, by run label."""
-    spec = result.config.spec
+def analyse(result: ExperimentResult, work: Workload, models: dict[str, nn.Module],
+            ctx: RunContext, merge_checks: dict[str, MergeCheck] | None = None) -> Analysis:
+    """Every analysis of the module doc, from the trained ``models`` (not modified) on
+    ``work``'s base, data, tokenizer and target sets. Without a full fine-tuning run, what
+    compares with it (spectra, truncation, amplification, targets) is left empty. Samples of
+    the Pig Latin task are read back into English (a user's text: not). ``merge_checks``:
+    those already made, by run label."""
+    spec, base, data, sets = result.config.spec, work.base, work.ft, work.target_sets
     full = models.get("full")
-    sets = target_sets or [parse_targets(t) for t in result.config.targets]
     all_modules = tuple(dict.fromkeys(m for _, mods in sets for m in mods))
     head = headline_lora(result)
     shown = {"base": base} | ({"full": full} if full is not None else {})
     if head is not None:
         shown[head.label] = models[head.label]
-    samples = _samples(shown, data, tok, spec.n_samples, 2 * data.block_size,
-                       pig_latin=task == "pig-latin")
+    pig_latin = work.task == "pig-latin"
+    samples = _samples(shown, data, work.tokenizer, spec.n_samples, 2 * data.block_size,
+                       pig_latin=pig_latin)
     rates = {k: sum(pig_latin_word_rate(s.outputs[k]) for s in samples)
-             / max(1, len(samples)) for k in shown} if task == "pig-latin" else {}
+             / max(1, len(samples)) for k in shown} if pig_latin else {}
     with_full = full is not None
     return Analysis(
-        merge_checks=_merge_checks(result, base, models, data, device=device, dist=dist,
-                                   done=merge_checks),
+        merge_checks=_merge_checks(result, base, models, data, ctx, done=merge_checks),
         spectra=delta_spectra(base, full, all_modules) if with_full else [],
-        truncation=_truncation(result, base, full, data, device=device, dist=dist, sets=sets)
-        if with_full else [],
+        truncation=_truncation(result, base, full, data, ctx, sets) if with_full else [],
         amplification=_amplification(result, base, models, sets) if with_full else None,
         rslora=_rslora_rows(result), samples=samples, pig_latin_word_rate=rates,
         targets=_targets(result, head) if head is not None and with_full else None,

@@ -16,27 +16,21 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-
-import torch
 
 from ..errors import LoralabError
 from ..fileio import check_input_file
 from ..lm.checkpoint import load_weights, non_finite, save_weights, tensors_sha256
 from ..lm.corpus import LMData
-from ..lm.dist import DistContext
 from ..lm.model import TinyLM
 from ..lm.train import EVAL_BATCH, evaluate, train
-from .config import ExperimentConfig
-from .results import BaseInfo
+from ..results.finetune import BaseInfo
+from ..results.finetune_config import ExperimentConfig, RunOptions
+from .context import RunContext
 
 __all__ = ["base_path", "cache_source", "check_cache", "default_cache_dir",
            "load_or_pretrain_base"]
-
-Progress = Callable[[str, int], None]
-
 
 def default_cache_dir() -> Path:
     """``$LORALAB_CACHE``, else ``$XDG_CACHE_HOME/loralab``, else ``~/.cache/loralab``."""
@@ -46,28 +40,28 @@ def default_cache_dir() -> Path:
     return Path(root) / "loralab"
 
 
-def cache_source(config: ExperimentConfig) -> str:
+def cache_source(options: RunOptions) -> str:
     """Which setting chose the cache folder, i.e. what to change: ``--cache``, ..."""
-    if config.cache_dir:
+    if options.cache_dir:
         return "--cache (cache_dir)"
     if os.environ.get("LORALAB_CACHE"):
         return "LORALAB_CACHE"
     return "the default cache folder; set --cache DIR or LORALAB_CACHE"
 
 
-def base_path(config: ExperimentConfig) -> Path:
-    """Where the base of ``config`` is cached."""
-    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+def base_path(config: ExperimentConfig, options: RunOptions) -> Path:
+    """Where the base of ``config`` is cached (in ``options.cache_dir``)."""
+    cache = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
     return cache / f"base-{config.base_key()}.safetensors"
 
 
-def check_cache(config: ExperimentConfig) -> Path:
+def check_cache(config: ExperimentConfig, options: RunOptions) -> Path:
     """Before any work: the cached base can be read, or the cache folder can take a new one
     (created if missing, then probed with a temp file). Raises :class:`LoralabError` naming
     the folder and the setting to change (``--cache`` or ``LORALAB_CACHE``)."""
-    path = base_path(config)
+    path = base_path(config, options)
     cache = path.parent
-    what = f"cache folder {str(cache)!r} (from {cache_source(config)})"
+    what = f"cache folder {str(cache)!r} (from {cache_source(options)})"
     if path.exists():
         check_input_file(path, what="cached base")
         return path
@@ -104,19 +98,18 @@ def _load(config: ExperimentConfig, path: Path, model: TinyLM) -> tuple[dict, fl
     return meta.get("history", {}), float(meta.get("wall_s", 0.0))
 
 
-def _pretrain(config: ExperimentConfig, path: Path, model: TinyLM, pre: LMData, *,
-              device: torch.device, dist: DistContext,
-              progress: Progress | None) -> tuple[dict, float]:
+def _pretrain(config: ExperimentConfig, path: Path, model: TinyLM, pre: LMData,
+              ctx: RunContext) -> tuple[dict, float]:
     """Pretrain ``model`` (resuming a Ctrl-C checkpoint beside ``path``) and cache it."""
-    key, cache = config.base_key(), path.parent
+    key, cache, dist = config.base_key(), path.parent, ctx.dist
     if dist.is_main:
         cache.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     t0 = time.perf_counter()
-    res = train(model, pre, replace(config.spec.pretrain, seed=config.seed), device=device,
+    res = train(model, pre, replace(config.spec.pretrain, seed=config.seed), device=ctx.device,
                 dist=dist, bf16=config.bf16, checkpoint=str(cache / f"base-{key}.ckpt"),
                 run_key=f"base:{key}",
-                on_step=(lambda s, _l: progress("pretraining", 1)) if progress else None)
+                on_step=(lambda s, _l: ctx.tick("pretraining", 1)) if ctx.progress else None)
     wall = time.perf_counter() - t0
     bad = non_finite(model.state_dict())
     if bad is not None:
@@ -131,21 +124,19 @@ def _pretrain(config: ExperimentConfig, path: Path, model: TinyLM, pre: LMData, 
     return history, wall
 
 
-def load_or_pretrain_base(config: ExperimentConfig, pre: LMData, ft: LMData, *,
-                          device: torch.device, dist: DistContext,
-                          progress: Progress | None = None) -> tuple[TinyLM, BaseInfo]:
+def load_or_pretrain_base(config: ExperimentConfig, pre: LMData, ft: LMData, ctx: RunContext
+                          ) -> tuple[TinyLM, BaseInfo]:
     """The pretrained base (frozen, eval mode), from the cache (verified) or trained now and
     cached. ``BaseInfo.sha256`` is the hash of its tensors (it keys the resume state)."""
-    path = base_path(config)
+    path = base_path(config, ctx.options)
+    device, dist = ctx.device, ctx.dist
     model = TinyLM(config.spec.model, seed=config.seed).to(device)
     cached = dist.broadcast_flag(path.is_file(), device)
     if cached:
         history, wall = _load(config, path, model)
-        if progress:
-            progress("base (cached)", config.spec.pretrain.steps)
+        ctx.tick("base (cached)", config.spec.pretrain.steps)
     else:
-        history, wall = _pretrain(config, path, model, pre, device=device, dist=dist,
-                                  progress=progress)
+        history, wall = _pretrain(config, path, model, pre, ctx)
     model.requires_grad_(False).eval()
     info = BaseInfo(
         key=config.base_key(), path=str(path), cached=cached,

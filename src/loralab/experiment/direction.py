@@ -29,8 +29,10 @@ import torch
 from torch import nn
 
 from ..method_specs import METHOD_SPECS, method_spec
-from .config import ExperimentConfig, parse_targets, run_label
-from .results import MagnitudeDirection, MDPoint, RunResult, headline_rank
+from ..results.finetune import MagnitudeDirection, MDPoint, RunResult
+from ..results.finetune_config import ExperimentConfig, run_label
+from ..results.headline import headline_rank
+from ..results.presets import parse_targets
 from .workload import layer_paths, weight_out_in
 
 __all__ = ["DirectionTracker", "delta_md", "magnitude_direction", "tracked_runs"]

@@ -41,11 +41,11 @@ from typing import Any, TypeVar
 
 from ..errors import LoralabError
 from ..threads import torch_threads
+from .context import Progress
 
-__all__ = ["Progress", "at_once", "can_fork", "run_side_by_side"]
+__all__ = ["at_once", "can_fork", "run_side_by_side"]
 
 T = TypeVar("T")
-Progress = Callable[[str, int], None]           # (what is running, steps just completed)
 Work = Callable[[T, Progress | None], None]
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..lm.train import TrainConfig
 from ..method_specs import LOFTQ_ITER
-from .config import ExperimentConfig, RunSpec
+from ..results.finetune_config import ExperimentConfig, RunSpec
 
 __all__ = ["adapter_root", "build_run_model", "param_groups", "plain_adapter"]
 

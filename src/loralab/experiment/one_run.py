@@ -13,7 +13,6 @@ trained on the same base (its SHA-256).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -22,23 +21,17 @@ from torch import nn
 
 from ..errors import LoralabError
 from ..lm.checkpoint import load_weights, non_finite, save_weights
-from ..lm.corpus import LMData
-from ..lm.dist import DistContext
 from ..lm.train import TrainConfig, TrainResult, evaluate, train
+from ..results.finetune import MergeCheck, RunResult
+from ..results.finetune_config import ExperimentConfig, RunSpec
 from .analysis import merge_check
-from .config import ExperimentConfig, RunSpec
+from .context import RunContext
 from .direction import DirectionTracker, tracked_runs
 from .methods import build_run_model, param_groups
-from .results import MergeCheck, RunResult
+from .resume import ResumeFolder
+from .workload import Workload
 
-__all__ = ["done_path", "fine_tune"]
-
-Progress = Callable[[str, int], None]   # (what is running, steps just completed)
-
-
-def done_path(state_dir: Path, run: RunSpec) -> Path:
-    """Where a finished run is kept in the resume folder."""
-    return state_dir / f"{run.label}.done.safetensors"
+__all__ = ["fine_tune"]
 
 
 def _with_seed(tc: TrainConfig, seed: int) -> TrainConfig:
@@ -92,56 +85,52 @@ def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str
     return result, check
 
 
-def fine_tune(run: RunSpec, base: nn.Module, ft: LMData, config: ExperimentConfig, *,
-               device: torch.device, dist: DistContext, state_dir: Path | None,
-               base_sha: str, progress: Progress | None,
-               sets: list[tuple[str, tuple[str, ...]]] | None = None,
-               peak_flops: float | None = None
-               ) -> tuple[nn.Module, RunResult, MergeCheck | None]:
-    """Train one run, or restore it when ``state_dir`` says it already finished; a LoRA or
-    rsLoRA run's merge check (:func:`~.analysis.merge_check`) is made here, beside its
-    training (side by side with the other runs' when they run in parallel). ``peak_flops``:
-    what the run's utilisation divides by (``None``: measured by :func:`~loralab.lm.train`)."""
-    spec = config.spec
+def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunContext,
+              resume: ResumeFolder | None) -> tuple[nn.Module, RunResult, MergeCheck | None]:
+    """Train one run on ``work``'s base and data, or restore it when ``resume`` holds it
+    finished; a LoRA or rsLoRA run's merge check (:func:`~.analysis.merge_check`) is made
+    here, beside its training (side by side with the other runs' when they run in
+    parallel). The run's utilisation divides by ``ctx.peak_flops`` (``None``: measured by
+    :func:`~loralab.lm.train.train`)."""
+    spec, base, ft, base_sha = config.spec, work.base, work.ft, work.base_info.sha256
+    device, dist = ctx.device, ctx.dist
     tc = _with_seed(spec.lora if run.method_spec.is_adapter else spec.full, config.seed)
     model = build_run_model(base, run, config)
-    done = done_path(state_dir, run) if state_dir else None
+    done = resume.done(run) if resume is not None else None
     if done is not None and dist.broadcast_flag(done.is_file(), device):
         result, check = _restore(run, model, done, base_sha)
-        if progress:
-            progress(f"{run.label} (done before)", tc.steps)
+        ctx.tick(f"{run.label} (done before)", tc.steps)
         return model, result, check
-    _checkpointing(model, config.grad_checkpointing)
+    _checkpointing(model, ctx.options.grad_checkpointing)
     dist.shard(model, device)                       # FSDP: before the optimizer is built
-    tracker = None if dist.sharded else _tracker(run, model, base, config, tc, sets)
+    tracker = None if dist.sharded else _tracker(run, model, base, config, tc,
+                                                 work.target_sets)
     initial = evaluate(model, ft, tc.eval_batch_size, tc.eval_batches, device=device,
                        dist=dist, bf16=config.bf16)
 
     def on_step(step: int, _loss: float) -> None:
         if tracker is not None:
             tracker(step)
-        if progress:
-            progress(run.label, 1)
+        ctx.tick(run.label, 1)
 
     t0 = time.perf_counter()
     try:
         res = train(model, ft, tc, device=device, dist=dist, bf16=config.bf16,
-                    checkpoint=str(state_dir / f"{run.label}.ckpt")
-                    if state_dir and not dist.sharded else None,
+                    checkpoint=str(resume.checkpoint(run))
+                    if resume is not None and not dist.sharded else None,
                     run_key=f"{config.key()}:{base_sha[:16]}:{run.label}", on_step=on_step,
-                    param_groups=param_groups(model, run, tc), peak_flops=peak_flops)
+                    param_groups=param_groups(model, run, tc), peak_flops=ctx.peak_flops)
     except LoralabError as exc:
         raise LoralabError(f"run {run.label}: {exc}") from None
     wall = time.perf_counter() - t0
     if dist.sharded:
-        model = _unshard(model, base, run, config, dist, device)
+        model = _unshard(model, base, run, config, ctx)
     result = _result(run, res, wall, model)
     result.initial_val_loss = initial
     result.direction_trace = tracker.points if tracker is not None else []
     check = None
     if run.method_spec.sweep:
-        check = merge_check(model.eval(), base, ft, device=device, dist=dist,
-                            val_loss=result.final_val_loss)
+        check = merge_check(model.eval(), base, ft, ctx, val_loss=result.final_val_loss)
         check.label = run.label
     if done is not None and dist.is_main:
         save_weights(done, {n: p for n, p in model.named_parameters() if p.requires_grad},
@@ -162,7 +151,7 @@ def _checkpointing(model: nn.Module, on: bool) -> None:
 
 
 def _unshard(model: nn.Module, base: nn.Module, run: RunSpec, config: ExperimentConfig,
-             dist: DistContext, device: torch.device) -> nn.Module:
+             ctx: RunContext) -> nn.Module:
     """An FSDP run's trained parameters gathered (:func:`loralab.lm.fsdp.full_trainable_state`)
     into a plain copy on every rank, for the analysis and the outputs."""
     import torch.distributed
@@ -173,7 +162,7 @@ def _unshard(model: nn.Module, base: nn.Module, run: RunSpec, config: Experiment
     torch.distributed.broadcast_object_list(state, src=0)
     twin = build_run_model(base, run, config)
     load_trainable_state(twin, state[0])
-    return twin.to(device).eval()
+    return twin.to(ctx.device).eval()
 
 
 def _tracker(run: RunSpec, model: nn.Module, base: nn.Module, config: ExperimentConfig,

@@ -22,9 +22,9 @@ from ..method_specs import full_run, method_spec
 from ..plots import save_png
 from ..plots.finetune import bridge_figure, convergence_figure, cost_figure
 from ..plots.methods import direction_figure, methods_figure
-from .config import DEFAULT_METHODS
+from ..results.finetune import ExperimentResult
+from ..results.finetune_config import DEFAULT_METHODS
 from .methods import adapter_root
-from .results import ExperimentResult
 from .tables import format_samples, format_tables
 
 __all__ = ["LOFTQ_BASE", "write_outputs"]

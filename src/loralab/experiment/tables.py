@@ -10,7 +10,8 @@ import math
 
 from ..choices import DEFAULT_METHODS
 from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
-from .results import Amplification, Analysis, ExperimentResult, MergeCheck, RunResult
+from ..results.finetune import Amplification, Analysis, ExperimentResult, MergeCheck, RunResult
+from ..results.headline import headline_runs
 
 __all__ = ["format_samples", "format_tables", "human_bytes", "task_name"]
 
@@ -80,8 +81,6 @@ def _vs_full(r: RunResult, full: RunResult | None) -> str:
 def _methods_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
     """Each method at the rank nearest 8 on the last target set: where it starts and ends,
     when it reaches full fine-tuning's loss, what it trains and costs."""
-    from ..plots.methods import headline_runs
-
     if not set(result.config.methods) - set(DEFAULT_METHODS):
         return []
     runs = headline_runs(result)

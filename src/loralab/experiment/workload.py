@@ -17,7 +17,6 @@ training.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,16 +26,15 @@ from torch import nn
 from ..errors import LoralabError
 from ..lm.checkpoint import tensors_sha256
 from ..lm.corpus import LMData, build_data, corpus_lines
-from ..lm.dist import DistContext
 from ..lm.model import CharTokenizer
 from ..lm.train import evaluate
+from ..results.finetune import BaseInfo
+from ..results.finetune_config import QUANT_METHODS, ExperimentConfig, RunOptions
+from ..results.presets import parse_targets
 from .base import load_or_pretrain_base
-from .config import ExperimentConfig, parse_targets
-from .results import BaseInfo
+from .context import RunContext
 
 __all__ = ["Workload", "layer_paths", "load_workload", "resolve_targets", "weight_out_in"]
-
-Progress = Callable[[str, int], None]
 
 
 @dataclass
@@ -106,8 +104,6 @@ def _check_quantizable(config: ExperimentConfig, model: nn.Module,
                        sets: list[tuple[str, tuple[str, ...]]]) -> None:
     """``qlora`` / ``loftq`` quantize the targeted layers with bitsandbytes, which stores
     ``nn.Linear`` layers only (not transformers' ``Conv1D``, GPT-2's)."""
-    from .config import QUANT_METHODS
-
     asked = sorted(QUANT_METHODS & set(config.methods))
     if not asked:
         return
@@ -127,8 +123,7 @@ def _user_text(config: ExperimentConfig):
     return load_text(config.data, seed=config.seed)
 
 
-def _tiny(config: ExperimentConfig, *, device: torch.device, dist: DistContext,
-          progress: Progress | None) -> Workload:
+def _tiny(config: ExperimentConfig, ctx: RunContext) -> Workload:
     """The tiny LM: Pig Latin with characters, or the user's text with bytes."""
     spec = config.spec
     t = spec.model.block_size
@@ -147,8 +142,7 @@ def _tiny(config: ExperimentConfig, *, device: torch.device, dist: DistContext,
         info = _data_info(corpus, token_counts(ft).summary(corpus.unit), "bytes")
     pre = build_data("pretrain", tok, t, n_train=spec.n_pretrain_lines,
                      n_val=spec.n_val_lines, seed=config.seed)
-    base, base_info = load_or_pretrain_base(config, pre, ft, device=device, dist=dist,
-                                            progress=progress)
+    base, base_info = load_or_pretrain_base(config, pre, ft, ctx)
     sets = [parse_targets(x) for x in config.targets]
     return Workload(base, base_info, tok, ft, sets,
                     "pig-latin" if config.data is None else "text", _with_block(info, ft))
@@ -163,7 +157,8 @@ def _with_block(info: dict, ft: LMData) -> dict:
     return {**info, "block_size": ft.block_size} if info else info
 
 
-def _hf_data(config: ExperimentConfig, tok: Any, block: int) -> tuple[LMData, dict]:
+def _hf_data(config: ExperimentConfig, options: RunOptions, tok: Any, block: int
+             ) -> tuple[LMData, dict]:
     """The user's text (or the Pig Latin lines) in the model's own tokens."""
     from ..lm.textdata import token_counts
 
@@ -177,7 +172,7 @@ def _hf_data(config: ExperimentConfig, tok: Any, block: int) -> tuple[LMData, di
         val_docs = [x for x in corpus_lines("finetune", "val", spec.n_val_lines, config.seed)
                     if x not in seen]
         corpus = None
-    train, val, cached = _token_cache(config, tok, train_docs, val_docs)
+    train, val, cached = _token_cache(config, options, tok, train_docs, val_docs)
     for what, ids in (("train", train), ("validation", val)):
         if len(ids) < block + 2:
             raise LoralabError(f"the {what} text is {len(ids)} tokens of this model, fewer "
@@ -190,8 +185,9 @@ def _hf_data(config: ExperimentConfig, tok: Any, block: int) -> tuple[LMData, di
     return ft, {**info, "tokens_cached": cached}
 
 
-def _token_cache(config: ExperimentConfig, tok: Any, train_docs: list[str],
-                 val_docs: list[str]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _token_cache(config: ExperimentConfig, options: RunOptions, tok: Any,
+                 train_docs: list[str], val_docs: list[str]
+                 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """The documents in the model's tokens, cached under the cache folder by the SHA-256 of
     the text and of the tokenizer's vocabulary (a rerun does not tokenise again):
     ``(train ids, val ids, read from the cache)``."""
@@ -207,7 +203,7 @@ def _token_cache(config: ExperimentConfig, tok: Any, train_docs: list[str],
                  str(getattr(tok, "eos_token_id", None)), "\x00".join(train_docs), "\x01",
                  "\x00".join(val_docs)):
         h.update(part.encode("utf-8"))
-    path = base_path(config).parent / f"tokens-{h.hexdigest()[:16]}.safetensors"
+    path = base_path(config, options).parent / f"tokens-{h.hexdigest()[:16]}.safetensors"
     if path.is_file():
         tensors, _ = load_weights(path, what="token cache", advice="delete it to tokenise "
                                   "again")
@@ -229,7 +225,7 @@ def _no_dropout(model: nn.Module) -> None:
             mod.attention_dropout = 0.0
 
 
-def _hf(config: ExperimentConfig, *, device: torch.device, dist: DistContext) -> Workload:
+def _hf(config: ExperimentConfig, ctx: RunContext) -> Workload:
     """A transformers causal LM: loaded, checked, its val loss on the data measured."""
     from ..lm.hf_model import load_causal_lm
 
@@ -240,9 +236,9 @@ def _hf(config: ExperimentConfig, *, device: torch.device, dist: DistContext) ->
     _check_ranks(config, wrapper.hf, sets)
     _check_quantizable(config, wrapper.hf, sets)
     block = min(config.spec.model.block_size, wrapper.block_size)
-    ft, info = _hf_data(config, tok, block)
-    wrapper.to(device).requires_grad_(False).eval()
-    loss = evaluate(wrapper, ft, 16, device=device, dist=dist)
+    ft, info = _hf_data(config, ctx.options, tok, block)
+    wrapper.to(ctx.device).requires_grad_(False).eval()
+    loss = evaluate(wrapper, ft, 16, device=ctx.device, dist=ctx.dist)
     base_info = BaseInfo(key=f"hf:{config.model}@{config.revision or 'main'}",
                          path=str(config.model), cached=True,
                          params=sum(p.numel() for p in wrapper.parameters()),
@@ -252,9 +248,8 @@ def _hf(config: ExperimentConfig, *, device: torch.device, dist: DistContext) ->
                     "pig-latin" if config.data is None else "text", _with_block(info, ft))
 
 
-def load_workload(config: ExperimentConfig, *, device: torch.device, dist: DistContext,
-                  progress: Progress | None = None) -> Workload:
-    """The :class:`Workload` of ``config`` (module doc)."""
+def load_workload(config: ExperimentConfig, ctx: RunContext) -> Workload:
+    """The :class:`Workload` of ``config`` (module doc), on ``ctx``'s device."""
     if config.model is not None:
-        return _hf(config, device=device, dist=dist)
-    return _tiny(config, device=device, dist=dist, progress=progress)
+        return _hf(config, ctx)
+    return _tiny(config, ctx)

@@ -10,7 +10,7 @@ from . import COLORS, new_figure, save_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..demo.result import DemoResult
+    from ..results import DemoResult
 
 __all__ = ["demo_figure", "plot_demo"]
 

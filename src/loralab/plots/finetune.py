@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..experiment.results import Analysis, ExperimentResult, RunResult
+    from ..results import Analysis, ExperimentResult, RunResult
 
 __all__ = ["bridge_figure", "convergence_figure", "cost_figure", "rank_colors"]
 

@@ -18,32 +18,18 @@ from . import COLORS, new_figure
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..experiment.results import ExperimentResult, MagnitudeDirection, RunResult
+    from ..results import ExperimentResult, MagnitudeDirection
 
-__all__ = ["METHOD_COLORS", "direction_figure", "headline_runs", "methods_figure"]
+__all__ = ["METHOD_COLORS", "direction_figure", "methods_figure"]
 
 METHOD_COLORS: dict[str, str] = {m: s.color for m, s in METHOD_SPECS.items()}
-
-
-def headline_runs(result: ExperimentResult) -> list[RunResult]:
-    from ..experiment.results import headline_run
-
-    """Full fine-tuning and, per adapter method, its run at the rank nearest 8 on the last
-    target set (the runs the method comparison shows)."""
-    cfg = result.config
-    target = cfg.targets[-1]
-    out = [r for r in result.runs if not method_spec(r.method).is_adapter]
-    for method in cfg.methods:
-        cand = [r for r in runs_of(result.runs, method) if r.targets == target]
-        if method_spec(method).is_adapter and cand:
-            out.append(headline_run(cand))
-    return out
 
 
 def methods_figure(result: ExperimentResult) -> Figure:
     """Left: val loss vs step per method (log y), each curve from its initial val loss.
     Right: step time relative to full fine-tuning, per method (bars), trainable parameters
     written on each bar."""
+    from ..results import headline_runs
     from .finetune import _log_loss_axis
 
     runs = headline_runs(result)

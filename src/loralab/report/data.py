@@ -1,5 +1,6 @@
 """The report's types: what to build (:class:`ReportConfig`) and what the page shows
-(:class:`ReportData`, :class:`Extension`). Nothing above the helpers is imported at run time."""
+(:class:`ReportData`, :class:`Extension`). Nothing above :mod:`loralab.results` (the presets)
+is imported at run time."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import LoralabError, check_choice
-from ..experiment.presets import PRESETS, Preset
+from ..results.presets import PRESETS, Preset
 
 if TYPE_CHECKING:
-    from ..demo.result import DemoResult
+    from ..results.demo import DemoResult
     from .slider import SliderData
 
 __all__ = ["LANGS", "REPORT_FILES", "Extension", "ReportConfig", "ReportData"]

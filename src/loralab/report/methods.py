@@ -13,10 +13,9 @@ from pathlib import Path
 
 from ..choices import DEFAULT_METHODS
 from ..errors import LoralabError
-from ..experiment import ExperimentResult
-from ..experiment.results import result_from_dict
 from ..method_specs import full_run, method_spec, runs_of
-from ..plots.methods import direction_figure, headline_runs, methods_figure
+from ..plots.methods import direction_figure, methods_figure
+from ..results import ExperimentResult, headline_runs, result_from_dict
 from .figure_zh import localized_png as _png
 from .text import t
 

@@ -2,18 +2,20 @@
 
 :class:`ExperimentResult` holds the config, the base, one :class:`RunResult` per run and the
 :class:`Analysis`; ``to_dict()`` is ``results.json`` and :func:`result_from_dict` reads it
-back. :mod:`loralab.plots` and :mod:`loralab.report` read these types.
+back. :mod:`loralab.experiment` fills them; :mod:`loralab.plots` and :mod:`loralab.report`
+read them. Which runs a comparison shows: :mod:`.headline`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import LoralabError
 from ..fileio import to_jsonable
-from .config import ExperimentConfig, run_label
+from .finetune_config import ExperimentConfig, RunOptions, run_label
 
 __all__ = [
+    "CONFIG_KEYS",
     "Amplification",
     "AmplificationRow",
     "Analysis",
@@ -28,8 +30,8 @@ __all__ = [
     "Sample",
     "Targets",
     "TruncationRow",
-    "headline_rank",
-    "headline_run",
+    "config_dict",
+    "config_from_dict",
     "result_from_dict",
 ]
 
@@ -227,7 +229,7 @@ class ExperimentResult:
 
     ``analysis`` holds the :class:`Analysis` (merge checks, ΔW spectra, truncation,
     amplification, rsLoRA, samples, targets) once :func:`loralab.experiment.analysis.analyse`
-    has run.
+    has run; ``options``: how it ran (the JSON's ``config`` holds both, :data:`CONFIG_KEYS`).
     """
 
     config: ExperimentConfig
@@ -240,6 +242,7 @@ class ExperimentResult:
     out_dir: str | None = None
     data: dict = field(default_factory=dict)     # --data/--model: the text, its split, tokens
     memory: list[dict] = field(default_factory=list)   # the plan's memory estimate per kind
+    options: RunOptions = field(default_factory=RunOptions)
 
     @property
     def base_val_loss(self) -> float:
@@ -259,7 +262,7 @@ class ExperimentResult:
         return next((r for r in self.runs if r.label == label), None)
 
     def to_dict(self) -> dict:
-        cfg = {k: v for k, v in asdict(self.config).items() if k != "cache_dir"}
+        cfg = config_dict(self.config, self.options)
         return {
             "config": cfg, "preset": self.config.spec.to_dict(), "device": self.device,
             "world_size": self.world_size, "base_val_loss": self.base_val_loss,
@@ -269,26 +272,34 @@ class ExperimentResult:
         }
 
 
-HEADLINE_RANK = 8        # the runs the targets, samples and comparisons are judged on
-
-
-def headline_rank(ranks: list[int] | tuple[int, ...]) -> int:
-    """The rank nearest :data:`HEADLINE_RANK` (the larger one on a tie)."""
-    return min(ranks, key=lambda r: (abs(r - HEADLINE_RANK), -r))
-
-
-def headline_run(runs: list[RunResult]) -> RunResult | None:
-    """The run of ``runs`` at :func:`headline_rank` of their ranks (``None`` if empty)."""
-    if not runs:
-        return None
-    rank = headline_rank([r.rank for r in runs])
-    return next(r for r in runs if r.rank == rank)
-
-
 def _md_from_dict(data: dict | None) -> MagnitudeDirection | None:
     if data is None:
         return None
     return MagnitudeDirection(**{**data, "points": [MDPoint(**p) for p in data["points"]]})
+
+
+# The JSON's "config": the config's and the options' fields in one dict, in this order (the
+# order results.json has always had; the cache folder is the machine's, not the result's).
+CONFIG_KEYS: tuple[str, ...] = (
+    "preset", "methods", "ranks", "targets", "seed", "device", "bf16", "lora_alpha",
+    "rslora_ranks", "data", "model", "revision", "steps", "batch", "fsdp",
+    "grad_checkpointing", "jobs", "threads")
+
+
+def config_dict(config: ExperimentConfig, options: RunOptions) -> dict:
+    """The JSON's ``config``: ``config`` and ``options`` in :data:`CONFIG_KEYS` order."""
+    both = {**asdict(config), **asdict(options)}
+    return {k: both[k] for k in CONFIG_KEYS}
+
+
+def config_from_dict(cfg: dict) -> tuple[ExperimentConfig, RunOptions]:
+    """:func:`config_dict` read back (validated again; an unknown key is a ``TypeError``)."""
+    cfg = dict(cfg)
+    for key in ("methods", "ranks", "targets", "rslora_ranks"):
+        cfg[key] = tuple(cfg[key]) if cfg.get(key) is not None else None
+    how = {f.name for f in fields(RunOptions)}
+    return (ExperimentConfig(**{k: v for k, v in cfg.items() if k not in how}),
+            RunOptions(**{k: v for k, v in cfg.items() if k in how}))
 
 
 def result_from_dict(data: dict) -> ExperimentResult:
@@ -296,9 +307,7 @@ def result_from_dict(data: dict) -> ExperimentResult:
     and figures can be redrawn without training again). Raises ``LoralabError`` if it is not
     such a dict."""
     try:
-        cfg = dict(data["config"])
-        for key in ("methods", "ranks", "targets", "rslora_ranks"):
-            cfg[key] = tuple(cfg[key]) if cfg.get(key) is not None else None
+        config, options = config_from_dict(data["config"])
         runs = [RunResult(**{k: v for k, v in r.items() if k != "trainable_percent"})
                 for r in data["runs"]]
         amp = data.get("amplification")
@@ -315,7 +324,7 @@ def result_from_dict(data: dict) -> ExperimentResult:
             targets=Targets(**data["targets"]) if data.get("targets") else None,
             targets_by_set=[Targets(**x) for x in data["targets_by_set"]],
             magnitude_direction=_md_from_dict(data.get("magnitude_direction")))
-        return ExperimentResult(config=ExperimentConfig(**cfg), device=data["device"],
+        return ExperimentResult(config=config, options=options, device=data["device"],
                                 world_size=data["world_size"], base=BaseInfo(**data["base"]),
                                 runs=runs, analysis=analysis, wall_s=data["wall_s"],
                                 data=data.get("data") or {},

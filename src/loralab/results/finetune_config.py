@@ -1,8 +1,11 @@
-"""What ``loralab finetune`` runs: :class:`ExperimentConfig` and the list of runs.
+"""What ``loralab finetune`` computes (:class:`ExperimentConfig`), how it runs
+(:class:`RunOptions`), and the list of runs.
 
 The preset (:mod:`.presets`) fixes sizes and schedules; the user picks the methods, the
-ranks, the target sets and the seed. :func:`plan_runs` turns a config into the ordered list
-of runs:
+ranks, the target sets and the seed. Apart from those stand the options that change where
+and how fast the same numbers are computed (device, cache folder, side-by-side processes,
+threads, FSDP, gradient checkpointing). :func:`plan_runs` turns a config into the ordered
+list of runs:
 
     full fine-tuning; LoRA at every rank on every target set; rsLoRA (scale α/√r instead of
     α/r) at the larger ranks on the last target set; then each other method of
@@ -35,7 +38,8 @@ from ..method_specs import (
 from .presets import CORPUS_VERSION, PRESETS, Preset, PresetSpec, parse_targets
 
 __all__ = ["ADAPTER_METHODS", "DEFAULT_METHODS", "LOFTQ_ITER", "LORAPLUS_RATIO", "METHODS",
-           "METHOD_HELP", "QUANT_METHODS", "ExperimentConfig", "RunSpec", "plan_runs", "run_label"]
+           "METHOD_HELP", "QUANT_METHODS", "ExperimentConfig", "RunOptions", "RunSpec",
+           "plan_runs", "run_label"]
 
 ADAPTER_METHODS: frozenset[str] = frozenset(m for m, s in METHOD_SPECS.items() if s.is_adapter)
 QUANT_METHODS: frozenset[str] = frozenset(m for m, s in METHOD_SPECS.items() if s.quantizes)
@@ -76,7 +80,7 @@ def run_label(method: str, rank: int | None = None, targets: str = "all") -> str
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """What ``loralab finetune`` runs.
+    """What ``loralab finetune`` computes (how it runs: :class:`RunOptions`).
 
     Attributes:
         preset: ``"quick"`` (seconds, used by the tests) or ``"default"`` (minutes).
@@ -84,13 +88,12 @@ class ExperimentConfig:
         ranks: LoRA ranks, each ``1 ≤ r ≤ d_model`` of the preset.
         targets: target sets (see :func:`parse_targets`), e.g. ``("attn", "attn+mlp")``.
         seed: one seed for the base init, the data order of every run and LoRA's init.
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        bf16: bfloat16 autocast for the matmuls (weights and optimizer stay fp32).
+        bf16: bfloat16 autocast for the matmuls (weights and optimizer stay fp32). A "what",
+            not a "how": it changes the numbers, and the cached base pretrained with it is
+            another base (:meth:`base_key`).
         lora_alpha: α; LoRA scales its update by α/r (rsLoRA runs: α/√r).
         rslora_ranks: ranks for the α/√r comparison; ``None`` = the two largest ranks,
             ``()`` = none.
-        cache_dir: where pretrained bases are cached (``None``: ``$LORALAB_CACHE`` or
-            ``~/.cache/loralab``).
         data: the fine-tuning text instead of the Pig Latin task: a ``.txt`` file, a folder
             of them, a ``.jsonl`` with a ``text`` field or ``builtin:NAME``
             (:func:`loralab.lm.textdata.load_text`). With the tiny LM the base then uses the
@@ -101,15 +104,6 @@ class ExperimentConfig:
         steps: fine-tuning steps of every run (``None``: the preset's); evaluations stay
             about ten per run.
         batch: sequences per fine-tuning step (``None``: the preset's 16).
-        fsdp: under ``torchrun``, shard each run's model with FSDP2 instead of DDP (methods
-            full, lora, rslora; no Ctrl-C checkpoint inside a run).
-        grad_checkpointing: recompute each block's activations in the backward (less memory,
-            more time; the same numbers).
-        jobs: runs trained side by side, one process each (:mod:`.jobs`, CPU, Linux): ``1``
-            one after another (the default here), ``0`` one per free core for a tiny model,
-            else 1 (:func:`loralab.threads.run_layout`); the same numbers either way.
-        threads: torch threads of each side-by-side process (``0``: one for a tiny model);
-            a sequential sweep keeps the process's count.
     """
 
     preset: Preset = "default"
@@ -117,27 +111,19 @@ class ExperimentConfig:
     ranks: tuple[int, ...] = (1, 2, 4, 8, 16)
     targets: tuple[str, ...] = ("attn", "attn+mlp")
     seed: int = 0
-    device: str = "auto"
     bf16: bool = False
     lora_alpha: float = 16.0
     rslora_ranks: tuple[int, ...] | None = None
-    cache_dir: str | None = field(default=None, compare=False)
     data: str | None = None
     model: str | None = None
     revision: str | None = None
     steps: int | None = None
     batch: int | None = None
-    fsdp: bool = field(default=False, compare=False)
-    grad_checkpointing: bool = field(default=False, compare=False)
-    jobs: int = field(default=1, compare=False)
-    threads: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)
-        check_choice("device", self.device, DEVICES)
         self._check_methods()
         self._check_sources()
-        self._check_fsdp()
         width = self.spec.model.d_model if self.model is None else 1 << 30
         ranks = tuple(self.ranks)
         if not ranks:
@@ -159,11 +145,6 @@ class ExperimentConfig:
             raise LoralabError(f"lora_alpha={self.lora_alpha} is not allowed; it must be > 0")
 
     def _check_sources(self) -> None:
-        for name in ("jobs", "threads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1024:
-                raise LoralabError(f"{name}={v!r} is not allowed; give an integer in 0..1024 "
-                                   "(0: chosen from the free cores)")
         for name in ("steps", "batch"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)
@@ -174,29 +155,12 @@ class ExperimentConfig:
             raise LoralabError(f"revision={self.revision!r} is not allowed without a model; "
                                "it names a hub revision of --model")
 
-    def _check_fsdp(self) -> None:
-        other = sorted(m for m in self.methods if not METHOD_SPECS[m].fsdp)
-        if self.fsdp and other:
-            *most, last = [m for m, s in METHOD_SPECS.items() if s.fsdp]
-            raise LoralabError(f"methods {', '.join(other)} are not allowed with --fsdp; it "
-                               f"shards {', '.join(most)} and {last} runs")
-
     def _check_methods(self) -> None:
         methods = tuple(self.methods)
         if not methods:
             raise LoralabError("methods is empty; give at least one of " + ", ".join(METHODS))
         for m in methods:
             check_choice("method", m, METHODS)
-        need_bnb = sorted(m for m in set(methods) if "bitsandbytes" in METHOD_SPECS[m].needs)
-        if need_bnb:
-            from ..quant import QUANT_HINT, bnb
-
-            try:
-                bnb()
-            except LoralabError:
-                raise LoralabError(f"methods {', '.join(need_bnb)} "
-                                   f"need bitsandbytes, which is not installed; {QUANT_HINT}"
-                                   ) from None
         object.__setattr__(self, "methods", tuple(m for m in METHODS if m in methods))
 
     @property
@@ -252,6 +216,43 @@ class ExperimentConfig:
         if self.rslora_ranks is not None:
             return tuple(sorted(set(self.rslora_ranks)))
         return self.ranks[-2:] if len(self.ranks) >= 2 else self.ranks
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``loralab finetune`` runs: where and how fast, never which numbers come out (the
+    same config gives the same results under any options, up to the device's arithmetic).
+
+    Attributes:
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        cache_dir: where pretrained bases are cached (``None``: ``$LORALAB_CACHE`` or
+            ``~/.cache/loralab``).
+        fsdp: under ``torchrun``, shard each run's model with FSDP2 instead of DDP (methods
+            full, lora, rslora; no Ctrl-C checkpoint inside a run).
+        grad_checkpointing: recompute each block's activations in the backward (less memory,
+            more time; the same numbers).
+        jobs: runs trained side by side, one process each (:mod:`loralab.experiment.jobs`,
+            CPU, Linux): ``1`` one after another (the default here), ``0`` one per free core
+            for a tiny model, else 1 (:func:`loralab.threads.run_layout`); the same numbers
+            either way.
+        threads: torch threads of each side-by-side process (``0``: one for a tiny model);
+            a sequential sweep keeps the process's count.
+    """
+
+    device: str = "auto"
+    cache_dir: str | None = field(default=None, compare=False)
+    fsdp: bool = field(default=False, compare=False)
+    grad_checkpointing: bool = field(default=False, compare=False)
+    jobs: int = field(default=1, compare=False)
+    threads: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        check_choice("device", self.device, DEVICES)
+        for name in ("jobs", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1024:
+                raise LoralabError(f"{name}={v!r} is not allowed; give an integer in 0..1024 "
+                                   "(0: chosen from the free cores)")
 
 
 def plan_runs(config: ExperimentConfig,
