@@ -98,3 +98,37 @@ def test_small_rooms():
             if n > MAX_FUNCTION_LINES:
                 too_long.append(f"{rel}:{fn.lineno} {fn.name}: {n} lines")
     assert too_long == []
+
+
+def _contract() -> dict:
+    import tomllib
+
+    root = SRC.parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    return next(c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "layers")
+
+
+def test_layer_contract_has_no_exemptions():
+    """Every upward arrow is forbidden: the figures read types that live below them."""
+    assert _contract().get("ignore_imports", []) == []
+
+
+def _doc_layers() -> list[set[str]]:
+    """The layers of docs/architecture.md's diagram, top first, each a set of names."""
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text.split("## The layers", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    layers = []
+    for line in block.strip("\n").splitlines():
+        head = line.replace("└─", "").strip()
+        if not head or not line.lstrip().startswith(("└─", "cli")):
+            continue                                   # a wrapped description line
+        names = head.split("  ")[0]
+        layers.append({n.strip() for n in names.split("|")})
+    return layers
+
+
+def test_docs_state_the_contracts_layer_order():
+    """One layer order: docs/architecture.md's diagram is pyproject.toml's contract."""
+    contract = [{n.strip().removeprefix("loralab.") for n in layer.split("|")}
+                for layer in _contract()["layers"]]
+    assert _doc_layers() == contract

@@ -20,7 +20,7 @@ the base keeps the rest), ``qlora`` (the base in 4-bit NF4, Dettmers et al. 2023
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from ..choices import DEFAULT_METHODS, METHOD_HELP, METHODS
 from ..errors import LoralabError, check_choice
@@ -240,11 +240,11 @@ class RunOptions:
     """
 
     device: str = "auto"
-    cache_dir: str | None = field(default=None, compare=False)
-    fsdp: bool = field(default=False, compare=False)
-    grad_checkpointing: bool = field(default=False, compare=False)
-    jobs: int = field(default=1, compare=False)
-    threads: int = field(default=0, compare=False)
+    cache_dir: str | None = None
+    fsdp: bool = False
+    grad_checkpointing: bool = False
+    jobs: int = 1
+    threads: int = 0
 
     def __post_init__(self) -> None:
         check_choice("device", self.device, DEVICES)
