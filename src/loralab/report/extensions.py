@@ -14,13 +14,7 @@ from collections.abc import Callable
 import torch
 
 from .. import lowrank as lr
-from ..experiment import (
-    ExperimentConfig,
-    ExperimentResult,
-    RunOptions,
-    run_experiment,
-    total_steps,
-)
+from ..experiment import ExperimentConfig, ExperimentResult, run_experiment, total_steps
 from ..method_specs import full_run, runs_of
 from ..plots import finetune as pft
 from ..plots import lowrank as plr
@@ -140,15 +134,15 @@ def finetune_extension(data: ReportData, *,
         return Extension("finetune", missing=t("ext_skipped", lang, why="finetune=False"))
     if data.config.finetune_dir is not None:
         return finetune_from_result(data, read_finetune_result(data.config.finetune_dir))
+    # RunOptions' defaults: device "auto" (CUDA when present, as `loralab finetune`)
     config = ExperimentConfig(preset=data.config.preset, seed=data.config.seed)
-    options = RunOptions(device="auto")             # CUDA when present, as `loralab finetune`
     total = total_steps(config)
 
     def progress(label: str, steps: int) -> None:
         if on_steps is not None:
             on_steps(label, steps, total)
 
-    result = run_experiment(config, options, progress=progress)
+    result = run_experiment(config, progress=progress)
     try:
         return finetune_from_result(data, result)
     except (AttributeError, KeyError, TypeError, IndexError) as exc:
