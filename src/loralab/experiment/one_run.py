@@ -4,10 +4,10 @@
 trains it (:func:`loralab.lm.train.train`, with a Ctrl-C checkpoint in the resume folder),
 makes a LoRA run's merge check (:func:`.analysis.merge_check`) and leaves the run in the
 resume folder (:meth:`.resume.ResumeFolder.done`): its trained parameters, its
-:class:`~loralab.results.finetune.RunResult` and its merge check. A sequential sweep and a side-by-side one
-(:mod:`.jobs`) both call it, so a run's numbers do not depend on where it ran. A file left
-by an earlier command is restored instead, after checking that it fits the run and was
-trained on the same base (its SHA-256).
+:class:`~loralab.results.finetune.RunResult` and its merge check. A sequential sweep and a
+side-by-side one (:mod:`.jobs`) both call it, so a run's numbers do not depend on where it
+ran. A file left by an earlier command is restored instead, after checking that it fits the
+run and was trained on the same base (its SHA-256).
 """
 
 from __future__ import annotations
