@@ -230,7 +230,7 @@ def _hf(config: ExperimentConfig, ctx: RunContext) -> Workload:
     from ..lm.hf_model import load_causal_lm
 
     wrapper, tok = load_causal_lm(config.model, revision=config.revision,
-                                cache_dir=config.cache_dir)
+                                  cache_dir=ctx.options.cache_dir)
     _no_dropout(wrapper)
     sets = resolve_targets(config.targets, wrapper.hf)
     _check_ranks(config, wrapper.hf, sets)
