@@ -7,12 +7,20 @@
 * every ```` ```python ```` block of README.md runs (one subprocess, a temp folder each;
   ```` ```python no-run ```` marks an example shown but not run, e.g. minutes of training);
 * every ``loralab.x.y`` named in backticks, and every ``from loralab... import ...`` of a
-  python block, resolves by import; every CLI command and flag is on docs/cli.md.
+  python block, resolves by import; every CLI command and flag is on docs/cli.md;
+* the same for the words around the code: every ``loralab.x.y`` in a docstring or comment of
+  src/loralab, benchmarks/, examples/ (and the notebook's text), every Sphinx role
+  (``:func:`name```, resolved as Sphinx does: the module, its package, then absolute), every
+  ``pkg.name`` in a page's backticks whose head is a loralab subpackage, and every file path
+  in backticks (``lora/linear.py``) names what exists; every ``--flag`` after a
+  ``loralab CMD`` in the pages is one of CMD's flags. What cannot resolve on purpose is in
+  :data:`UNRESOLVABLE`, each with its reason.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib
 import io
 import json
@@ -275,3 +283,224 @@ def test_every_cli_command_and_flag_is_documented():
             missing += [f"loralab {name} {opt}" for opt in action.option_strings
                         if opt.startswith("--") and opt != "--help" and opt not in cli_doc]
     assert not missing, "not documented:\n" + "\n".join(missing)
+
+
+# (e) the words around the code: docstrings, comments, paths and flags ------------------------
+
+SRC = ROOT / "src" / "loralab"
+# Words that name something on purpose unresolvable, each with its reason (kept short: a
+# stale entry, one that now resolves or is named nowhere, fails test_unresolvable_is_needed).
+UNRESOLVABLE: dict[str, str] = {}
+ROLE = re.compile(r":(?:py:)?(mod|func|class|meth|attr|data|obj|exc):`(?:[^`<]*<)?([~.\w]+?)"
+                  r"(?:\(\))?>?`")
+# a file path in backticks: `lora/linear.py`, `src/loralab/cli/main.py`, ``tests/conftest.py``
+# (a bare name: a python file; files a run writes, ``results.md``, are not checked)
+PATH = re.compile(r"^(?:(?:\.{0,2}/)?(?:[\w.-]+/)+[\w-]+\.(?:py|md|toml|ipynb|j2)|[\w-]+\.py)$")
+# a dotted name in backticks whose head is a loralab subpackage: `lm.train.train`
+SUBPACKAGES = sorted(p.name for p in SRC.iterdir()
+                     if p.is_dir() and (p / "__init__.py").is_file()) + sorted(
+    p.stem for p in SRC.glob("*.py") if not p.stem.startswith("_"))
+RELATIVE = re.compile(rf"^(?:{'|'.join(SUBPACKAGES)})(?:\.[A-Za-z_]\w*)+$")
+FILE_SUFFIXES = {"py", "md", "toml", "json", "html", "png", "txt", "j2", "ipynb", "npy",
+                 "safetensors", "jsonl", "csv", "pdf", "svg", "sh", "gguf"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _python_words(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every docstring and comment of a python file."""
+    src = path.read_text(encoding="utf-8")
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                out.append((body[0].lineno, body[0].value.value))
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.COMMENT:
+            out.append((tok.start[0], tok.string))
+    return out
+
+
+def _notebook_words(path: Path) -> list[tuple[int, str]]:
+    """(cell number, text) of every markdown cell, and the comments of the code cells."""
+    out = []
+    for n, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"], 1):
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            out.append((n, text))
+        else:
+            out += [(n, line) for line in text.splitlines() if line.lstrip().startswith("#")]
+    return out
+
+
+PY_FILES = sorted(SRC.rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")) + sorted(
+    (ROOT / "examples").glob("*.py")) + [ROOT / "lora_rank_demo.py"]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _words(path: Path) -> list[tuple[int, str]]:
+    return _notebook_words(path) if path.suffix == ".ipynb" else _python_words(path)
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _resolves(name: str) -> bool:
+    try:
+        _resolve(name)
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def _top_level_names(path: Path) -> set[str]:
+    """What a script outside the package defines or imports at its top level."""
+    out = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            out.update(t.id for t in targets if isinstance(t, ast.Name))
+    return out
+
+
+def _role_resolves(role: str, target: str, module: str | None,
+                   local: frozenset[str] = frozenset()) -> bool:
+    """Sphinx's lookup of ``:role:`target``` written in ``module``: the name in the module,
+    in its package, in ``loralab``, then as an absolute name; a method or attribute also on
+    any class of the module. A name in a package that is not installed (``bitsandbytes.nn``) is
+    not checked."""
+    name = target.lstrip("~").lstrip(".")
+    head = name.split(".")[0]
+    if hasattr(builtins, head) or head in local:       # local: a script's own names
+        return True
+    tries = [name]
+    if module is not None:
+        package = module if (SRC / Path(*module.split(".")[1:]) / "__init__.py").is_file() \
+            else module.rpartition(".")[0]
+        tries = [f"{module}.{name}", f"{package}.{name}", f"loralab.{name}", name]
+        if role in ("meth", "attr"):
+            mod = importlib.import_module(module)
+            tries += [f"{module}.{k}.{name}" for k, v in vars(mod).items()
+                      if isinstance(v, type) and v.__module__ == module]
+    if any(_resolves(t) for t in tries):
+        return True
+    return "." in name and head.islower() and head != "loralab" and not _installed(head)
+
+
+def _paths_resolve(path: str, here: Path) -> bool:
+    """A path in backticks exists: from the repository, from src/loralab, from the folder of
+    the page or module; a bare ``name.py`` anywhere in the repository's code."""
+    bases = [ROOT, SRC, here]
+    if "/" not in path:
+        return any(True for d in ("src", "tests", "benchmarks", "examples", "notebooks", "docs")
+                   for _ in (ROOT / d).rglob(path)) or (ROOT / path).exists()
+    return any((base / path).exists() for base in bases)
+
+
+def _stale_in(text: str, rel: str, first: int, module: str | None, here: Path,
+              local: frozenset[str] = frozenset()) -> list[str]:
+    """``rel:line: what`` for each name in ``text`` (its first line is ``first``) that does
+    not exist; ``module``: the loralab module the text is in, ``local``: the names of the
+    script it is in (for Sphinx roles)."""
+    bad: list[tuple[int, str]] = []
+    for m in ROLE.finditer(text):
+        if not _role_resolves(m.group(1), m.group(2), module, local):
+            bad.append((m.start(), m.group(0)))
+    plain = ROLE.sub(lambda m: " " * len(m.group(0)), text)     # a role is reported once
+    for m in DOTTED.finditer(plain):
+        if m.group(0) not in UNRESOLVABLE and not _resolves(m.group(0)):
+            bad.append((m.start(), m.group(0)))
+    for m in CODE_SPAN.finditer(text):
+        span = m.group(2).strip()
+        if span in UNRESOLVABLE:
+            continue
+        if PATH.match(span) and not _paths_resolve(span, here):
+            bad.append((m.start(), f"{span} (no such file)"))
+        elif RELATIVE.match(span) and span.rsplit(".", 1)[1] not in FILE_SUFFIXES \
+                and not _resolves(f"loralab.{span}"):
+            bad.append((m.start(), f"{span} (no loralab.{span})"))
+    return [f"{rel}:{first + text.count(chr(10), 0, at)}: {what}" for at, what in sorted(bad)]
+
+
+def _stale(path: Path) -> list[str]:
+    """What the words of ``path`` name that does not exist (``file:line: name``)."""
+    rel = _rel(path) if ROOT in path.parents else path.name
+    if path.suffix == ".md":
+        return [b for n, line in enumerate(_page(path)[0], 1)
+                for b in _stale_in(line, rel, n, None, path.parent)]
+    module = _module_name(path) if SRC in path.parents else None
+    local = frozenset() if module or path.suffix != ".py" else frozenset(_top_level_names(path))
+    return [b for n, text in _words(path)
+            for b in _stale_in(text, rel, n, module, path.parent, local)]
+
+
+def test_the_stale_word_finder_sees_stale_words(tmp_path):
+    bad = _stale_in(
+        "Pretrain a :class:`~loralab.tinylm.TinyLM` (:mod:`loralab.lm.corpus`), see\n"
+        ":func:`train`, :attr:`TrainConfig.lr`, :class:`markupsafe.Markup`,\n"
+        ":class:`nosuchpkg.Thing`, :class:`Thing.x`, loralab.finetune_analysis;\n"
+        "``lora/linear.py``, ``lora/nosuch.py``, ``lm.train.train``, ``lm.nosuch``,\n"
+        "``report.html``, ``a.md``",
+        "x.py", 10, "loralab.lm.train", SRC / "lm")
+    assert bad == [
+        "x.py:10: :class:`~loralab.tinylm.TinyLM`", "x.py:12: :class:`Thing.x`",
+        "x.py:12: loralab.finetune_analysis",
+        "x.py:13: lora/nosuch.py (no such file)", "x.py:13: lm.nosuch (no loralab.lm.nosuch)"]
+    assert not _role_resolves("func", "no_such_function", "loralab.lm.train")
+    assert _role_resolves("meth", "merge", "loralab.lora.layer")
+    page = tmp_path / "p.md"
+    page.write_text("`lowrank/sweep.py`\n`loralab.nosuch`\n```\nloralab.x.y\n```\n",
+                    encoding="utf-8")
+    assert _stale(page) == ["p.md:2: loralab.nosuch"]
+
+
+@pytest.mark.parametrize("path", PAGES + PY_FILES + NOTEBOOKS, ids=_rel)
+def test_words_name_what_exists(path):
+    bad = _stale(path)
+    assert not bad, "named but not there (fix the words, or add to UNRESOLVABLE with a " \
+                    "reason):\n" + "\n".join(bad)
+
+
+def test_unresolvable_is_needed():
+    for name in UNRESOLVABLE:
+        assert not _resolves(name), f"{name} resolves now: take it off UNRESOLVABLE"
+
+
+CLI_LINE = re.compile(r"(?<![\w.-])loralab\s+([a-z]+)\b([^|;&#`]*)")
+
+
+def test_flags_after_a_command_are_its_flags():
+    from loralab.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.choices and set(COMMANDS) <= set(a.choices))
+    bad = []
+    for path in PAGES:
+        prose, blocks = _page(path)
+        lines = [(n, line) for n, line in enumerate(prose, 1)]
+        lines += [(start + i, line) for info, start, body in blocks
+                  if info.split()[:1] in ([], ["bash"], ["sh"], ["console"], ["text"])
+                  for i, line in enumerate(body.splitlines())]
+        for n, line in lines:
+            for m in CLI_LINE.finditer(line):
+                if m.group(1) not in sub.choices:
+                    continue
+                known = {o for a in sub.choices[m.group(1)]._actions for o in a.option_strings}
+                bad += [f"{_rel(path)}:{n}: loralab {m.group(1)} {flag}"
+                        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", m.group(2))
+                        if flag not in known]
+    assert not bad, "flags that the command does not have:\n" + "\n".join(bad)
