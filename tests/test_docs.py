@@ -12,9 +12,9 @@
   src/loralab, benchmarks/, examples/ (and the notebook's text), every Sphinx role
   (``:func:`name```, resolved as Sphinx does: the module, its package, then absolute), every
   ``pkg.name`` in a page's backticks whose head is a loralab subpackage, and every file path
-  in backticks (``lora/linear.py``) names what exists; every ``--flag`` after a
-  ``loralab CMD`` in the pages is one of CMD's flags. What cannot resolve on purpose is in
-  :data:`UNRESOLVABLE`, each with its reason.
+  in backticks (``lora/linear.py``, ``tests/x.py::test_name``) names what exists; every
+  ``--flag`` after a ``loralab CMD`` in the pages is one of CMD's flags. What cannot resolve
+  on purpose is in :data:`UNRESOLVABLE`, each with its reason.
 """
 
 from __future__ import annotations
@@ -412,6 +412,13 @@ def _paths_resolve(path: str, here: Path) -> bool:
     return any((base / path).exists() for base in bases)
 
 
+def _defines(path: str, name: str) -> bool:
+    """``path`` (from the repository's root) defines a function ``name``."""
+    file = ROOT / path
+    return file.is_file() and re.search(rf"^\s*def {name}\(", file.read_text(encoding="utf-8"),
+                                        re.M) is not None
+
+
 def _stale_in(text: str, rel: str, first: int, module: str | None, here: Path,
               local: frozenset[str] = frozenset()) -> list[str]:
     """``rel:line: what`` for each name in ``text`` (its first line is ``first``) that does
@@ -427,10 +434,13 @@ def _stale_in(text: str, rel: str, first: int, module: str | None, here: Path,
             bad.append((m.start(), m.group(0)))
     for m in CODE_SPAN.finditer(text):
         span = m.group(2).strip()
+        path, _, test = span.partition("::")           # tests/x.py::test_name: the test too
         if span in UNRESOLVABLE:
             continue
-        if PATH.match(span) and not _paths_resolve(span, here):
-            bad.append((m.start(), f"{span} (no such file)"))
+        if PATH.match(path) and not _paths_resolve(path, here):
+            bad.append((m.start(), f"{path} (no such file)"))
+        elif PATH.match(path) and re.fullmatch(r"\w+", test) and not _defines(path, test):
+            bad.append((m.start(), f"{span} (no such test)"))
         elif RELATIVE.match(span) and span.rsplit(".", 1)[1] not in FILE_SUFFIXES \
                 and not _resolves(f"loralab.{span}"):
             bad.append((m.start(), f"{span} (no loralab.{span})"))
@@ -455,12 +465,13 @@ def test_the_stale_word_finder_sees_stale_words(tmp_path):
         ":func:`train`, :attr:`TrainConfig.lr`, :class:`markupsafe.Markup`,\n"
         ":class:`nosuchpkg.Thing`, :class:`Thing.x`, loralab.finetune_analysis;\n"
         "``lora/linear.py``, ``lora/nosuch.py``, ``lm.train.train``, ``lm.nosuch``,\n"
-        "``report.html``, ``a.md``",
+        "``report.html``, ``a.md``, ``tests/test_docs.py::test_nothing``",
         "x.py", 10, "loralab.lm.train", SRC / "lm")
     assert bad == [
         "x.py:10: :class:`~loralab.tinylm.TinyLM`", "x.py:12: :class:`Thing.x`",
         "x.py:12: loralab.finetune_analysis",
-        "x.py:13: lora/nosuch.py (no such file)", "x.py:13: lm.nosuch (no loralab.lm.nosuch)"]
+        "x.py:13: lora/nosuch.py (no such file)", "x.py:13: lm.nosuch (no loralab.lm.nosuch)",
+        "x.py:14: tests/test_docs.py::test_nothing (no such test)"]
     assert not _role_resolves("func", "no_such_function", "loralab.lm.train")
     assert _role_resolves("meth", "merge", "loralab.lora.layer")
     page = tmp_path / "p.md"
