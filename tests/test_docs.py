@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import importlib
 import io
 import json
@@ -356,6 +357,7 @@ def _installed(name: str) -> bool:
         return False
 
 
+@functools.cache
 def _resolves(name: str) -> bool:
     try:
         _resolve(name)
@@ -378,6 +380,42 @@ def _top_level_names(path: Path) -> set[str]:
     return out
 
 
+@functools.cache
+def _imports(module: str) -> dict[str, list[str]]:
+    """What ``module`` imports anywhere, ``TYPE_CHECKING`` blocks included: local name ->
+    the dotted names it stands for (``from .fit import FitResult``: ``FitResult`` ->
+    ``loralab.lowrank.fit.FitResult``)."""
+    file = SRC.parent.joinpath(*module.split("."))
+    file = file / "__init__.py" if file.is_dir() else file.with_suffix(".py")
+    package = module.split(".")[:-1] if file.name != "__init__.py" else module.split(".")
+    out: dict[str, list[str]] = {}
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            source = ".".join([*base, *([node.module] if node.module else [])])
+            for a in node.names:
+                out.setdefault(a.asname or a.name, []).append(f"{source}.{a.name}")
+    return out
+
+
+def _imported_as(module: str, name: str) -> list[str]:
+    """``name`` through what ``module`` imports: ``FitResult.x`` -> ``…fit.FitResult.x``."""
+    head, _, rest = name.partition(".")
+    return [".".join(filter(None, (full, rest))) for full in _imports(module).get(head, [])]
+
+
+def _a_class_has(module: str, name: str) -> bool:
+    """A class defined in ``module`` has ``name``: an attribute, a method or a field."""
+    import dataclasses
+
+    mod = importlib.import_module(module)
+    return any(hasattr(cls, name) or name in getattr(cls, "__annotations__", {})
+               or (dataclasses.is_dataclass(cls) and name in {f.name for f in
+                                                              dataclasses.fields(cls)})
+               for cls in vars(mod).values()
+               if isinstance(cls, type) and cls.__module__ == module)
+
+
 def _role_resolves(role: str, target: str, module: str | None,
                    local: frozenset[str] = frozenset()) -> bool:
     """Sphinx's lookup of ``:role:`target``` written in ``module``: the name in the module,
@@ -393,10 +431,9 @@ def _role_resolves(role: str, target: str, module: str | None,
         package = module if (SRC / Path(*module.split(".")[1:]) / "__init__.py").is_file() \
             else module.rpartition(".")[0]
         tries = [f"{module}.{name}", f"{package}.{name}", f"loralab.{name}", name]
-        if role in ("meth", "attr"):
-            mod = importlib.import_module(module)
-            tries += [f"{module}.{k}.{name}" for k, v in vars(mod).items()
-                      if isinstance(v, type) and v.__module__ == module]
+        tries += _imported_as(module, name)
+        if role in ("meth", "attr") and "." not in name and _a_class_has(module, name):
+            return True
     if any(_resolves(t) for t in tries):
         return True
     return "." in name and head.islower() and head != "loralab" and not _installed(head)
@@ -474,6 +511,8 @@ def test_the_stale_word_finder_sees_stale_words(tmp_path):
         "x.py:14: tests/test_docs.py::test_nothing (no such test)"]
     assert not _role_resolves("func", "no_such_function", "loralab.lm.train")
     assert _role_resolves("meth", "merge", "loralab.lora.layer")
+    assert _role_resolves("attr", "steps", "loralab.lm.train")          # a dataclass field
+    assert _role_resolves("class", "Figure", "loralab.plots.demo")      # TYPE_CHECKING import
     page = tmp_path / "p.md"
     page.write_text("`lowrank/sweep.py`\n`loralab.nosuch`\n```\nloralab.x.y\n```\n",
                     encoding="utf-8")
