@@ -534,23 +534,37 @@ def test_unresolvable_is_needed():
 CLI_LINE = re.compile(r"(?<![\w.-])loralab\s+([a-z]+)\b([^|;&#`]*)")
 
 
-def test_flags_after_a_command_are_its_flags():
+def _unknown_flags(lines: list[tuple[str, str]]) -> list[str]:
+    """``where: loralab CMD --flag`` for each flag written after ``loralab CMD`` in ``lines``
+    (``(where, line)`` pairs) that CMD does not have."""
     from loralab.cli import COMMANDS, build_parser
 
     sub = next(a for a in build_parser()._actions if a.choices and set(COMMANDS) <= set(a.choices))
     bad = []
+    for where, line in lines:
+        for m in CLI_LINE.finditer(line):
+            if m.group(1) not in sub.choices:
+                continue
+            known = {o for a in sub.choices[m.group(1)]._actions for o in a.option_strings}
+            bad += [f"{where}: loralab {m.group(1)} {flag}"
+                    for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", m.group(2))
+                    if flag not in known]
+    return bad
+
+
+def test_the_flag_finder_sees_flags():
+    lines = [("a", "run `loralab svd --ranks 2,4 --no-such` then"),
+             ("b", "loralab fit --steps 10 | grep --color x"), ("c", "loralab nosuchcmd --x")]
+    assert _unknown_flags(lines) == ["a: loralab svd --no-such"]
+
+
+def test_flags_after_a_command_are_its_flags():
+    lines = []
     for path in PAGES:
         prose, blocks = _page(path)
-        lines = [(n, line) for n, line in enumerate(prose, 1)]
-        lines += [(start + i, line) for info, start, body in blocks
+        lines += [(f"{_rel(path)}:{n}", line) for n, line in enumerate(prose, 1)]
+        lines += [(f"{_rel(path)}:{start + i}", line) for info, start, body in blocks
                   if info.split()[:1] in ([], ["bash"], ["sh"], ["console"], ["text"])
                   for i, line in enumerate(body.splitlines())]
-        for n, line in lines:
-            for m in CLI_LINE.finditer(line):
-                if m.group(1) not in sub.choices:
-                    continue
-                known = {o for a in sub.choices[m.group(1)]._actions for o in a.option_strings}
-                bad += [f"{_rel(path)}:{n}: loralab {m.group(1)} {flag}"
-                        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", m.group(2))
-                        if flag not in known]
+    bad = _unknown_flags(lines)
     assert not bad, "flags that the command does not have:\n" + "\n".join(bad)
