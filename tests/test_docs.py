@@ -9,7 +9,7 @@
 * every ``loralab.x.y`` named in backticks, and every ``from loralab... import ...`` of a
   python block, resolves by import; every CLI command and flag is on docs/cli.md;
 * the same for the words around the code: every ``loralab.x.y`` in a docstring or comment of
-  src/loralab, benchmarks/, examples/ (and the notebook's text), every Sphinx role
+  src/loralab, benchmarks/, examples/, tests/ (and the notebook's text), every Sphinx role
   (``:func:`name```, resolved as Sphinx does: the module, its package, then absolute), every
   ``pkg.name`` in a page's backticks whose head is a loralab subpackage, and every file path
   in backticks (``lora/linear.py``, ``tests/x.py::test_name``) names what exists; every
@@ -339,8 +339,10 @@ def _notebook_words(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+# and the tests' words (this file excepted: it names what does not exist on purpose)
 PY_FILES = sorted(SRC.rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")) + sorted(
-    (ROOT / "examples").glob("*.py")) + [ROOT / "lora_rank_demo.py"]
+    (ROOT / "examples").glob("*.py")) + [ROOT / "lora_rank_demo.py"] + sorted(
+    p for p in (ROOT / "tests").rglob("*.py") if p != Path(__file__).resolve())
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 

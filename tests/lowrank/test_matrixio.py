@@ -1,4 +1,4 @@
-"""loralab.matrixio: --input PATH[:KEY] for .npy and .safetensors, never a pickle."""
+"""loralab.lowrank.matrixio: --input PATH[:KEY] for .npy and .safetensors, never a pickle."""
 
 from __future__ import annotations
 
