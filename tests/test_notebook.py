@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "lora_rank_demo.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "lora_rank_demo.ipynb"
 KERNEL = "loralab-test-python"
 
 
