@@ -38,8 +38,9 @@ Printed, all from this one run:
    elementwise incl. RMSNorm/SiLU/rotary, copies, autograd nodes) and the top ops, and the
    same op table for loralab's LoRA against PEFT's on all linear layers;
 4. peak RSS of one full, LoRA (both target sets) and QLoRA run, each in a forked child
-   (forked before the parent loads the model): ``VmHWM`` during two steps (reset after the
-   model is built, ``/proc/self/clear_refs``) less the RSS before the model was loaded,
+   (forked before the parent loads the model, after it imports torch, transformers, PEFT):
+   ``VmHWM`` during two steps (reset after the model is built, ``/proc/self/clear_refs``)
+   less the RSS before the model was loaded,
    beside ``loralab.lm.memory.estimate_run_memory``'s plan for it.
 
     .venv/bin/python benchmarks/bench_real_model.py [--rounds 10] [--tokens 4x128]
@@ -167,22 +168,23 @@ class Kind:
 
 
 FUSED_OK = LoRALinear._fused_ok
+CLOCK = time.perf_counter      # --clock process: this process's CPU time (all its threads)
 
 
 def step(kind: Kind, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
     """One training step; returns ``(forward, backward, optimizer)`` seconds."""
     LoRALinear._fused_ok = FUSED_OK if kind.fused else (lambda *_: False)
     try:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         loss = loss_of(kind.model, x, y)
-        t1 = time.perf_counter()
+        t1 = CLOCK()
         loss.backward()
-        t2 = time.perf_counter()
+        t2 = CLOCK()
         if kind.opt is not None:
             nn.utils.clip_grad_norm_(kind.params, 1.0)
             kind.opt.step()
             kind.opt.zero_grad(set_to_none=True)
-        return t1 - t0, t2 - t1, time.perf_counter() - t2
+        return t1 - t0, t2 - t1, CLOCK() - t2
     finally:
         LoRALinear._fused_ok = FUSED_OK
 
@@ -518,6 +520,16 @@ def main_table(kinds: dict[str, Kind], times: dict[str, list[float]], peak: floa
         lines.append(f"| {label} | {st[0] * 1e3:.1f} | {st[1] * 1e3:.1f} | {st[2] * 1e3:.1f} "
                      f"| {vs_full} | {k.flops / full_flops:.3f} | {vs_frozen} | {vs_peft} | "
                      f"{g / 1e9:.1f} | {100 * g / peak:.0f}% |")
+    lines.append("")
+    for label in [k for k in kinds if k.startswith("PEFT")]:
+        ours = label.replace("PEFT+bnb", "loralab").replace("PEFT", "loralab")
+        pt, ft = stats(times[label])[0], frozen[0]
+        floor = kinds[ours].flops / kinds["frozen base"].flops
+        best = floor * ft / pt
+        lines.append(f"{label}: {pt / ft:.3f} x the frozen-base step (min); no adapter step "
+                     f"can beat the FLOP floor, {floor:.3f} x the frozen step, so the best "
+                     "ratio to PEFT reachable here is "
+                     f"{best:.3f} (loralab: {stats(times[ours])[0] / pt:.3f})")
     return lines
 
 
@@ -555,9 +567,9 @@ def timed_rounds(kinds: dict[str, Kind], x: torch.Tensor, y: torch.Tensor, round
         rng.shuffle(order)
         for label, k in order:
             r0 = resource.getrusage(resource.RUSAGE_SELF)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             f, b, o = step(k, x, y)
-            times[label].append(time.perf_counter() - t0)
+            times[label].append(CLOCK() - t0)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
             phases[label].append((f, b, o, r1.ru_stime - r0.ru_stime,
                                   r1.ru_minflt - r0.ru_minflt))
@@ -574,21 +586,33 @@ def main() -> None:
                     help="also time loralab's QLoRA against PEFT + bitsandbytes (NF4, CPU)")
     ap.add_argument("--module-path", action="store_true",
                     help="also time loralab's LoRA with LoRALinear's fused path off")
+    ap.add_argument("--clock", choices=["wall", "process"], default="wall",
+                    help="wall time (default), or this process's CPU time, which other "
+                         "programs on a shared machine disturb less (use with --threads 1: "
+                         "with more, waiting threads spin and count)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS children")
     ap.add_argument("--no-profile", action="store_true", help="skip torch.profiler")
     ap.add_argument("--top", type=int, default=12, help="ops listed in the profile tables")
     ap.add_argument("--cache-dir", default=os.environ.get("LORALAB_CACHE", "/tmp/llcache"),
                     help="where the de-quantized copy of the GGUF is kept")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     keep_freed_memory()                               # as loralab's training loop does
     b, t = args.tokens
-    rss = [] if args.no_rss else measure_rss(args)   # forked before this process loads
-
+    # the libraries before the children fork: their RSS baseline then includes them
     import peft
+    import safetensors.torch  # noqa: F401
+    import tokenizers  # noqa: F401
     import transformers
+    from transformers.models.llama import modeling_llama  # noqa: F401
+
+    if args.qlora:
+        import bitsandbytes  # noqa: F401
+    rss = [] if args.no_rss else measure_rss(args)   # forked before this process loads
 
     hf, tok = load_smollm2(args.cache_dir)
     x, y = batch(tok, b, t)
@@ -597,7 +621,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft "
           f"{peft.__version__}; SmolLM2-135M ({sum(p.numel() for p in hf.parameters()) / 1e6:.1f}"
           f" M parameters) float32, {b} x {t} tokens, AdamW, r = {args.rank}, "
-          f"{args.threads} threads, {args.rounds} rounds")
+          f"{args.threads} threads, {args.rounds} rounds, {args.clock} clock")
     print("\n".join(notes))
     start = measure_peak()
     print(peak_line(start))
