@@ -40,7 +40,9 @@ Printed, all from this one run:
 4. peak RSS of one full, LoRA (both target sets) and QLoRA run, each in a forked child
    (forked before the parent loads the model, after it imports torch, transformers, PEFT):
    ``VmHWM`` during two steps (reset after the model is built, ``/proc/self/clear_refs``)
-   less the RSS before the model was loaded,
+   less the RSS before the model was loaded (QLoRA: the tensors left in float32, the
+   embedding and norms, copied off the safetensors mapping, which would otherwise keep the
+   whole float file's pages resident),
    beside ``loralab.lm.memory.estimate_run_memory``'s plan for it.
 
     .venv/bin/python benchmarks/bench_real_model.py [--rounds 10] [--tokens 4x128]
@@ -279,6 +281,10 @@ def _rss_child(what: str, args: argparse.Namespace, conn: mp.connection.Connecti
             hf.requires_grad_(False)
             if method == "qlora":
                 quantize_model(hf)
+                with torch.no_grad():      # off the float file's mapping, so it is unmapped
+                    for p in [*hf.parameters(), *hf.buffers()]:
+                        if not type(p).__module__.startswith("bitsandbytes"):
+                            p.data = p.data.clone()
             inject_lora(hf, {"r": args.rank, "lora_alpha": 2 * args.rank,
                              "target_modules": list(targets)})
             model = hf
