@@ -194,7 +194,8 @@ def test_layer_types_are_picked_per_module() -> None:
         inject_lora(g, AdapterConfig(r=2, target_modules=["c_attn"]))
     layer = g.transformer.h[0].attn.c_attn
     assert isinstance(layer, LoRALinear) and layer.fan_in_fan_out
-    assert layer.delta_weight().shape == layer.base.weight.shape       # (d_in, d_out)
+    # Conv1D stores W as (d_in, d_out); ΔW is (d_out, d_in) like every layer's (issue 28)
+    assert layer.delta_weight().shape == layer.base.weight.t().shape   # (d_out, d_in)
 
 
 def test_all_linear_leaves_the_output_head_out() -> None:

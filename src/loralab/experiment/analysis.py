@@ -123,7 +123,7 @@ def merge_check(model: nn.Module, base: nn.Module, data: LMData, ctx: RunContext
         ref64 = m64(x)                                             # fp64 reference
         plain64 = copy.deepcopy(base).double()                     # W0 + ΔW, formed in fp64
         for name, layer in lora_layers(m64).items():
-            plain64.get_submodule(name).weight.add_(layer.delta_weight())
+            _oi(plain64.get_submodule(name)).add_(layer.delta_weight())
         diff64 = float((plain64(x) - ref64).abs().max())
     merged_loss = evaluate(merged, data, EVAL_BATCH, device=device, dist=ctx.dist)
     return MergeCheck(label="", max_abs_logit=float(ref.abs().max()), max_abs_logit_diff=diff,
@@ -263,7 +263,6 @@ def _amplification(result: ExperimentResult, base: nn.Module,
         if lora_label in models:
             mod = models[lora_label].get_submodule(layer)
             delta = mod.delta_weight().detach()
-            delta = delta.t() if getattr(mod, "fan_in_fan_out", False) else delta
             amp.rows.append(amplification(w0, delta, r, "lora", config.seed))
         amp.rows.append(amplification(w0, full_delta, r, "full", config.seed))
     return amp

@@ -28,6 +28,7 @@ from ..lm.checkpoint import tensors_sha256
 from ..lm.corpus import LMData, build_data, corpus_lines
 from ..lm.model import CharTokenizer
 from ..lm.train import evaluate
+from ..lora.storage import weight_out_in
 from ..results.finetune import BaseInfo
 from ..results.finetune_config import QUANT_METHODS, ExperimentConfig, RunOptions
 from ..results.presets import parse_targets
@@ -57,13 +58,6 @@ def layer_paths(model: nn.Module, module: str) -> list[str]:
     paths = [n for n, m in model.named_modules() if n.rsplit(".", 1)[-1] == module
              and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.ndim == 2]
     return sorted(paths, key=lambda p: [int(x) if x.isdigit() else -1 for x in p.split(".")])
-
-
-def weight_out_in(mod: nn.Module) -> torch.Tensor:
-    """A weight layer's ``W`` as ``(d_out, d_in)`` (transformers' ``Conv1D`` stores Wᵀ)."""
-    from ..lora.targets import is_conv1d
-
-    return mod.weight.t() if is_conv1d(mod) else mod.weight
 
 
 def resolve_targets(texts: tuple[str, ...], model: nn.Module

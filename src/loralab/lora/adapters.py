@@ -2,7 +2,7 @@
 
 A folder written by :func:`save_adapter` loads with ``peft.PeftModel.from_pretrained(base,
 folder)`` and gives the same outputs; :func:`loralab.lora.load_adapter` reads folders PEFT
-saved. Tensors are named as PEFT names them::
+saved. Tensors are named as PEFT names them (:mod:`loralab.lora.keys`)::
 
     base_model.model.<path>.lora_A.weight           (r, d_in)      Linear, Conv1D, conv
     base_model.model.<path>.lora_B.weight           (d_out, r)     (+ .lora_B.bias: lora_bias)
@@ -35,8 +35,9 @@ from torch import nn
 from ..errors import LoralabError
 from ..fileio import atomic_dir, atomic_write, atomic_write_text, check_output_dir
 from .config import AdapterConfig, config_to_peft
-from .embedding import LoRAEmbedding
+from .keys import PREFIX, adapter_tensors, peft_param_key
 from .layer import LoRALayer
+from .linear import LoRALinear
 from .state import injected_config, lora_layers, trained_copies
 from .targets import selected_names
 
@@ -44,36 +45,6 @@ __all__ = ["CONFIG_NAME", "PREFIX", "WEIGHTS_NAME", "adapter_state", "save_adapt
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
-PREFIX = "base_model.model."
-
-
-def factor_names(layer: LoRALayer) -> tuple[str, str]:
-    """The on-disk names of A and B of a layer, as PEFT stores them."""
-    if isinstance(layer, LoRAEmbedding):
-        return "lora_embedding_A", "lora_embedding_B"
-    return "lora_A.weight", "lora_B.weight"
-
-
-def layer_tensors(path: str, layer: LoRALayer, name: str) -> dict[str, torch.Tensor]:
-    """Adapter ``name``'s tensors of one layer under their PEFT keys."""
-    a_name, b_name = factor_names(layer)
-    a, b = layer.factors(name)
-    out = {f"{PREFIX}{path}.{a_name}": a, f"{PREFIX}{path}.{b_name}": b}
-    if layer.lora_bias_param(name) is not None:
-        out[f"{PREFIX}{path}.lora_B.bias"] = layer.lora_bias_param(name)
-    if name in layer.lora_magnitude_vector:
-        out[f"{PREFIX}{path}.lora_magnitude_vector"] = layer.lora_magnitude_vector[name]
-    return out
-
-
-def _peft_name(param_path: str, lora_names: set[str]) -> str:
-    """Our parameter path -> PEFT's (``<m>.base.bias`` -> ``<m>.base_layer.bias``)."""
-    module, _, leaf = param_path.rpartition(".")
-    if module.endswith(".base") and module[: -len(".base")] in lora_names:
-        module = module[: -len(".base")] + ".base_layer"
-    elif module == "base" and "" in lora_names:
-        module = "base_layer"
-    return PREFIX + (f"{module}.{leaf}" if module else leaf)
 
 
 def _lora_tensors(model: nn.Module, bias: str, adapter: str) -> dict[str, torch.Tensor]:
@@ -81,14 +52,14 @@ def _lora_tensors(model: nn.Module, bias: str, adapter: str) -> dict[str, torch.
     out: dict[str, torch.Tensor] = {}
     for name, mod in layers.items():
         if adapter in mod.r:
-            out.update(layer_tensors(name, mod, adapter))
+            out.update(adapter_tensors(name, mod, adapter))
     if bias != "none":
         wrapped = {id(m.bias) for m in layers.values() if m.bias is not None}
         copies = list(trained_copies(model))   # their biases are saved with their state
         for pname, p in model.named_parameters():
             if pname.endswith("bias") and (bias == "all" or id(p) in wrapped) \
                     and not any(pname.startswith(f"{c}.") for c in copies):
-                out[_peft_name(pname, set(layers))] = p
+                out[peft_param_key(pname, set(layers))] = p
     return out
 
 
@@ -118,20 +89,20 @@ def adapter_state(model: nn.Module, bias: str, adapter: str = "default"
     copies = trained_copies(model)
     for path, mod in copies.items():
         for key, t in mod.module.state_dict().items():
-            out[f"{PREFIX}{path}.{key}"] = t
+            out[peft_param_key(f"{path}.{key}", ())] = t
     covered = {id(t) for t in out.values()} | {id(p) for c in copies.values()
                                                for p in c.parameters()} | {
         id(p) for m in lora_layers(model).values() for p in m.trainable(m.adapter_names)}
     extra = _hand_trained(model, covered)
     for path in extra:
         for key, t in model.get_submodule(path).state_dict().items():
-            out[f"{PREFIX}{path}.{key}"] = t
+            out[peft_param_key(f"{path}.{key}", ())] = t
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
     return tensors, [*copies, *extra]
 
 
 def _setting(layer: LoRALayer, a: str) -> tuple:
-    return (layer.dropout_p(a), layer.use_rslora[a], layer.init_lora_weights[a],
+    return (layer.dropout_p(a), layer.use_rslora[a], layer.init[a].peft_value,
             layer.lora_bias[a], layer.use_dora[a])
 
 
@@ -154,9 +125,10 @@ def config_for(model: nn.Module, saved: list[str], a: str = "default") -> Adapte
                                f"lora_bias, use_dora) = {_setting(m, a)}, unlike the others; "
                                "one adapter file holds one such setting")
     stored = injected_config(model, a) or AdapterConfig(target_modules=sorted(layers))
-    base = dict(fan_in_fan_out=any(getattr(m, "fan_in_fan_out", False) for m in layers.values()),
+    base = dict(fan_in_fan_out=any(isinstance(m, LoRALinear) and m.fan_in_fan_out
+                                   for m in layers.values()),
                 lora_dropout=first.dropout_p(a), use_rslora=first.use_rslora[a],
-                init_lora_weights=first.init_lora_weights[a], lora_bias=first.lora_bias[a],
+                init_lora_weights=first.init[a].peft_value, lora_bias=first.lora_bias[a],
                 use_dora=first.use_dora[a], modules_to_save=saved or None)
     if stored.target_modules != "all-linear" and _stored_fits(model, stored, layers, saved, a):
         return replace(stored, **base)

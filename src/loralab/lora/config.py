@@ -2,13 +2,18 @@
 
 Every field is ``peft.LoraConfig``'s, with PEFT's values, and ``adapter_config.json`` maps
 onto it one to one (:func:`config_from_peft` / :func:`config_to_peft`). A value is checked
-once, where it enters (``__post_init__``); a field loralab does not implement (DoRA, LoftQ,
-EVA, ...) is refused by name when it is set to anything but its "off" value.
+once, where it enters (``__post_init__``); the init option (``init_lora_weights`` with
+``loftq_config``) is parsed there once into a typed :class:`~loralab.lora.init_option.InitOption`
+(``config.init``), and PEFT's value is written back only for ``adapter_config.json``. DoRA
+(``use_dora``), LoftQ (``init_lora_weights="loftq"``), PiSSA and OLoRA are implemented; a
+field loralab does not implement (EVA, CorDA, trainable tokens, ...) is refused by name when
+it is set to anything but its "off" value.
 :func:`as_adapter_config` takes an :class:`AdapterConfig`, a ``peft.LoraConfig`` object or
 its dict, so ``inject_lora(model, peft.LoraConfig(...))`` works as PEFT users expect.
 
 Per-module values (PEFT's rules): ``rank_pattern`` / ``alpha_pattern`` map a regex to r / α;
-the first key ``k`` with ``re.match(rf"(.*\\.)?({k})$", path)`` wins (:meth:`rank_for`).
+the first key ``k`` with ``re.match(rf"(.*\\.)?({k})$", path)`` wins (:meth:`rank_for`);
+:meth:`AdapterConfig.layer_spec` gives one module's :class:`~loralab.lora.spec.LayerSpec`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ..errors import LoralabError
+from .init_option import InitOption, parse_init
+from .spec import LayerSpec, check_alpha, check_layer_args
 
 __all__ = [
     "TASK_HEADS",
@@ -34,10 +41,10 @@ __all__ = [
     "pattern_key",
 ]
 
-InitValue = bool | str      # True, False, "gaussian", "pissa", "pissa_niter_K", "olora"
+# PEFT's init_lora_weights: True, False, "gaussian", "pissa", "pissa_niter_K", "olora", "loftq"
+InitValue = bool | str
 BiasKind = Literal["none", "all", "lora_only"]
 BIASES: tuple[str, ...] = ("none", "all", "lora_only")
-INIT_STRINGS: tuple[str, ...] = ("gaussian", "pissa", "olora", "loftq")
 # PEFT's task types, and the heads PEFT trains in full for them (modules_to_save).
 TASK_HEADS: dict[str, tuple[str, ...]] = {
     "SEQ_CLS": ("classifier", "score"), "TOKEN_CLS": ("classifier", "score"),
@@ -49,36 +56,6 @@ TASK_TYPES: tuple[str, ...] = tuple(TASK_HEADS)
 _DESCRIPTIVE = {"peft_type", "base_model_name_or_path", "revision", "inference_mode",
                 "auto_mapping", "peft_version", "megatron_core", "qalora_group_size",
                 "ensure_weight_tying", "runtime_config"}
-
-
-def check_layer_args(r: object, lora_alpha: object, lora_dropout: object, use_rslora: object,
-                     init_lora_weights: object) -> None:
-    """The one check of a LoRA layer's settings (the config's and a layer's constructor's):
-    ``r`` an integer ≥ 1, ``lora_alpha`` finite > 0, ``0 ≤ lora_dropout < 1``, ``use_rslora`` a
-    bool, ``init_lora_weights`` True, False, ``"gaussian"``, ``"pissa"``, ``"pissa_niter_K"``
-    (K ≥ 1) or ``"olora"``."""
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise LoralabError(f"r={r!r} is not allowed; the rank must be an integer >= 1")
-    _check_alpha("lora_alpha", lora_alpha)
-    p = lora_dropout
-    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
-        raise LoralabError(f"lora_dropout={p!r} is not allowed; it must be in [0, 1)")
-    if not isinstance(use_rslora, bool):
-        raise LoralabError(f"use_rslora={use_rslora!r} is not allowed; use True/False")
-    ok = isinstance(init_lora_weights, bool) or init_lora_weights in INIT_STRINGS or (
-        isinstance(init_lora_weights, str)
-        and re.fullmatch(r"pissa_niter_[1-9]\d*", init_lora_weights) is not None)
-    if not ok:
-        hint = (" ('eva', 'corda' and the others are not implemented)"
-                if isinstance(init_lora_weights, str) else "")
-        raise LoralabError(f"init_lora_weights={init_lora_weights!r} is not allowed; use True, "
-                           f"False, 'gaussian', 'pissa', 'pissa_niter_K', 'olora' or "
-                           f"'loftq'{hint}")
-
-
-def _check_alpha(name: str, a: object) -> None:
-    if isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a) or a <= 0:
-        raise LoralabError(f"{name}={a!r} is not allowed; it must be a finite number > 0")
 
 
 def _check_names(value: object, field_name: str, allow_none: bool,
@@ -127,7 +104,7 @@ def _check_pattern(value: object, field_name: str, is_rank: bool) -> dict[str, A
             raise LoralabError(f"{field_name}[{key!r}]={v!r} is not allowed; ranks are "
                                "integers >= 1")
         if not is_rank:
-            _check_alpha(f"{field_name}[{key!r}]", v)
+            check_alpha(f"{field_name}[{key!r}]", v)
         out[key] = v
     return out
 
@@ -148,24 +125,14 @@ def _check_layers(value: object) -> int | list[int] | None:
                        "(e.g. 0) or a list of them (e.g. [0, 2])")
 
 
-def _check_loftq(value: object, init: object) -> dict[str, int]:
-    """PEFT's ``loftq_config``: ``{"loftq_bits": 4 or 8, "loftq_iter": N ≥ 1}``."""
+def _check_loftq(value: object, init: InitOption) -> dict[str, int]:
+    """PEFT's ``loftq_config`` dict: with ``"loftq"`` the parsed options (defaults filled in,
+    ``{"loftq_bits": 4, "loftq_iter": 1}``), else the dict as given."""
     value = dict(value or {}) if isinstance(value, Mapping | type(None)) else value
     if not isinstance(value, dict):
         raise LoralabError(f"loftq_config={value!r} is not allowed; give a dict such as "
                            "{'loftq_bits': 4, 'loftq_iter': 1}")
-    if init != "loftq":
-        return value
-    unknown = sorted(set(value) - {"loftq_bits", "loftq_iter"})
-    if unknown:
-        raise LoralabError(f"loftq_config key {unknown[0]!r} is not allowed; use loftq_bits "
-                           "and loftq_iter")
-    bits, iters = value.setdefault("loftq_bits", 4), value.setdefault("loftq_iter", 1)
-    if bits not in (4, 8) or isinstance(bits, bool):
-        raise LoralabError(f"loftq_bits={bits!r} is not allowed; use 4 or 8")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise LoralabError(f"loftq_iter={iters!r} is not allowed; it must be an integer >= 1")
-    return value
+    return {**value, **init.loftq.to_peft()} if init.loftq is not None else value
 
 
 def pattern_key(keys: Sequence[str], path: str) -> str | None:
@@ -182,8 +149,11 @@ class AdapterConfig:
     ``"all-linear"`` (every Linear/Conv1D but the output head). exclude_modules: the same
     forms, never wrapped. lora_dropout: on the LoRA branch's input, 0 ≤ p < 1.
     init_lora_weights: True (A Kaiming-uniform, B = 0), False (both random: the update starts
-    non-zero), ``"gaussian"`` (A ~ N(0, 1/r²), B = 0) or ``"pissa"`` (top-r SVD moved into
-    the adapter). bias: which biases train: ``"none"``, ``"all"``, ``"lora_only"``.
+    non-zero), ``"gaussian"`` (A ~ N(0, 1/r²), B = 0), ``"pissa"`` / ``"pissa_niter_K"``
+    (top-r SVD moved into the adapter, exact or randomized), ``"olora"`` (QR) or ``"loftq"``
+    (with ``loftq_config``); parsed once into ``init``, an
+    :class:`~loralab.lora.init_option.InitOption`. bias: which biases train: ``"none"``,
+    ``"all"``, ``"lora_only"``.
     fan_in_fan_out: the base stores ``W`` as ``(d_in, d_out)`` (GPT-2's ``Conv1D``); set
     per layer from its type, as PEFT does. modules_to_save: modules trained in full and saved
     with the adapter (a head); ``task_type`` adds PEFT's heads (:data:`TASK_HEADS`).
@@ -225,8 +195,11 @@ class AdapterConfig:
             if not isinstance(getattr(self, name), bool):
                 raise LoralabError(f"{name}={getattr(self, name)!r} is not allowed; use "
                                    "True/False")
-        self.loftq_config = _check_loftq(self.loftq_config, self.init_lora_weights)
-        if self.lora_bias and not isinstance(self.init_lora_weights, bool):
+        if not isinstance(self.loftq_config, Mapping | type(None)):
+            _check_loftq(self.loftq_config, InitOption())
+        self.init: InitOption = parse_init(self.init_lora_weights, self.loftq_config)
+        self.loftq_config = _check_loftq(self.loftq_config, self.init)
+        if self.lora_bias and self.init.kind not in ("default", "random"):
             raise LoralabError(f"lora_bias=True with init_lora_weights="
                                f"{self.init_lora_weights!r} is not allowed; lora_bias needs "
                                "init_lora_weights True or False (as PEFT)")
@@ -263,6 +236,13 @@ class AdapterConfig:
         key = pattern_key(list(self.alpha_pattern), path)
         return self.alpha_pattern[key] if key is not None else self.lora_alpha
 
+    def layer_spec(self, path: str, autocast_adapter_dtype: bool = True) -> LayerSpec:
+        """The :class:`~loralab.lora.spec.LayerSpec` of the module at ``path`` (its own r and
+        α from ``rank_pattern`` / ``alpha_pattern``)."""
+        return LayerSpec(self.rank_for(path), self.alpha_for(path), self.lora_dropout,
+                         self.use_rslora, self.init, self.lora_bias, self.use_dora,
+                         autocast_adapter_dtype)
+
     def saved_modules(self) -> list[str]:
         """``modules_to_save`` with the task's heads added (PEFT's order: user's, then heads)."""
         names = list(self.modules_to_save or [])
@@ -279,7 +259,7 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
                      ) -> AdapterConfig:
     """An :class:`AdapterConfig` from a PEFT ``adapter_config.json`` dict (or
     ``LoraConfig.to_dict()``). Refuses, naming it, a field that would change the math and
-    that loralab does not implement (``use_dora``, ``loftq_config``, ...)."""
+    that loralab does not implement (EVA, CorDA, trainable tokens, ...)."""
     if not isinstance(data, Mapping):
         raise LoralabError(f"{source}: expected a JSON object, got {type(data).__name__}")
     if data.get("peft_type", "LORA") not in ("LORA", None):
@@ -293,7 +273,7 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
             continue
         elif value not in _OFF:
             raise LoralabError(f"{source}: {key}={value!r} is not supported by loralab "
-                               "(LoftQ, EVA, trainable tokens and the other PEFT variants "
+                               "(EVA, CorDA, trainable tokens and the other PEFT variants "
                                "are not implemented)")
     kwargs.setdefault("lora_alpha", 8)                  # PEFT's default α
     if isinstance(kwargs.get("target_modules"), set | frozenset):
@@ -309,8 +289,10 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
 
 
 def config_to_peft(config: AdapterConfig) -> dict[str, Any]:
-    """The ``adapter_config.json`` dict (PEFT ``LoraConfig`` fields) for ``config``."""
+    """The ``adapter_config.json`` dict (PEFT ``LoraConfig`` fields) for ``config``; the init
+    option is written as PEFT's value (``config.init.peft_value``)."""
     out = {f.name: getattr(config, f.name) for f in fields(AdapterConfig)}
+    out["init_lora_weights"] = config.init.peft_value
     out.update(peft_type="LORA", inference_mode=True)
     return out
 

@@ -13,26 +13,27 @@ base's layout ``(C_out, C_in, k…)``, is::
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import LoralabError
-from .config import InitValue
 from .layer import LOW_PRECISION, LoRALayer, ModuleFactors
+from .spec import LayerSpec
 
 __all__ = ["LoRAConv"]
 
 
 class LoRAConv(ModuleFactors, LoRALayer):
-    """A frozen ``nn.Conv1d`` or ``nn.Conv2d`` plus rank-r updates of its kernel."""
+    """A frozen ``nn.Conv1d`` or ``nn.Conv2d`` plus rank-r updates of its kernel.
 
-    def __init__(self, base: nn.Conv1d | nn.Conv2d, r: int, lora_alpha: float,
-                 lora_dropout: float = 0.0, use_rslora: bool = False,
-                 init_lora_weights: InitValue = True, generator: torch.Generator | None = None,
-                 *, lora_bias: bool = False, use_dora: bool = False,
-                 autocast_adapter_dtype: bool = True, adapter_name: str = "default",
-                 init_options: dict | None = None) -> None:
+    Arguments as :class:`~loralab.lora.LoRALinear`'s (a ``LayerSpec`` or its fields)."""
+
+    def __init__(self, base: nn.Conv1d | nn.Conv2d, r: LayerSpec | int, *args: Any,
+                 generator: torch.Generator | None = None, adapter_name: str = "default",
+                 **kwargs: Any) -> None:
         if type(base) not in (nn.Conv1d, nn.Conv2d):
             raise LoralabError(f"LoRAConv wraps an nn.Conv1d or nn.Conv2d, got "
                                f"{type(base).__name__}")
@@ -40,10 +41,7 @@ class LoRAConv(ModuleFactors, LoRALayer):
         self.in_features, self.out_features = base.in_channels, base.out_channels
         self._conv_fn = F.conv1d if type(base) is nn.Conv1d else F.conv2d
         self.lora_A, self.lora_B = nn.ModuleDict(), nn.ModuleDict()
-        self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
-                         init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
-                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype,
-                         init_options=init_options)
+        self.add_adapter(adapter_name, r, *args, generator=generator, **kwargs)
 
     def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
         base, conv = self.base, type(self.base)
@@ -59,10 +57,10 @@ class LoRAConv(ModuleFactors, LoRALayer):
                               ) -> None:
         """As :class:`~loralab.lora.LoRALinear`: A Kaiming-uniform (``"gaussian"``:
         N(0, 1/r²)), B = 0; ``False`` leaves both random."""
-        init = self.init_lora_weights[name]
-        if init not in (True, False, "gaussian"):
-            raise LoralabError(f"init_lora_weights={init!r} is not supported on convolutions; "
-                               "use True or 'gaussian'")
+        init = self.init[name]
+        if init.kind not in ("default", "random", "gaussian"):
+            raise LoralabError(f"init_lora_weights={init.peft_value!r} is not supported on "
+                               "convolutions; use True or 'gaussian'")
         self.reset_standard(name, generator)
 
     def delta_weight(self, name: str | None = None) -> torch.Tensor:

@@ -4,7 +4,11 @@ With the table ``E0: (V, d)`` (V tokens, width d), PEFT's factors are
 ``lora_embedding_A: (r, V)`` and ``lora_embedding_B: (d, r)``, and for token ids ``x``::
 
     y = E0[x] + s · Aᵀ[x] Bᵀ          ((..., r) @ (r, d) -> (..., d))
-    ΔE = s · (B A)ᵀ : (V, d)
+    ΔW = s · B A : (d, V)              (the table's update is ΔE = ΔWᵀ : (V, d))
+
+Read as a linear map of a one-hot input, the table is ``W0 = E0ᵀ: (d_out, d_in) = (d, V)``,
+stored transposed (as ``Conv1D``): ``delta_weight()`` is ``(d, V)`` like every layer's, and
+only the read/write pair of :class:`~loralab.lora.LoRALayer` sees the ``(V, d)`` storage.
 
 Init as PEFT (after loralib): ``A = 0``, ``B ~ N(0, 1)``, so the update starts at zero while
 the gradient of ``A`` does not. PEFT applies no dropout on this path, nor does this layer.
@@ -12,35 +16,36 @@ the gradient of ``A`` does not. PEFT applies no dropout on this path, nor does t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import LoralabError
-from .config import InitValue
 from .layer import LOW_PRECISION, LoRALayer
+from .spec import LayerSpec
 
 __all__ = ["LoRAEmbedding"]
 
 
 class LoRAEmbedding(LoRALayer):
-    """A frozen ``nn.Embedding`` plus ``ΔE = s·(B A)ᵀ`` per adapter (see the module doc)."""
+    """A frozen ``nn.Embedding`` plus ``ΔE = s·(B A)ᵀ`` per adapter (see the module doc).
 
-    def __init__(self, base: nn.Embedding, r: int, lora_alpha: float, lora_dropout: float = 0.0,
-                 use_rslora: bool = False, init_lora_weights: InitValue = True,
-                 generator: torch.Generator | None = None, *, lora_bias: bool = False,
-                 use_dora: bool = False, autocast_adapter_dtype: bool = True,
-                 adapter_name: str = "default", init_options: dict | None = None) -> None:
+    Arguments as :class:`~loralab.lora.LoRALinear`'s (a ``LayerSpec`` or its fields)."""
+
+    supports_lora_bias = False
+
+    def __init__(self, base: nn.Embedding, r: LayerSpec | int, *args: Any,
+                 generator: torch.Generator | None = None, adapter_name: str = "default",
+                 **kwargs: Any) -> None:
         if not isinstance(base, nn.Embedding):
             raise LoralabError(f"LoRAEmbedding wraps an nn.Embedding, got {type(base).__name__}")
         super().__init__(base)
         w = base.weight
         self.num_embeddings, self.embedding_dim = int(w.shape[0]), int(w.shape[1])
         self.lora_embedding_A, self.lora_embedding_B = nn.ParameterDict(), nn.ParameterDict()
-        self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
-                         init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
-                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype,
-                         init_options=init_options)
+        self.add_adapter(adapter_name, r, *args, generator=generator, **kwargs)
 
     def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
         if lora_bias:
@@ -61,24 +66,25 @@ class LoRAEmbedding(LoRALayer):
     def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
                               ) -> None:
         """``A = 0``, ``B ~ N(0, 1)`` (``init_lora_weights=False``: both ``N(0, 1)``)."""
-        init = self.init_lora_weights[name]
-        if init not in (True, False, "gaussian"):
-            raise LoralabError(f"init_lora_weights={init!r} is not supported on nn.Embedding; "
-                               "use True or 'gaussian'")
+        init = self.init[name]
+        if init.kind not in ("default", "random", "gaussian"):
+            raise LoralabError(f"init_lora_weights={init.peft_value!r} is not supported on "
+                               "nn.Embedding; use True or 'gaussian'")
         a, b = self.factors(name)
-        if init is False:
+        if init.kind == "random":
             torch.nn.init.normal_(a, generator=generator)
         else:
             torch.nn.init.zeros_(a)
         torch.nn.init.normal_(b, generator=generator)
 
     def delta_weight(self, name: str | None = None) -> torch.Tensor:
-        """``ΔE = s·(B A)ᵀ``: ((d, r) @ (r, V))ᵀ -> (V, d), float32 for fp16/bf16 factors."""
+        """``ΔW = s·B A``: (d, r) @ (r, V) -> (d, V) = (d_out, d_in) (the table's update is its
+        transpose), float32 for fp16/bf16 factors."""
         name = name or self.active_adapter
         a, b = self.factors(name)
         if a.dtype in LOW_PRECISION:
             a, b = a.float(), b.float()
-        return (b @ a).t() * self.scaling[name]
+        return (b @ a) * self.scaling[name]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: token ids (...) -> (..., d)."""

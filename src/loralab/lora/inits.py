@@ -14,34 +14,25 @@ base with the residual ``W0 − s·B A``, so the output is unchanged at init:
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from ..errors import LoralabError
 from ..quant import loftq
+from .init_option import InitOption, LoftQConfig
 
-__all__ = ["is_split_init", "loftq_init", "split_init"]
-
-_NITER = re.compile(r"pissa_niter_(\d+)")
-
-
-def is_split_init(init: object) -> bool:
-    """Whether ``init`` is one of this module's inits (they rewrite the base weight)."""
-    return isinstance(init, str) and (init in ("pissa", "olora", "loftq")
-                                      or bool(_NITER.fullmatch(init)))
+__all__ = ["loftq_init", "split_init"]
 
 
-def _factors(w: torch.Tensor, r: int, s: float, init: str,
+def _factors(w: torch.Tensor, r: int, s: float, init: InitOption,
              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(A, B)`` with ``s·B A`` the init's rank-r part of ``w: (d_out, d_in)`` (float32)."""
-    if init == "olora":
+    if init.kind == "olora":
         q, rr = torch.linalg.qr(w)                              # (out, k), (k, in)
         return rr[:r].contiguous(), q[:, :r].contiguous()
-    if init == "pissa":
+    if init.pissa_niter is None:
         u, sv, vh = torch.linalg.svd(w, full_matrices=False)    # (out,k) (k,) (k,in)
     else:
-        niter = int(_NITER.fullmatch(init).group(1))            # type: ignore[union-attr]
+        niter = init.pissa_niter
         with torch.random.fork_rng(devices=[]):
             if generator is not None:
                 torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
@@ -54,30 +45,30 @@ def _factors(w: torch.Tensor, r: int, s: float, init: str,
 
 
 @torch.no_grad()
-def split_init(layer: torch.nn.Module, name: str, init: str,
+def split_init(layer: torch.nn.Module, name: str, init: InitOption,
                generator: torch.Generator | None = None) -> None:
-    """Initialise adapter ``name`` of a LoRALinear by ``init`` and leave the residual."""
+    """Initialise adapter ``name`` of a LoRALinear by ``init`` (PiSSA or OLoRA) and leave the
+    residual in the base."""
     w = layer.weight_out_in()
     r, s = layer.r[name], layer.scaling[name]
     if r > min(w.shape):
-        raise LoralabError(f"init_lora_weights={init!r} needs r <= min(d_out, d_in) = "
-                           f"{min(w.shape)}, got r={r}")
+        raise LoralabError(f"init_lora_weights={init.peft_value!r} needs r <= min(d_out, d_in) "
+                           f"= {min(w.shape)}, got r={r}")
     w32 = w.detach().float()
     a, b = _factors(w32, r, s, init, generator)
     a_param, b_param = layer.factors(name)
     a_param.copy_(a)
     b_param.copy_(b)
     a, b = a_param.float(), b_param.float()                     # as rounded
-    w.copy_(w32 - s * (b @ a))
+    layer.write_weight(w32 - s * (b @ a))
 
 
 @torch.no_grad()
-def loftq_init(layer: torch.nn.Module, name: str, options: dict) -> None:
+def loftq_init(layer: torch.nn.Module, name: str, options: LoftQConfig) -> None:
     """LoftQ for adapter ``name`` of a float LoRALinear: base ← Q(W), ``s·B A`` ≈ W − Q(W)."""
     w = layer.weight_out_in()
-    fit = loftq(w, layer.r[name], layer.scaling[name], bits=options.get("loftq_bits", 4),
-                iters=options.get("loftq_iter", 1))
+    fit = loftq(w, layer.r[name], layer.scaling[name], bits=options.bits, iters=options.iters)
     a_param, b_param = layer.factors(name)
     a_param.copy_(fit.a)
     b_param.copy_(fit.b)
-    w.copy_(fit.q)
+    layer.write_weight(fit.q)

@@ -20,8 +20,8 @@ from .config import BIASES, AdapterConfig, BiasKind, as_adapter_config
 from .conv import LoRAConv
 from .embedding import LoRAEmbedding
 from .hf import guard_save_pretrained, unguard_save_pretrained
-from .inits import is_split_init
-from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning
+from .keys import adapter_tensors
+from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning, base_module
 from .linear import LoRALinear
 from .quant import is_quantized
 from .saved import TrainedCopy
@@ -43,8 +43,8 @@ __all__ = [
     "unmerge_lora",
 ]
 
-_LAYER = {"linear": LoRALinear, "conv1d_hf": LoRALinear, "embedding": LoRAEmbedding,
-          "conv": LoRAConv}
+_LAYER: dict[str, type[LoRALayer]] = {"linear": LoRALinear, "conv1d_hf": LoRALinear,
+                                      "embedding": LoRAEmbedding, "conv": LoRAConv}
 
 
 def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
@@ -53,7 +53,7 @@ def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
     for pname, p in model.named_parameters(remove_duplicate=False):
         owners.setdefault(id(p), []).append(pname)
     for name in names:
-        w = _plain(model.get_submodule(name)).weight
+        w = base_module(model.get_submodule(name)).weight
         others = [o for o in owners.get(id(w), []) if not o.startswith(f"{name}.")]
         if others:
             return name, others[0]
@@ -74,22 +74,22 @@ def _check_layer(model: nn.Module, name: str, config: AdapterConfig, adapter_nam
                            "another adapter_name or call unload_lora first")
     if isinstance(mod, LoRALayer) and mod.merged:
         raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) first")
-    mod = _plain(mod)
-    kind = lora_kind(mod)
-    if config.use_dora and kind not in ("linear", "conv1d_hf"):
+    mod = base_module(mod)
+    layer = _LAYER[lora_kind(mod)]  # type: ignore[index]
+    if config.use_dora and not layer.supports_dora:
         raise LoralabError(f"use_dora=True is not supported on {type(mod).__name__} "
                            f"({name!r}); DoRA works on Linear and Conv1D layers")
-    if config.lora_bias and kind == "embedding":
+    if config.lora_bias and not layer.supports_lora_bias:
         raise LoralabError(f"lora_bias=True is not supported on nn.Embedding ({name!r}); "
                            "PEFT refuses it too")
-    init = config.init_lora_weights
-    if is_quantized(mod) and (is_split_init(init) or config.use_dora):
-        what = f"init_lora_weights={init!r}" if is_split_init(init) else "use_dora=True"
+    init, split = config.init_lora_weights, config.init.splits_base
+    if is_quantized(mod) and (split or config.use_dora):
+        what = f"init_lora_weights={init!r}" if split else "use_dora=True"
         raise LoralabError(f"{what} needs the full-precision weight, but {name!r} is already "
                            f"quantized ({type(mod).__name__}); apply it to the float model "
                            "(PEFT refuses too)")
-    if is_split_init(init):
-        if kind not in ("linear", "conv1d_hf"):
+    if split:
+        if not layer.supports_split_init:
             raise LoralabError(f"init_lora_weights={init!r} works on Linear/Conv1D layers; "
                                f"{name!r} is a {type(mod).__name__}")
         if r > min(mod.weight.shape):
@@ -132,24 +132,20 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
     names = find_targets(model, config, skip=[*existing, *saved], allow_lora=True)
     for name in names:
         _check_layer(model, name, config, adapter_name)
-    if is_split_init(config.init_lora_weights) and (tied := _tied(model, names)):
+    if config.init.splits_base and (tied := _tied(model, names)):
         raise LoralabError(f"init_lora_weights={config.init_lora_weights!r} rewrites the "
                            f"weight of {tied[0]!r}, which is shared with {tied[1]!r}; use True "
                            "or untie the weights")
-    kinds = {lora_kind(_plain(model.get_submodule(n))) for n in names}
+    kinds = {lora_kind(base_module(model.get_submodule(n))) for n in names}
     _fan_in_fan_out(config, kinds)   # type: ignore[arg-type]
     for name in names:
         mod = model.get_submodule(name)
-        args = (config.rank_for(name), config.alpha_for(name), config.lora_dropout,
-                config.use_rslora, config.init_lora_weights)
-        kw = {"lora_bias": config.lora_bias, "use_dora": config.use_dora,
-              "autocast_adapter_dtype": autocast_adapter_dtype,
-              "init_options": config.loftq_config}
+        spec = config.layer_spec(name, autocast_adapter_dtype)
         if isinstance(mod, LoRALayer):
-            mod.add_adapter(adapter_name, *args, generator=generator, **kw)
+            mod.add_adapter(adapter_name, spec, generator=generator)
         else:
             set_module(model, name, _LAYER[lora_kind(mod)](  # type: ignore[index]
-                mod, *args, generator, adapter_name=adapter_name, **kw))
+                mod, spec, generator=generator, adapter_name=adapter_name))
     for name in saved:
         if not isinstance(model.get_submodule(name), TrainedCopy):
             set_module(model, name, TrainedCopy(model.get_submodule(name)))
@@ -159,10 +155,6 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
     guard_save_pretrained(model)
     keep_float_compute(model)      # every 4-bit layer, targeted or not (loralab.lora.quant)
     return names
-
-
-def _plain(mod: nn.Module) -> nn.Module:
-    return mod.base if isinstance(mod, LoRALayer) else mod
 
 
 def sync_active(model: nn.Module) -> None:
@@ -272,16 +264,14 @@ def lora_state_dict(model: nn.Module, adapter_name: str | None = None
                     ) -> dict[str, torch.Tensor]:
     """Adapter ``adapter_name``'s tensors (default: the first active) under PEFT's on-disk
     names without the prefix: ``{"<path>.lora_A.weight": A, "<path>.lora_B.weight": B}``
-    (``lora_embedding_A`` / ``_B`` for embeddings, ``lora_magnitude_vector`` with DoRA)."""
+    (``lora_embedding_A`` / ``_B`` for embeddings, ``lora_magnitude_vector`` with DoRA,
+    ``lora_B.bias`` with ``lora_bias``): the keys of :mod:`loralab.lora.keys`."""
     out: dict[str, torch.Tensor] = {}
     for name, mod in lora_layers(model).items():
         a_name = adapter_name or (mod.active_adapters or mod.adapter_names)[0]
         if a_name not in mod.r:
             continue
-        prefix = f"{name}." if name else ""
-        for pname, p in mod.named_parameters():
-            if pname.startswith("lora_") and f".{a_name}" in f".{pname}":
-                out[prefix + pname.replace(f".{a_name}", "")] = p.detach()
+        out.update({k: t.detach() for k, t in adapter_tensors(name, mod, a_name, "").items()})
     return out
 
 

@@ -3,8 +3,12 @@
 A LoRA layer wraps a module ``base`` with weight ``W0`` and holds one or more *named*
 adapters (PEFT's ``adapter_name``, ``"default"`` first). Adapter ``a`` has rank ``r[a]``,
 scale ``s = scaling[a] = α/r`` (``α/√r`` with rsLoRA) and factors ``A``, ``B``; the active
-adapters add up. The subclasses say what ``A`` and ``B`` are for their layer type and how
-``ΔW`` lies in the base's weight layout (:meth:`LoRALayer.delta_weight`). Merging::
+adapters add up. The subclasses say what ``A`` and ``B`` are for their layer type; ``ΔW``
+(:meth:`LoRALayer.delta_weight`) is always ``(d_out, d_in)`` (a kernel ``(C_out, C_in, k…)``
+for convolutions), and only :meth:`LoRALayer.weight_out_in` / :meth:`LoRALayer.write_weight`
+know how the base stores its weight (:mod:`loralab.lora.storage`: ``Conv1D`` and
+``nn.Embedding`` store it transposed). What a layer type supports is a class attribute
+(``supports_dora``, ``supports_split_init``, ``supports_lora_bias``). Merging::
 
     LoRA:   W0 ← W0 + ΔW          (b ← b + s·b_B with lora_bias)
     DoRA:   W0 ← m / ‖W0 + ΔW‖_c · (W0 + ΔW)       (‖·‖_c: the norm of each output row)
@@ -21,15 +25,18 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..errors import LoralabError
-from .config import InitValue, check_layer_args
+from .init_option import InitOption
+from .spec import LayerSpec, as_layer_spec
+from .storage import out_in, stores_transposed
 
 __all__ = ["LOW_PRECISION", "LoRALayer", "LoRAPrecisionWarning", "ModuleFactors", "adapter_dtype",
-           "wide"]
+           "base_module", "wide"]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -56,7 +63,8 @@ class LoRALayer(nn.Module):
     :class:`~loralab.lora.LoRAConv`: per-adapter settings, the frozen ``base``, merging.
 
     Per adapter name (dicts, as PEFT's layers): ``r``, ``lora_alpha``, ``scaling``,
-    ``use_rslora``, ``init_lora_weights``, ``lora_bias``, ``use_dora``, the dropout module
+    ``use_rslora``, ``init`` (an :class:`~loralab.lora.init_option.InitOption`; PEFT's value
+    in ``init_lora_weights``), ``lora_bias``, ``use_dora``, the dropout module
     ``lora_dropout[name]`` and, with DoRA, the magnitude ``lora_magnitude_vector[name]``.
     ``active_adapters`` add up in ``forward``; ``merged_adapters`` are in the base weight.
     Subclasses implement :meth:`create_factors`, :meth:`factors`, :meth:`delta_weight`,
@@ -64,13 +72,16 @@ class LoRALayer(nn.Module):
     and idempotent; ``eval()`` and ``forward`` never merge.
     """
 
-    dora_types: tuple[str, ...] = ()        # layer kinds that implement DoRA
+    supports_dora: ClassVar[bool] = False         # DoRA (use_dora=True)
+    supports_split_init: ClassVar[bool] = False   # PiSSA, OLoRA, LoftQ (rewrite the base)
+    supports_lora_bias: ClassVar[bool] = True     # lora_B has a bias (lora_bias=True)
 
     def __init__(self, base: nn.Module) -> None:
         super().__init__()
         self.base = base
-        for name in ("r", "lora_alpha", "scaling", "use_rslora", "init_lora_weights",
-                     "lora_bias", "use_dora"):
+        self.transposed = stores_transposed(base)   # read once: see weight_out_in
+        for name in ("r", "lora_alpha", "scaling", "use_rslora", "init", "lora_bias",
+                     "use_dora"):
             setattr(self, name, {})
         self.lora_dropout = nn.ModuleDict()
         self.lora_magnitude_vector = nn.ParameterDict()
@@ -79,46 +90,44 @@ class LoRALayer(nn.Module):
         self.disabled = False
         self.merge_error = 0.0     # max |rounding change| of the last merge (0 for fp32)
         self._dora_norm: dict[str, torch.Tensor] = {}
-        self.init_options: dict[str, dict] = {}   # e.g. LoftQ's {"loftq_bits", "loftq_iter"}
         for p in base.parameters():
             p.requires_grad_(False)
 
     # ------------------------------------------------------------------ adapters
-    def add_adapter(self, name: str, r: int, lora_alpha: float, lora_dropout: float = 0.0,
-                    use_rslora: bool = False, init_lora_weights: InitValue = True, *,
-                    lora_bias: bool = False, use_dora: bool = False,
-                    generator: torch.Generator | None = None,
-                    autocast_adapter_dtype: bool = True,
-                    init_options: dict | None = None) -> None:
-        """Create adapter ``name`` (checked first; nothing changes on an error); the first
-        adapter of a layer becomes its active one."""
-        check_layer_args(r, lora_alpha, lora_dropout, use_rslora, init_lora_weights)
+    def add_adapter(self, name: str, r: LayerSpec | int, *args: Any,
+                    generator: torch.Generator | None = None, **kwargs: Any) -> None:
+        """Create adapter ``name`` from ``r``, a :class:`~loralab.lora.spec.LayerSpec` (or the
+        rank, with the other arguments of :meth:`loralab.lora.spec.LayerSpec.of`: ``r,
+        lora_alpha, lora_dropout, use_rslora, init_lora_weights, *, lora_bias, use_dora,
+        autocast_adapter_dtype, init_options``), checked first (nothing changes on an error);
+        the first adapter of a layer becomes its active one."""
+        spec = as_layer_spec(r, *args, **kwargs)
         if not isinstance(name, str) or not name or "." in name:
             raise LoralabError(f"adapter_name={name!r} is not allowed; give a non-empty name "
                                "without dots")
         if name in self.r:
             raise LoralabError(f"this layer already has an adapter named {name!r}")
-        if use_dora and type(self).__name__ not in self.dora_types:
+        if spec.use_dora and not self.supports_dora:
             raise LoralabError(f"use_dora=True is not supported on {type(self).__name__} "
                                f"(base {type(self.base).__name__}); DoRA works on Linear "
                                "and Conv1D layers")
-        if lora_bias and getattr(self.base, "bias", None) is None:
+        if spec.lora_bias and getattr(self.base, "bias", None) is None:
             warnings.warn(f"lora_bias=True on a {type(self.base).__name__} without a bias: it "
                           "trains and saves, but cannot be merged (as PEFT warns)", UserWarning,
                           stacklevel=3)
-        self.init_options[name] = dict(init_options or {})
         try:
-            self.create_factors(name, r, lora_bias, self.factor_dtype(autocast_adapter_dtype))
-            self.r[name], self.init_lora_weights[name], self.lora_bias[name] = \
-                r, init_lora_weights, lora_bias
-            self.use_dora[name] = use_dora
-            self.set_scale(name, lora_alpha, use_rslora)
-            self.set_dropout(name, lora_dropout)
+            self.create_factors(name, spec.r, spec.lora_bias,
+                                self.factor_dtype(spec.autocast_adapter_dtype))
+            self.r[name], self.init[name], self.lora_bias[name] = \
+                spec.r, spec.init, spec.lora_bias
+            self.use_dora[name] = spec.use_dora
+            self.set_scale(name, spec.lora_alpha, spec.use_rslora)
+            self.set_dropout(name, spec.lora_dropout)
             self.reset_lora_parameters(name, generator)
         except Exception:
             self.delete_adapter(name)
             raise
-        if use_dora:           # m = ‖W0 + ΔW‖_c at init (‖W0‖_c when B = 0)
+        if spec.use_dora:           # m = ‖W0 + ΔW‖_c at init (‖W0‖_c when B = 0)
             self.lora_magnitude_vector[name] = nn.Parameter(self.weight_norm(name).detach()
                                                             .to(self.factors(name)[0].dtype))
         if not self.active_adapters:
@@ -128,8 +137,8 @@ class LoRALayer(nn.Module):
         """Remove adapter ``name`` (unmerged first)."""
         if name in self.merged_adapters:
             self.unmerge()
-        for d in (self.r, self.lora_alpha, self.scaling, self.use_rslora,
-                  self.init_lora_weights, self.lora_bias, self.use_dora, self.init_options):
+        for d in (self.r, self.lora_alpha, self.scaling, self.use_rslora, self.init,
+                  self.lora_bias, self.use_dora):
             d.pop(name, None)
         for holder in self.factor_dicts() + (self.lora_dropout, self.lora_magnitude_vector):
             if name in holder:
@@ -139,6 +148,11 @@ class LoRALayer(nn.Module):
     def factor_dtype(self, autocast_adapter_dtype: bool) -> torch.dtype:
         """The dtype of new factors (see :func:`adapter_dtype`)."""
         return adapter_dtype(self.base.weight.dtype, autocast_adapter_dtype)
+
+    @property
+    def init_lora_weights(self) -> dict[str, bool | str]:
+        """PEFT's ``init_lora_weights`` value of each adapter (from ``init``)."""
+        return {n: o.peft_value for n, o in self.init.items()}
 
     @property
     def adapter_names(self) -> list[str]:
@@ -197,7 +211,8 @@ class LoRALayer(nn.Module):
         return None
 
     def delta_weight(self, name: str | None = None) -> torch.Tensor:
-        """Plain ``ΔW = s·B A`` in the base weight's layout, in at least float32."""
+        """Plain ``ΔW = s·B A`` as ``(d_out, d_in)`` (convolutions: the kernel's layout), in at
+        least float32."""
         raise NotImplementedError
 
     def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
@@ -205,27 +220,27 @@ class LoRALayer(nn.Module):
         raise NotImplementedError
 
     def weight_out_in(self) -> torch.Tensor:
-        """``W0`` as ``(d_out, d_in)`` (DoRA's rows are output rows)."""
-        return self.base.weight
+        """``W0`` as ``(d_out, d_in)``: a view of the stored weight (transposed for ``Conv1D``
+        and ``nn.Embedding``, see :mod:`loralab.lora.storage`). With :meth:`write_weight`, the
+        only place that knows the storage layout."""
+        return out_in(self.base.weight, self.transposed)
 
     def read_weight(self) -> torch.Tensor:
-        """The base weight in its own layout, in at least float32 (a quantized base:
-        dequantized)."""
-        return wide(self.base.weight)
+        """``W0`` as ``(d_out, d_in)`` in at least float32 (a quantized base: dequantized)."""
+        return wide(self.weight_out_in())
 
     @torch.no_grad()
     def write_weight(self, exact: torch.Tensor) -> float:
-        """Store ``exact`` as the base weight; returns the rounding error it caused."""
-        w = self.base.weight
+        """Store ``exact: (d_out, d_in)`` as the base weight (in its own layout); returns the
+        rounding error it caused."""
+        w = self.weight_out_in()
         w.copy_(exact)
         return float((wide(w) - exact).abs().max()) if w.dtype != exact.dtype else 0.0
 
     def weight_norm(self, name: str, weight: torch.Tensor | None = None) -> torch.Tensor:
         """DoRA's ``‖W0 + ΔW‖`` per output row (``(d_out,)``), ``W0`` the unmerged base."""
         w = wide(self.weight_out_in() if weight is None else weight)
-        delta = self.delta_weight(name)
-        delta = delta.t() if getattr(self, "fan_in_fan_out", False) else delta
-        return torch.linalg.norm(w + delta, dim=1)
+        return torch.linalg.norm(w + self.delta_weight(name), dim=1)
 
     @torch.no_grad()
     def effective_weight(self, name: str | None = None) -> torch.Tensor:
@@ -236,8 +251,7 @@ class LoRALayer(nn.Module):
         w = wide(self.weight_out_in())
         if self.merged:
             return w
-        delta = self.delta_weight(name)
-        exact = w + (delta.t() if getattr(self, "fan_in_fan_out", False) else delta)
+        exact = w + self.delta_weight(name)
         if self.use_dora[name]:
             exact = (wide(self.lora_magnitude_vector[name])
                      / torch.linalg.norm(exact, dim=1)).view(-1, 1) * exact
@@ -260,8 +274,7 @@ class LoRALayer(nn.Module):
             norm = self.weight_norm(name).detach()
             self._dora_norm[name] = norm
             factor = (wide(self.lora_magnitude_vector[name]) / norm).view(-1, 1)
-            exact = factor.t() * exact if getattr(self, "fan_in_fan_out", False) \
-                else factor * exact
+            exact = factor * exact
         return exact
 
     @torch.no_grad()
@@ -316,7 +329,6 @@ class LoRALayer(nn.Module):
             if self.use_dora[name]:
                 norm = self._dora_norm.pop(name)
                 factor = (wide(self.lora_magnitude_vector[name]) / norm).view(-1, 1)
-                factor = factor.t() if getattr(self, "fan_in_fan_out", False) else factor
                 self.write_weight(w / factor - self.delta_weight(name))
             else:
                 self.write_weight(w - self.delta_weight(name))
@@ -332,6 +344,11 @@ class LoRALayer(nn.Module):
                f"merged={self.merged_adapters}"
 
 
+def base_module(module: nn.Module) -> nn.Module:
+    """The module a LoRA layer wraps (``module.base``), or ``module`` itself."""
+    return module.base if isinstance(module, LoRALayer) else module
+
+
 class ModuleFactors:
     """``A`` and ``B`` as modules ``lora_A[name]`` / ``lora_B[name]`` (PEFT's layout for
     Linear, Conv1D and convolutions), and their standard inits.
@@ -343,7 +360,7 @@ class ModuleFactors:
     lora_A: nn.ModuleDict
     lora_B: nn.ModuleDict
     r: dict[str, int]
-    init_lora_weights: dict[str, object]
+    init: dict[str, InitOption]
 
     def factor_dicts(self) -> tuple:
         return self.lora_A, self.lora_B
@@ -359,12 +376,12 @@ class ModuleFactors:
     def reset_standard(self, name: str, generator: torch.Generator | None = None) -> None:
         """The inits above for adapter ``name``."""
         a, b = self.factors(name)
-        bias, init = self.lora_B[name].bias, self.init_lora_weights[name]
+        bias, init = self.lora_B[name].bias, self.init[name].kind
         if init == "gaussian":
             nn.init.normal_(a, std=1.0 / self.r[name], generator=generator)
         else:
             nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
-        if init is False:           # a module's own init: B is random too
+        if init == "random":        # a module's own init: B is random too
             nn.init.kaiming_uniform_(b, a=math.sqrt(5), generator=generator)
             if bias is not None:
                 bound = 1 / math.sqrt(b[0].numel())

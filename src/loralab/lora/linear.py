@@ -6,8 +6,10 @@ Shapes (PEFT's convention): ``W0: (d_out, d_in)``, ``A: (r, d_in)``, ``B: (d_out
     y = x W0ᵀ + b + s · (dropout(x) Aᵀ) Bᵀ
 
 transformers' ``Conv1D`` stores the transpose, ``W: (d_in, d_out)`` with ``y = x W + b``
-(PEFT's ``fan_in_fan_out=True``): the same ``A`` and ``B``, and ``ΔW`` is written into ``W``
-as ``(s·B A)ᵀ``. Both take the fused path below.
+(PEFT's ``fan_in_fan_out=True``): the same ``A`` and ``B`` and the same ``ΔW: (d_out, d_in)``;
+only the layer's read/write pair (:meth:`~loralab.lora.LoRALayer.weight_out_in`,
+:meth:`~loralab.lora.LoRALayer.write_weight`) sees the stored layout. Both take the fused
+path below.
 
 DoRA (Liu et al. 2024, ``use_dora=True``) splits the weight into a magnitude ``m: (d_out,)``
 (trained, initialised to ``‖W0‖_c``, each output row's norm) and a direction::
@@ -21,16 +23,18 @@ is formed but ``B A`` itself for the norm.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import LoralabError
-from .config import InitValue
 from .inits import loftq_init, split_init
-from .layer import LOW_PRECISION, LoRALayer, ModuleFactors, wide
+from .layer import LOW_PRECISION, LoRALayer, ModuleFactors
 from .quant import dequantized_weight, is_quantized, keep_float_compute, requantize
-from .targets import is_conv1d
+from .spec import LayerSpec
+from .storage import features, is_conv1d, out_in
 
 __all__ = ["LoRALinear"]
 
@@ -118,32 +122,35 @@ class LoRALinear(ModuleFactors, LoRALayer):
     output is unchanged at init for all but ``False``.
     ``lora_bias`` gives ``lora_B`` a bias; ``autocast_adapter_dtype``: A, B in float32 over a
     float16/bfloat16 base.
+
+    ``LoRALinear(base, spec)`` with a :class:`~loralab.lora.spec.LayerSpec` (in place of ``r``), or
+    ``LoRALinear(base, r, lora_alpha, lora_dropout=0.0, use_rslora=False,
+    init_lora_weights=True, *, lora_bias=False, use_dora=False, autocast_adapter_dtype=True,
+    init_options=None)`` (:meth:`LayerSpec.of <loralab.lora.spec.LayerSpec.of>`); both with
+    ``generator=`` and ``adapter_name=`` (``"default"``).
     """
 
-    dora_types = ("LoRALinear",)
+    supports_dora = True
+    supports_split_init = True
 
-    def __init__(self, base: nn.Module, r: int, lora_alpha: float, lora_dropout: float = 0.0,
-                 use_rslora: bool = False, init_lora_weights: InitValue = True,
-                 generator: torch.Generator | None = None, *, lora_bias: bool = False,
-                 use_dora: bool = False, autocast_adapter_dtype: bool = True,
-                 adapter_name: str = "default", init_options: dict | None = None) -> None:
+    def __init__(self, base: nn.Module, r: LayerSpec | int, *args: Any,
+                 generator: torch.Generator | None = None, adapter_name: str = "default",
+                 **kwargs: Any) -> None:
         if not (isinstance(base, nn.Linear) or is_conv1d(base)):
             raise LoralabError(f"LoRALinear wraps an nn.Linear or a Conv1D, got "
                                f"{type(base).__name__}")
         super().__init__(base)
-        self.fan_in_fan_out = is_conv1d(base)
         self.quantized = is_quantized(base)
         if self.quantized:
             keep_float_compute(base)
-        w = base.weight
-        d_out, d_in = (w.shape[1], w.shape[0]) if self.fan_in_fan_out else \
-            (base.out_features, base.in_features)
-        self.in_features, self.out_features = int(d_in), int(d_out)
+        self.out_features, self.in_features = features(base)
         self.lora_A, self.lora_B = nn.ModuleDict(), nn.ModuleDict()
-        self.add_adapter(adapter_name, r, lora_alpha, lora_dropout, use_rslora,
-                         init_lora_weights, lora_bias=lora_bias, use_dora=use_dora,
-                         generator=generator, autocast_adapter_dtype=autocast_adapter_dtype,
-                         init_options=init_options)
+        self.add_adapter(adapter_name, r, *args, generator=generator, **kwargs)
+
+    @property
+    def fan_in_fan_out(self) -> bool:
+        """PEFT's flag: the base is a ``Conv1D``, storing ``W`` as ``(d_in, d_out)``."""
+        return self.transposed
 
     def create_factors(self, name: str, r: int, lora_bias: bool, dtype: torch.dtype) -> None:
         kw = {"device": self.base.weight.device, "dtype": dtype}
@@ -156,15 +163,15 @@ class LoRALinear(ModuleFactors, LoRALayer):
         for a 4-/8-bit base)."""
         if self.quantized:
             return dequantized_weight(self.base)
-        w = self.base.weight
-        return w.t() if self.fan_in_fan_out else w
+        return super().weight_out_in()
 
     def read_weight(self) -> torch.Tensor:
-        return dequantized_weight(self.base) if self.quantized else wide(self.base.weight)
+        return dequantized_weight(self.base) if self.quantized else super().read_weight()
 
     @torch.no_grad()
     def write_weight(self, exact: torch.Tensor) -> float:
-        """Store ``exact`` in the base (a quantized base: quantized again, PEFT's merge)."""
+        """Store ``exact: (d_out, d_in)`` in the base (a quantized base: quantized again,
+        PEFT's merge)."""
         if self.quantized:
             return requantize(self.base, exact)
         return super().write_weight(exact)
@@ -179,27 +186,25 @@ class LoRALinear(ModuleFactors, LoRALayer):
     @torch.no_grad()
     def reset_lora_parameters(self, name: str, generator: torch.Generator | None = None
                               ) -> None:
-        """(Re)initialise adapter ``name``'s A and B by its ``init_lora_weights``."""
+        """(Re)initialise adapter ``name``'s A and B by its ``init``."""
         if self.merged:
             raise LoralabError("cannot re-initialise a merged LoRALinear; call unmerge() first")
-        init = self.init_lora_weights[name]
-        if init == "loftq":
-            loftq_init(self, name, self.init_options.get(name, {}))
-            return
-        if isinstance(init, str) and (init == "olora" or init.startswith("pissa")):
+        init = self.init[name]
+        if init.loftq is not None:
+            loftq_init(self, name, init.loftq)
+        elif init.splits_base:
             split_init(self, name, init, generator)
-            return
-        self.reset_standard(name, generator)
+        else:
+            self.reset_standard(name, generator)
 
     def delta_weight(self, name: str | None = None) -> torch.Tensor:
-        """``ΔW = scaling · B A``: (d_out, r) @ (r, d_in) -> (d_out, d_in), in the base's
-        layout (transposed for ``Conv1D``); float32 for fp16/bf16 factors."""
+        """``ΔW = scaling · B A``: (d_out, r) @ (r, d_in) -> (d_out, d_in) (also for
+        ``Conv1D``); float32 for fp16/bf16 factors."""
         name = name or self.active_adapter
         a, b = self.factors(name)
         if a.dtype in LOW_PRECISION:
             a, b = a.float(), b.float()
-        delta = (b @ a) * self.scaling[name]
-        return delta.t() if self.fan_in_fan_out else delta
+        return (b @ a) * self.scaling[name]
 
     def _fused_ok(self, x: torch.Tensor) -> bool:
         if len(self.active_adapters) != 1:
@@ -207,7 +212,7 @@ class LoRALinear(ModuleFactors, LoRALayer):
         name = self.active_adapters[0]
         base, w = self.base, self.base.weight
         a_mod, b_mod = self.lora_A[name], self.lora_B[name]
-        return ((type(base) is nn.Linear or self.fan_in_fan_out) and not self.use_dora[name]
+        return ((type(base) is nn.Linear or self.transposed) and not self.use_dora[name]
                 and not self.quantized
                 and x.dtype == w.dtype == a_mod.weight.dtype and b_mod.bias is None
                 and not (base._forward_hooks or base._forward_pre_hooks
@@ -241,8 +246,8 @@ class LoRALinear(ModuleFactors, LoRALayer):
             dropout = self.training and isinstance(self.lora_dropout[name], nn.Dropout)
             xd = self.lora_dropout[name](x) if dropout else None
             a, b = self.factors(name)
-            return _FusedLoRA.apply(x, xd, self.weight_out_in(), self.base.bias, a, b,
-                                    self.scaling[name])
+            w = out_in(self.base.weight, self.transposed)   # (d_out, d_in), not quantized
+            return _FusedLoRA.apply(x, xd, w, self.base.bias, a, b, self.scaling[name])
         # General path (several adapters, DoRA, autocast, hooks, mixed dtypes): PEFT's formula.
         y = self.base(x)  # (..., d_out)
         out = y

@@ -18,15 +18,16 @@ from safetensors.torch import load as st_load
 from torch import nn
 
 from ..errors import LoralabError
-from .adapters import CONFIG_NAME, PREFIX, WEIGHTS_NAME
+from .adapters import CONFIG_NAME, WEIGHTS_NAME
 from .config import AdapterConfig, as_adapter_config, config_from_peft
-from .inits import is_split_init
 from .inject import inject_lora, mark_only_lora_trainable, set_module
-from .layer import LoRALayer
+from .keys import PARTS, Part, is_embedding, lora_key, peft_param_key
+from .layer import LoRALayer, base_module
 from .quant import is_quantized
 from .saved import TrainedCopy
 from .state import lora_layers, remember_config
-from .targets import find_targets, is_conv1d, lora_kind, saved_module_paths
+from .storage import features
+from .targets import find_targets, lora_kind, saved_module_paths
 
 __all__ = ["load_adapter", "read_adapter"]
 
@@ -63,21 +64,20 @@ def read_adapter(folder: str | os.PathLike[str]) -> tuple[AdapterConfig, dict[st
 
 
 def _new_shapes(mod: nn.Module, r: int, lora_bias: bool, use_dora: bool
-                ) -> dict[str, tuple[int, ...]]:
+                ) -> dict[Part, tuple[int, ...]]:
     """Shapes of the factors a LoRA adapter of rank ``r`` on ``mod`` will have."""
-    if isinstance(mod, LoRALayer):
-        mod = mod.base
-    kind, w = lora_kind(mod), mod.weight
-    if kind == "embedding":
-        return {"A": (r, w.shape[0]), "B": (w.shape[1], r)}
-    if kind == "conv":
+    mod = base_module(mod)
+    out: dict[Part, tuple[int, ...]]
+    if lora_kind(mod) == "conv":
+        w = mod.weight
         ones = (1,) * (w.ndim - 2)
         out = {"A": (r, w.shape[1] * mod.groups, *w.shape[2:]),
                "B": (w.shape[0], r // mod.groups, *ones)}
-    else:
-        d_in, d_out = (w.shape[0], w.shape[1]) if is_conv1d(mod) else \
-            (mod.in_features, mod.out_features)       # a 4-bit weight is packed: not its shape
+    else:           # Linear, Conv1D, Embedding: A (r, d_in), B (d_out, r)
+        d_out, d_in = features(mod)
         out = {"A": (r, d_in), "B": (d_out, r)}
+        if is_embedding(mod):
+            return out
     if lora_bias:
         out["bias"] = (out["B"][0],)
     if use_dora:
@@ -85,9 +85,9 @@ def _new_shapes(mod: nn.Module, r: int, lora_bias: bool, use_dora: bool
     return out
 
 
-def _layer_shapes(layer: LoRALayer, a: str) -> dict[str, tuple[int, ...]]:
+def _layer_shapes(layer: LoRALayer, a: str) -> dict[Part, tuple[int, ...]]:
     fa, fb = layer.factors(a)
-    out = {"A": tuple(fa.shape), "B": tuple(fb.shape)}
+    out: dict[Part, tuple[int, ...]] = {"A": tuple(fa.shape), "B": tuple(fb.shape)}
     if layer.lora_bias_param(a) is not None:
         out["bias"] = tuple(layer.lora_bias_param(a).shape)
     if a in layer.lora_magnitude_vector:
@@ -109,36 +109,27 @@ def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved
         mod = model.get_submodule(name)
         shapes = _layer_shapes(mod, adapter) if isinstance(mod, LoRALayer) and adapter in mod.r \
             else _new_shapes(mod, config.rank_for(name), config.lora_bias, config.use_dora)
-        emb = lora_kind(mod) == "embedding" or type(mod).__name__ == "LoRAEmbedding"
-        a_name, b_name = ("lora_embedding_A", "lora_embedding_B") if emb else \
-            ("lora_A.weight", "lora_B.weight")
-        for part, key in (("A", a_name), ("B", b_name), ("bias", "lora_B.bias"),
-                          ("magnitude", "lora_magnitude_vector")):
+        for part in PARTS:
             if part in shapes:
-                out[f"{PREFIX}{name}.{key}"] = (("factor", f"{name}:{part}"), shapes[part])
-                required.add(f"{PREFIX}{name}.{key}")
+                key = lora_key(name, part, is_embedding(mod))
+                out[key] = (("factor", f"{name}:{part}"), shapes[part])
+                required.add(key)
     for path in saved:
         mod = model.get_submodule(path)
         inner = mod.module if isinstance(mod, TrainedCopy) else mod
         for key, t in inner.state_dict().items():
             entry = (("param", f"{path}.module.{key}"), tuple(t.shape))
-            out[f"{PREFIX}{path}.{key}"] = entry
-            required.add(f"{PREFIX}{path}.{key}")
+            out[peft_param_key(f"{path}.{key}", ())] = entry
+            required.add(peft_param_key(f"{path}.{key}", ()))
             if key.endswith("bias"):
-                out[f"{PREFIX}{path}.modules_to_save.{key}"] = entry
-                out[f"{PREFIX}{path}.original_module.{key}"] = (
+                out[peft_param_key(f"{path}.modules_to_save.{key}", ())] = entry
+                out[peft_param_key(f"{path}.original_module.{key}", ())] = (
                     ("param", f"{path}.original_module.{key}"), tuple(t.shape))
+    wrapped = set(layers) | set(targets)
     for pname, p in model.named_parameters():
         if not pname.endswith("bias") or any(pname.startswith(f"{s}.") for s in saved):
             continue
-        owner = pname.rpartition(".")[0]
-        if owner.endswith(".base") and owner[:-5] in layers:
-            key = f"{PREFIX}{owner[:-5]}.base_layer.bias"
-        elif owner in targets and owner not in layers:
-            key = f"{PREFIX}{owner}.base_layer.bias"
-        else:
-            key = f"{PREFIX}{pname}"
-        out.setdefault(key, (("param", pname), tuple(p.shape)))
+        out.setdefault(peft_param_key(pname, wrapped), (("param", pname), tuple(p.shape)))
     return out, required
 
 
@@ -206,23 +197,16 @@ def _destination(model: nn.Module, where: Where, saved: list[str], adapter: str
     if path in saved and key:
         return model.get_submodule(path).module.state_dict(keep_vars=True)[key]
     owner, _, leaf = spec.rpartition(".")
-    mod = model.get_submodule(owner)
-    if isinstance(mod, LoRALayer):
-        mod = mod.base
-    return getattr(mod, leaf)
+    return getattr(base_module(model.get_submodule(owner)), leaf)
 
 
 def _init_config(model: nn.Module, config: AdapterConfig, targets: list[str]) -> AdapterConfig:
     """The config to inject with: a LoftQ/PiSSA/OLoRA adapter onto a quantized base (the
     base it was made for) takes the file's tensors as they are, without re-running the init."""
-    quantized = any(is_quantized(_base(model.get_submodule(n))) for n in targets)
-    if quantized and is_split_init(config.init_lora_weights):
+    quantized = any(is_quantized(base_module(model.get_submodule(n))) for n in targets)
+    if quantized and config.init.splits_base:
         return replace(config, init_lora_weights=True, loftq_config={})
     return config
-
-
-def _base(mod: nn.Module) -> nn.Module:
-    return mod.base if isinstance(mod, LoRALayer) else mod
 
 
 def load_adapter(model: nn.Module, folder: str | os.PathLike[str],

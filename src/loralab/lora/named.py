@@ -27,7 +27,6 @@ from torch import nn
 
 from ..errors import LoralabError
 from .config import AdapterConfig
-from .embedding import LoRAEmbedding
 from .inject import inject_lora, mark_only_lora_trainable, set_module, sync_active
 from .layer import LoRALayer
 from .state import adapters_of, lora_layers, trained_copies
@@ -128,11 +127,9 @@ def _combined(layer: LoRALayer, adapters: list[str], weights: list[float], combi
     if not have:
         return None
     if combination == "svd":
-        delta = sum(w * layer.delta_weight(a) for a, w in have)
+        delta = sum(w * layer.delta_weight(a) for a, w in have)   # (d_out, d_in[, k…])
         conv = delta.ndim > 2
         flat = delta.flatten(1) if conv else delta
-        if getattr(layer, "fan_in_fan_out", False) or isinstance(layer, LoRAEmbedding):
-            flat = flat.t()
         u, s, vh = torch.linalg.svd(flat, full_matrices=True)
         b, a = u[:, :rank] @ torch.diag(s[:rank]), vh[:rank]
         if conv:

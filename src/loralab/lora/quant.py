@@ -117,9 +117,12 @@ def quantize_model(model: nn.Module, bits: int = 4, quant_type: str = "nf4",
     owners: dict[int, int] = {}
     for _, p in model.named_parameters(remove_duplicate=False):
         owners[id(p)] = owners.get(id(p), 0) + 1
+    factors = {id(f) for layer in model.modules() if isinstance(layer, LoRALayer)
+               for holder in layer.factor_dicts() if isinstance(holder, nn.ModuleDict)
+               for f in holder.values()}                   # LoRA's own A and B modules
     names = [n for n, m in model.named_modules() if type(m) is nn.Linear and n
              and not any(n == s or n.endswith(f".{s}") for s in skip)
-             and ".lora_" not in f".{n}" and owners.get(id(m.weight), 0) == 1]
+             and id(m) not in factors and owners.get(id(m.weight), 0) == 1]
     for name in names:
         parent, _, child = name.rpartition(".")
         holder = model.get_submodule(parent) if parent else model
@@ -146,10 +149,11 @@ def _tensor_bytes(obj: Any, seen: set[int]) -> int:
 def base_weight_bytes(model: nn.Module) -> int:
     """Bytes the model's frozen base weights take, counted from the tensors it holds: the
     packed codes, and for bitsandbytes layers their block scales (``quant_state``) too."""
-    seen: set[int] = set()
+    seen: set[int] = {id(p) for layer in model.modules() if isinstance(layer, LoRALayer)
+                      for p in layer.trainable(layer.adapter_names)}   # the adapters
     total = 0
-    for name, p in model.named_parameters():
-        if ".lora_" in f".{name}":                       # the adapter, not the base
+    for _, p in model.named_parameters():
+        if id(p) in seen:                                # the adapter, not the base
             continue
         total += _tensor_bytes(p, seen)
         state = getattr(p, "quant_state", None)

@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import LoralabError
 from .config import AdapterConfig
 from .layer import LoRALayer
+from .storage import is_conv1d
 
 __all__ = [
     "LAYER_TYPES",
@@ -39,12 +40,6 @@ __all__ = [
 
 LAYER_TYPES = "nn.Linear, transformers' Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d"
 SEQ_CLS_HEAD_NAMES = ("score", "classifier")
-
-
-def is_conv1d(module: nn.Module) -> bool:
-    """transformers' ``Conv1D`` (GPT-2 family): ``y = x W + b`` with ``W: (d_in, d_out)``."""
-    return (type(module).__name__ == "Conv1D" and hasattr(module, "nf")
-            and getattr(module, "weight", None) is not None and module.weight.ndim == 2)
 
 
 def lora_kind(module: nn.Module) -> str | None:
