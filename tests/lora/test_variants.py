@@ -29,7 +29,6 @@ from loralab.lora import (  # noqa: E402
     inject_lora,
     load_adapter,
     lora_layers,
-    loraplus_param_groups,
     merge_lora,
     save_adapter,
     set_adapter,
@@ -185,62 +184,6 @@ def test_dora_magnitude_starts_at_the_column_norm_and_gets_gradients() -> None:
     model.train()
     model(input_ids=IDS, labels=IDS).loss.backward()
     assert layer.lora_magnitude_vector["default"].grad is not None
-
-
-def test_loraplus_groups_equal_peft() -> None:
-    from peft.optimizers import create_loraplus_optimizer
-
-    ours = llama()
-    inject_lora(ours, AdapterConfig(r=4, lora_alpha=8, bias="all", **QV))
-    theirs = peft.get_peft_model(llama(), peft.LoraConfig(r=4, lora_alpha=8, bias="all", **QV))
-    opt = create_loraplus_optimizer(theirs, torch.optim.AdamW, lr=1e-3, loraplus_lr_ratio=16)
-    names = {id(p): n.removeprefix("base_model.model.").replace(".base_layer.", ".base.")
-             for n, p in theirs.named_parameters()}
-    peft_groups = [({names[id(p)] for p in g["params"]}, g["lr"], g["weight_decay"])
-                   for g in opt.param_groups]
-    ours_groups = [(set(g["names"]), g["lr"], g["weight_decay"])
-                   for g in loraplus_param_groups(ours, lr=1e-3, loraplus_lr_ratio=16)]
-    assert ours_groups == peft_groups
-    b_group = next(g for g in ours_groups if g[1] == pytest.approx(16e-3) and g[0])
-    assert any("lora_B" in n for n in b_group[0])
-
-
-@pytest.mark.parametrize("init", [True, "gaussian", "pissa", "olora", "pissa_niter_4"])
-@pytest.mark.parametrize("lora_bias", [False, True])
-def test_inits_match_peft(init, lora_bias: bool) -> None:
-    from transformers import BertConfig, BertModel
-
-    def bert() -> nn.Module:
-        torch.manual_seed(0)
-        return BertModel(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
-                                    num_attention_heads=2, intermediate_size=48)).eval()
-
-    fields = {"target_modules": ["query"], "init_lora_weights": init, "lora_bias": lora_bias}
-    if lora_bias and init is not True:         # PEFT refuses these pairs, and so do we
-        with pytest.raises(LoralabError, match="lora_bias needs init_lora_weights True"):
-            AdapterConfig(**fields)
-        return
-    ours, theirs = bert(), bert()
-    inject_lora(ours, AdapterConfig(r=4, lora_alpha=8, **fields))
-    theirs = peft.get_peft_model(theirs, peft.LoraConfig(r=4, lora_alpha=8, **fields))
-    layer = ours.encoder.layer[0].attention.self.query
-    twin = theirs.base_model.model.encoder.layer[0].attention.self.query
-    out_o, out_t = ours(input_ids=IDS).last_hidden_state, theirs(input_ids=IDS).last_hidden_state
-    base = bert()(input_ids=IDS).last_hidden_state
-    assert float((out_o - base).abs().max()) <= 1e-4                  # unchanged at init
-    assert float((out_t - out_o).abs().max()) <= 1e-4
-    if init in ("pissa", "olora"):                                     # deterministic: equal
-        torch.testing.assert_close(layer.factors()[0], twin.lora_A["default"].weight)
-        torch.testing.assert_close(layer.factors()[1], twin.lora_B["default"].weight)
-        torch.testing.assert_close(layer.base.weight, twin.base_layer.weight)
-    if init in (True, "gaussian"):
-        assert torch.count_nonzero(layer.factors()[1]) == 0
-    if init == "pissa_niter_4":      # randomized SVD: the same top-r energy, not the same draws
-        exact = torch.linalg.svdvals(bert().encoder.layer[0].attention.self.query.weight)[:4]
-        ours_e = float(layer.delta_weight().norm())
-        theirs_e = float(twin.get_delta_weight("default").norm())
-        assert ours_e == pytest.approx(float(exact.norm()), rel=0.05)
-        assert ours_e == pytest.approx(theirs_e, rel=0.05)
 
 
 def test_bad_input_names_the_value_and_changes_nothing() -> None:
