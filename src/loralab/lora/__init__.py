@@ -11,7 +11,12 @@ so the weight it stands for is ``W = W0 + ΔW`` with ``ΔW = s · B A`` (rank �
 One concept per module:
 
 * :mod:`.config`: :class:`AdapterConfig` (``peft.LoraConfig``'s fields, checked once);
+* :mod:`.init_option`: the init option typed (:class:`InitOption`, :class:`LoftQConfig`),
+  parsed once from PEFT's ``init_lora_weights``; :mod:`.spec`: :class:`LayerSpec`, one
+  adapter's settings on one layer (what the layer constructors take);
 * :mod:`.targets`: which modules get LoRA (PEFT's matching rules, ``"all-linear"``);
+* :mod:`.storage`: how a base stores its weight (``Conv1D``, ``nn.Embedding``: transposed);
+  every layer's ``delta_weight()`` is ``(d_out, d_in)``;
 * :mod:`.layer`: what every LoRA layer shares (merge/unmerge); :mod:`.linear`
   (:class:`LoRALinear`: ``nn.Linear`` and GPT-2's ``Conv1D``, fused), :mod:`.embedding`
   (:class:`LoRAEmbedding`), :mod:`.conv` (:class:`LoRAConv`: ``nn.Conv1d``/``nn.Conv2d``),
@@ -19,7 +24,8 @@ One concept per module:
 * :mod:`.inject`: :func:`inject_lora`, :func:`merge_lora`, :func:`unmerge_lora`,
   :func:`unload_lora` (merge), :func:`unload` (no merge), :func:`count_parameters`;
 * :mod:`.adapters` / :mod:`.loading`: :func:`save_adapter` / :func:`load_adapter`
-  (``adapter_config.json`` + ``adapter_model.safetensors``, as PEFT writes them);
+  (``adapter_config.json`` + ``adapter_model.safetensors``, as PEFT writes them), with
+  PEFT's tensor names from :mod:`.keys` (also used by :func:`lora_state_dict`);
 * :mod:`.named`: several named adapters: :func:`add_adapter`, :func:`set_adapter`,
   :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter`;
 * :mod:`.inits`: PiSSA (exact and fast SVD), OLoRA and LoftQ; :mod:`.optim`: LoRA+;
@@ -34,6 +40,7 @@ from .config import AdapterConfig, as_adapter_config, config_from_peft, config_t
 from .conv import LoRAConv
 from .embedding import LoRAEmbedding
 from .hf import AdapterCheckpointCallback
+from .init_option import InitOption, LoftQConfig
 from .inject import (
     ParameterCount,
     count_parameters,
@@ -59,17 +66,21 @@ from .quant import (
     quantize_model,
 )
 from .saved import TrainedCopy
+from .spec import LayerSpec
 from .state import lora_layers
 from .targets import find_targets, match_target
 
 __all__ = [
     "AdapterCheckpointCallback",
     "AdapterConfig",
+    "InitOption",
+    "LayerSpec",
     "LoRAConv",
     "LoRAEmbedding",
     "LoRALayer",
     "LoRALinear",
     "LoRAPrecisionWarning",
+    "LoftQConfig",
     "ParameterCount",
     "TrainedCopy",
     "add_adapter",

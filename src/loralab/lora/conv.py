@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import LoralabError
-from .layer import LOW_PRECISION, LoRALayer, ModuleFactors
+from .factors import ModuleFactors
+from .layer import LOW_PRECISION, LoRALayer
 from .spec import LayerSpec
 
 __all__ = ["LoRAConv"]

@@ -30,8 +30,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import LoralabError
+from .factors import ModuleFactors
 from .inits import loftq_init, split_init
-from .layer import LOW_PRECISION, LoRALayer, ModuleFactors
+from .layer import LOW_PRECISION, LoRALayer
 from .quant import dequantized_weight, is_quantized, keep_float_compute, requantize
 from .spec import LayerSpec
 from .storage import features, is_conv1d, out_in

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import LoralabError
 from .embedding import LoRAEmbedding
+from .layer import LoRALayer
 
 __all__ = ["loraplus_optimizer", "loraplus_param_groups"]
 
@@ -39,6 +40,8 @@ def loraplus_param_groups(model: nn.Module, lr: float, loraplus_lr_ratio: float 
                            "allowed; lr > 0 and the ratio ηB/ηA >= 1")
     norm_params = {id(p) for m in model.modules() if _is_norm(m) for p in m.parameters()}
     modules = dict(model.named_modules())
+    b_factors = {id(m.factors(a)[1]) for m in modules.values() if isinstance(m, LoRALayer)
+                 for a in m.adapter_names}           # every B, told by its layer, not its name
     groups: dict[str, dict[str, torch.Tensor]] = {k: {} for k in
                                                   ("A", "embedding", "B", "B_no_decay")}
     for name, p in model.named_parameters():
@@ -47,7 +50,7 @@ def loraplus_param_groups(model: nn.Module, lr: float, loraplus_lr_ratio: float 
         owner = modules.get(".".join(name.split(".")[:-2]))
         if isinstance(owner, LoRAEmbedding):
             groups["embedding"][name] = p
-        elif "lora_B" in name or p.ndim == 1:
+        elif id(p) in b_factors or p.ndim == 1:
             decay = id(p) not in norm_params and "bias" not in name
             groups["B" if decay else "B_no_decay"][name] = p
         else:
