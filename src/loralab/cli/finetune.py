@@ -41,13 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags: preset, methods, ranks, targets, out, json, device, bf16, seed, cache, threads."""
     from ..choices import BUILTIN_TEXTS, DEFAULT_METHODS, METHOD_HELP
 
-    parser.add_argument("--preset", choices=("quick", "default"), default="default",
-                        help="quick: ~15 s, a 2-layer d=64 model (used by the tests); "
-                             "default: a few minutes, a 4-layer d=128 model")
-    parser.add_argument("--methods", type=_method_list, default=DEFAULT_METHODS,
-                        metavar="M,M,..",
+    parser.add_argument("--preset", choices=("quick", "default", "smollm2"), default="default",
+                        help="quick: ~15 s, a 2-layer d=64 model (the tests'); default: minutes, "
+                             "a 4-layer d=128 model; smollm2: the real SmolLM2-135M on "
+                             "Classical Chinese, forgetting on Shakespeare, ~20 minutes")
+    parser.add_argument("--methods", type=_method_list, default=None, metavar="M,M,..",
                         help="methods to run, comma-separated (default "
-                             f"{','.join(DEFAULT_METHODS)}): "
+                             f"{','.join(DEFAULT_METHODS)}; smollm2: full,lora,qlora,dora): "
                              + "; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="fine-tune on this text instead of Pig Latin: a UTF-8 .txt file, "
@@ -63,12 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fine-tuning steps of every run (default: the preset's)")
     parser.add_argument("--batch", type=positive_int, default=None, metavar="N",
                         help="sequences per fine-tuning step (default: the preset's, 16)")
-    parser.add_argument("--ranks", type=rank_list, default=(1, 2, 4, 8, 16), metavar="R,R,..",
-                        help="LoRA ranks, each 1..d_model (default 1,2,4,8,16)")
-    parser.add_argument("--targets", nargs="+", default=["attn", "attn+mlp"], metavar="SET",
+    parser.add_argument("--ranks", type=rank_list, default=None, metavar="R,R,..",
+                        help="LoRA ranks, each 1..d_model (default 1,2,4,8,16; smollm2: 4,16)")
+    parser.add_argument("--targets", nargs="+", default=None, metavar="SET",
                         help="target sets, each module names or presets joined by + or , "
-                             "(attn = q_proj+k_proj+v_proj+o_proj, mlp = up_proj+down_proj); "
-                             "default: attn attn+mlp")
+                             "(attn = q_proj+k_proj+v_proj+o_proj, mlp = up_proj+down_proj, "
+                             "all); default: attn attn+mlp (smollm2: attn all)")
     parser.add_argument("--out", default="finetune_out", metavar="DIR",
                         help="output folder (created if missing; it may only hold what an "
                              "earlier finetune wrote there; default ./finetune_out)")
@@ -115,10 +115,16 @@ def _method_list(text: str) -> tuple[str, ...]:
 
 def _config(args: argparse.Namespace) -> tuple[ExperimentConfig, RunOptions]:
     """What to compute and how to run it, from the flags (each checks its fields)."""
+    from ..choices import DEFAULT_METHODS
     from ..results import ExperimentConfig, RunOptions
+    from ..results.presets import PRESETS
 
-    config = ExperimentConfig(preset=args.preset, methods=tuple(args.methods),
-                              ranks=tuple(args.ranks), targets=tuple(args.targets),
+    real = PRESETS[args.preset].real
+    methods = args.methods or (real.methods if real else DEFAULT_METHODS)
+    ranks = args.ranks or (real.ranks if real else (1, 2, 4, 8, 16))
+    targets = args.targets or (real.targets if real else ("attn", "attn+mlp"))
+    config = ExperimentConfig(preset=args.preset, methods=tuple(methods),
+                              ranks=tuple(ranks), targets=tuple(targets),
                               seed=args.seed, bf16=args.bf16, data=args.data,
                               model=args.model, revision=args.revision, steps=args.steps,
                               batch=args.batch)

@@ -29,7 +29,7 @@ from .context import RunContext
 from .direction import DirectionTracker, tracked_runs
 from .methods import build_run_model, param_groups
 from .resume import ResumeFolder
-from .workload import Workload
+from .workload import Workload, general_loss
 
 __all__ = ["fine_tune"]
 
@@ -127,6 +127,8 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
         model = _unshard(model, base, run, config, ctx)
     result = _result(run, res, wall, model)
     result.initial_val_loss = initial
+    if work.general is not None:                     # what the run forgot (real models)
+        result.general_val_loss = general_loss(model, work.general, config, ctx)
     result.direction_trace = tracker.points if tracker is not None else []
     check = None
     if run.method_spec.sweep:

@@ -220,13 +220,47 @@ def _spectra_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
     by_mod: dict[str, list] = {}
     for s in a.spectra:
         by_mod.setdefault(s.module, []).append(s)
+    many = max(len(ss) for ss in by_mod.values()) > _LIST_LAYERS
     rows = [[m, f"{ss[0].shape[0]}×{ss[0].shape[1]}",
-             ", ".join(str(s.rank90) for s in ss),
-             ", ".join(f"{s.relative_norm:.2f}" for s in ss)] for m, ss in by_mod.items()]
-    return _titled(f"{h}Spectrum of ΔW_full per layer: rank holding 90% of Σσ² "
-                   "(layers 0..L-1)",
+             _over_layers([s.rank90 for s in ss], "d", many),
+             _over_layers([s.relative_norm for s in ss], ".2f", many)]
+            for m, ss in by_mod.items()]
+    what = ("min / median / max over the layers" if many else "layers 0..L-1")
+    return _titled(f"{h}Spectrum of ΔW_full per layer: rank holding 90% of Σσ² ({what})",
                    ["module", "shape", "rank for 90% energy", "‖ΔW‖_F / ‖W0‖_F"], rows,
                    markdown)
+
+
+_LIST_LAYERS = 8          # more layers than this: min / median / max instead of the list
+
+
+def _over_layers(values: list, spec: str, summary: bool) -> str:
+    """``1, 2, 3, 4`` (every layer) or ``1 / 3 / 9`` (min / median / max over many)."""
+    if not summary:
+        return ", ".join(format(v, spec) for v in values)
+    ordered = sorted(values)
+    return " / ".join(format(v, spec) for v in (ordered[0], ordered[len(ordered) // 2],
+                                                 ordered[-1]))
+
+
+def _forgetting_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
+    """A real-model preset: each run's loss on the target text and on the held-out general
+    text, against the base's (the increase on the general text is what the run forgot)."""
+    base = result.base
+    if base.general_val_loss is None:
+        return []
+    rows = [["base (no fine-tuning)", _f(base.finetune_val_loss), "", _f(base.general_val_loss),
+             ""]]
+    for r in result.runs:
+        forgot = (None if r.general_val_loss is None
+                  else r.general_val_loss - base.general_val_loss)
+        rows.append([r.label, _f(r.final_val_loss),
+                     f"{r.final_val_loss - base.finetune_val_loss:+.3f}",
+                     _f(r.general_val_loss), "—" if forgot is None else f"{forgot:+.3f}"])
+    general = result.data.get("general", "the general text") if result.data else "it"
+    return _titled(f"{h}Learning and forgetting: the target text against {general} (held out)",
+                   ["run", "target val loss", "learned (vs base)", "general val loss",
+                    "forgot (vs base)"], rows, markdown)
 
 
 def _amplification_lines(amp: Amplification | None, h: str, markdown: bool) -> list[str]:
@@ -257,6 +291,7 @@ def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
     """All tables: runs, targets, truncation vs LoRA, ΔW spectra, amplification, rsLoRA."""
     h = "### " if markdown else ""
     lines = _runs_lines(result, h, markdown)
+    lines += _forgetting_lines(result, h, markdown)
     a = result.analysis
     if a is None:
         return "\n".join(lines)

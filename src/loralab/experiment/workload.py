@@ -35,7 +35,8 @@ from ..results.presets import parse_targets
 from .base import load_or_pretrain_base
 from .context import RunContext
 
-__all__ = ["Workload", "layer_paths", "load_workload", "resolve_targets", "weight_out_in"]
+__all__ = ["Workload", "general_loss", "layer_paths", "load_workload", "resolve_targets",
+           "weight_out_in"]
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Workload:
     target_sets: list[tuple[str, tuple[str, ...]]]
     task: str                                      # "pig-latin" or "text"
     data_info: dict = field(default_factory=dict)
+    general: LMData | None = None                  # a real-model preset's general text
 
 
 def layer_paths(model: nn.Module, module: str) -> list[str]:
@@ -60,21 +62,32 @@ def layer_paths(model: nn.Module, module: str) -> list[str]:
     return sorted(paths, key=lambda p: [int(x) if x.isdigit() else -1 for x in p.split(".")])
 
 
+_HF_ATTN = frozenset({"q_proj", "k_proj", "v_proj", "o_proj"})
+_HF_MLP = frozenset({"gate_proj", "up_proj", "down_proj"})
+
+
 def resolve_targets(texts: tuple[str, ...], model: nn.Module
                     ) -> list[tuple[str, tuple[str, ...]]]:
     """``--targets`` of a transformers model: module names joined by ``+`` or ``,``, each one
-    of the model's linear layers (:func:`loralab.lm.hf_model.module_names`)."""
+    of the model's linear layers (:func:`loralab.lm.hf_model.module_names`), or the sets
+    ``attn`` (q/k/v/o_proj), ``mlp`` (gate/up/down_proj) and ``all`` (every linear layer but
+    the output head); a set's name is the label when the modules are exactly that set."""
     from ..lm.hf_model import module_names
 
     names = module_names(model)
+    sets = {"attn": [n for n in names if n in _HF_ATTN],
+            "mlp": [n for n in names if n in _HF_MLP], "all": names}
     out = []
     for text in texts:
-        items = list(dict.fromkeys(p.strip() for p in re.split(r"[+,]", text) if p.strip()))
+        parts = [p.strip() for p in re.split(r"[+,]", text) if p.strip()]
+        items = list(dict.fromkeys(n for p in parts for n in sets.get(p) or [p]))
         bad = [i for i in items if i not in names]
         if not items or bad:
             raise LoralabError(f"target module {(bad or [text])[0]!r} is not allowed for this "
-                               f"model; its linear layers are: {', '.join(names)}")
-        out.append(("+".join(items), tuple(items)))
+                               f"model; its linear layers are: {', '.join(names)} (or the "
+                               "sets attn, mlp, all)")
+        label = next((k for k, v in sets.items() if set(v) == set(items)), "+".join(items))
+        out.append((label, tuple(items)))
     return list(dict.fromkeys(out))
 
 
@@ -231,6 +244,7 @@ def _hf(config: ExperimentConfig, ctx: RunContext) -> Workload:
     _check_quantizable(config, wrapper.hf, sets)
     block = min(config.spec.model.block_size, wrapper.block_size)
     ft, info = _hf_data(config, ctx.options, tok, block)
+    general = _general_data(config, ctx.options, tok, block)
     wrapper.to(ctx.device).requires_grad_(False).eval()
     loss = evaluate(wrapper, ft, 16, device=ctx.device, dist=ctx.dist)
     base_info = BaseInfo(key=f"hf:{config.model}@{config.revision or 'main'}",
@@ -238,8 +252,39 @@ def _hf(config: ExperimentConfig, ctx: RunContext) -> Workload:
                          params=sum(p.numel() for p in wrapper.parameters()),
                          pretrain_val_loss=None, finetune_val_loss=loss, pretrain_wall_s=0.0,
                          sha256=tensors_sha256(dict(wrapper.named_parameters())))
+    if general is not None:
+        base_info.general_val_loss = general_loss(wrapper, general, config, ctx)
+        info = {**info, "general": config.spec.real.general}
     return Workload(wrapper, base_info, tok, ft, sets,
-                    "pig-latin" if config.data is None else "text", _with_block(info, ft))
+                    "pig-latin" if config.data is None else "text", _with_block(info, ft),
+                    general=general)
+
+
+def _general_data(config: ExperimentConfig, options: RunOptions, tok: Any, block: int
+                  ) -> LMData | None:
+    """A real-model preset's held-out general text (its validation split, in the model's
+    tokens): the loss on it before and after a run is what the run forgot."""
+    real = config.spec.real
+    if real is None:
+        return None
+    from ..lm.textdata import load_text
+
+    corpus = load_text(real.general, seed=config.seed)
+    _, val, _ = _token_cache(config, options, tok, [], corpus.val_docs)
+    if len(val) < block + 2:
+        raise LoralabError(f"the general text {real.general} is {len(val)} tokens of this "
+                           f"model, fewer than one block of {block} + 2")
+    return LMData(val[: block + 2], val, block, [], corpus.val_docs)
+
+
+def general_loss(model: nn.Module, general: LMData, config: ExperimentConfig,
+                 ctx: RunContext) -> float:
+    """Mean next-token loss on the general text's first fixed windows (the same windows for
+    the base and every run)."""
+    real = config.spec.real
+    batches = real.general_batches if real is not None else None
+    return evaluate(model, general, 16, batches, device=ctx.device, dist=ctx.dist,
+                    bf16=config.bf16)
 
 
 def load_workload(config: ExperimentConfig, ctx: RunContext) -> Workload:

@@ -198,6 +198,7 @@ class RunResult:
     steps_to_full_loss: int | None = None       # first val step at or below full FT's final
     base_weight_bytes: int = 0                  # the frozen base's tensors (NF4: packed)
     direction_trace: list[dict] = field(default_factory=list)   # DoRA's view, traced runs
+    general_val_loss: float | None = None       # a real-model preset's general text, after
 
     @property
     def trainable_percent(self) -> float:
@@ -221,6 +222,7 @@ class BaseInfo:
     pretrain_wall_s: float
     pretrain_history: dict = field(default_factory=dict)
     sha256: str = ""
+    general_val_loss: float | None = None   # a real-model preset's general text, before
 
 
 @dataclass

@@ -122,6 +122,12 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)
+        real = PRESETS[self.preset].real
+        if real is not None:             # a real-model preset names its model and text
+            if self.model is None:
+                object.__setattr__(self, "model", real.model)
+            if self.data is None:
+                object.__setattr__(self, "data", real.data)
         self._check_methods()
         self._check_sources()
         width = self.spec.model.d_model if self.model is None else 1 << 30
@@ -266,9 +272,18 @@ def plan_runs(config: ExperimentConfig,
         target_sets = ([parse_targets(t) for t in config.targets] if config.model is None
                        else [(t, ()) for t in config.targets])
     runs: list[RunSpec] = []
+    real = config.spec.real
     for method in config.methods:
         plan = METHOD_SPECS[method].plan
-        if plan == "once":
+        if real is not None and not METHOD_SPECS[method].default and plan == "grid":
+            rank, label = real.variants_at          # a real model: variants at one place
+            mods = dict(target_sets).get(label, ())
+            if label in dict(target_sets) and rank in config.ranks:
+                runs.append(RunSpec(method, rank, label, mods))
+            else:
+                runs += [RunSpec(method, config.ranks[-1], target_sets[-1][0],
+                                 target_sets[-1][1])]
+        elif plan == "once":
             runs.append(RunSpec(method))
         elif plan == "larger_ranks":
             label, modules = target_sets[-1]

