@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import LoralabError
 from ..fileio import check_input_file
+from ..fileio.cache import default_cache_dir
 from ..lm.checkpoint import load_weights, non_finite, save_weights, tensors_sha256
 from ..lm.corpus import LMData
 from ..lm.model import TinyLM
@@ -31,14 +32,6 @@ from .context import RunContext
 
 __all__ = ["base_path", "cache_source", "check_cache", "default_cache_dir",
            "load_or_pretrain_base"]
-
-def default_cache_dir() -> Path:
-    """``$LORALAB_CACHE``, else ``$XDG_CACHE_HOME/loralab``, else ``~/.cache/loralab``."""
-    if os.environ.get("LORALAB_CACHE"):
-        return Path(os.environ["LORALAB_CACHE"])
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "loralab"
-
 
 def cache_source(options: RunOptions) -> str:
     """Which setting chose the cache folder, i.e. what to change: ``--cache``, ..."""

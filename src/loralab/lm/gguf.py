@@ -45,6 +45,7 @@ import torch
 
 from ..errors import LoralabError
 from ..fileio import atomic_dir
+from ..fileio.cache import default_cache_dir
 from ..fileio.gguf import GGUF_MAGIC, GGUF_PACKAGE_HINT, gguf_field, open_gguf
 
 __all__ = ["BUILTIN_MODELS", "GGUF_HINT", "BuiltinModel", "GGUFInfo", "builtin_gguf",
@@ -107,14 +108,6 @@ class GGUFInfo:
     n_tensors: int
     size: int
     tensor_types: dict[str, int]
-
-
-def default_cache_dir() -> Path:
-    """``$LORALAB_CACHE``, else ``$XDG_CACHE_HOME/loralab``, else ``~/.cache/loralab``."""
-    if os.environ.get("LORALAB_CACHE"):
-        return Path(os.environ["LORALAB_CACHE"])
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "loralab"
 
 
 def builtin_gguf(name: str) -> Path:
