@@ -78,7 +78,7 @@ def test_cost_compares_every_lora_run_with_full_fine_tuning(result):
     assert heights[len(lora):] == pytest.approx(
         [r.optimizer_state_bytes / full.optimizer_state_bytes for r in lora])
     ticks = [t.get_text() for t in cost.get_xticklabels()]
-    assert ticks[:2] == ["r2-attn", "r8-attn"] and ticks[2].startswith("rs")   # rsLoRA r=8
+    assert ticks[:3] == ["r2-attn", "r8-attn", "rs-r8-attn"]          # rsLoRA r=8, not "rsr8"
     assert ticks[2].endswith("r8-attn")
     assert quality.get_xscale() == "log" and quality.get_yscale() == "log"
     assert "full fine-tuning" in legend_texts(quality)

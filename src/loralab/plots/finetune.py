@@ -257,7 +257,7 @@ def _draw_relative_cost(ax: Axes, result: ExperimentResult) -> None:
     ax.axhline(0.8, color=COLORS["theory"], ls="--", lw=1, label="target step time 0.8")
     ax.axhline(0.05, color=COLORS["theory"], ls=":", lw=1, label="target optimizer 1/20")
     ax.set_yscale("log")
-    ax.set_xticks(list(x), [r.label.replace("lora-", "").replace("rslora-", "rs-")
+    ax.set_xticks(list(x), [r.label.replace("rslora-", "rs-").replace("lora-", "")
                             for r in lora], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("relative to full fine-tuning (log scale)")
     ax.set_title(f"Cost relative to full fine-tuning ({result.device}; "
