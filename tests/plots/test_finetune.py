@@ -83,3 +83,17 @@ def test_cost_compares_every_lora_run_with_full_fine_tuning(result):
     assert quality.get_xscale() == "log" and quality.get_yscale() == "log"
     assert "full fine-tuning" in legend_texts(quality)
     assert {t.get_text() for t in quality.texts} >= {"r=2", "r=8"}
+
+
+def test_convergence_title_names_the_model_file_and_fits_the_figure(make_result):
+    """A ``--model`` path shows as its last part, and the title wraps to the figure's width
+    (it ran off a one-panel figure)."""
+    import dataclasses
+
+    result = make_result()
+    result.config = dataclasses.replace(result.config, model="/very/long/path/to/a/model-dir/",
+                                        targets=result.config.targets[:1])
+    fig = convergence_figure(result)
+    title = fig._suptitle.get_text()
+    assert "model-dir" in title and "/very/long" not in title
+    assert all(len(line) <= 9 * 6 for line in title.splitlines())

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+import textwrap
 from typing import TYPE_CHECKING
 
 from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
@@ -92,10 +94,12 @@ def convergence_figure(result: ExperimentResult) -> Figure:
     name = (result.data or {}).get("name", "pig-latin")
     task = "Pig Latin" if name == "pig-latin" else name
     unit = "char" if not result.data else "token"
-    what = result.config.model or "an English-pretrained tiny LM"
+    what = os.path.basename(cfg.model.rstrip("/\\")) if cfg.model else \
+        "an English-pretrained tiny LM"
     axes[0].set_ylabel(f"val loss on {task} (nats/{unit}, log scale)")
-    fig.suptitle(f"Fine-tuning {what} on {task}: full vs LoRA "
-                 f"({cfg.preset} preset, final val loss in brackets)", fontweight="bold")
+    title = (f"Fine-tuning {what} on {task}: full vs LoRA ({cfg.preset} preset, final val "
+             "loss in brackets)")            # wrapped to the figure: ~9 bold characters/inch
+    fig.suptitle(textwrap.fill(title, width=int(9 * 6.0 * len(panels))), fontweight="bold")
     return fig
 
 
