@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from typing import TYPE_CHECKING
 
 from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
@@ -97,9 +96,8 @@ def convergence_figure(result: ExperimentResult) -> Figure:
     what = os.path.basename(cfg.model.rstrip("/\\")) if cfg.model else \
         "an English-pretrained tiny LM"
     axes[0].set_ylabel(f"val loss on {task} (nats/{unit}, log scale)")
-    title = (f"Fine-tuning {what} on {task}: full vs LoRA ({cfg.preset} preset, final val "
-             "loss in brackets)")            # wrapped to the figure: ~9 bold characters/inch
-    fig.suptitle(textwrap.fill(title, width=int(9 * 6.0 * len(panels))), fontweight="bold")
+    fig.suptitle(f"Fine-tuning {what} on {task}: full vs LoRA ({cfg.preset} preset, final "
+                 "val loss in brackets)", fontweight="bold", wrap=True)   # wrapped when drawn
     return fig
 
 
