@@ -188,7 +188,7 @@ def make_other(kind: str, n: int, d: int, r: int, vocab: int, seed: int
     elif kind == "qlora":              # the same NF4 base under both; float32 factors
         from peft.tuners.lora.bnb import Linear4bit as PeftLinear4bit
 
-        from loralab.lora.quant import quantize_model
+        from loralab.lora.qlora import quantize_model
 
         lin = nn.Linear(d, d)
         with torch.no_grad():
@@ -249,7 +249,7 @@ def bench_other(kind: str, n: int, d: int, r: int, vocab: int, repeats: int) -> 
     out = [f"\n### {kind}: (tokens, {shape}, r) = ({n}, {r}): training step\n",
            "| layer | median ms | vs PEFT (paired) |", "|---|---|---|"]
     if kind == "qlora":               # beside a float LoRA step on the same (float) weight
-        from loralab.lora.quant import base_weight_bytes, dequantized_weight
+        from loralab.lora.qlora import base_weight_bytes, dequantized_weight
 
         float_base = nn.Linear(d, d).requires_grad_(False)
         with torch.no_grad():

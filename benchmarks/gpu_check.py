@@ -39,7 +39,7 @@ def _lora(model: TinyLM, r: int) -> TinyLM:
 def _qlora(base: TinyLM, r: int, device: torch.device) -> TinyLM | str:
     """The NF4-based LoRA model on ``device``, or the reason it cannot be built here."""
     try:
-        from loralab.lora.quant import quantize_model
+        from loralab.lora.qlora import quantize_model
 
         model = copy.deepcopy(base).to(device)
         quantize_model(model, bits=4, compute_dtype=torch.bfloat16)

@@ -18,7 +18,7 @@ import bitsandbytes.functional as bf
 import torch
 
 from loralab.lora import AdapterConfig, inject_lora
-from loralab.quant import loftq
+from loralab.quantizer import loftq
 
 
 def nf4(w: torch.Tensor) -> torch.Tensor:

@@ -33,13 +33,13 @@ from loralab.lora import (  # noqa: E402
     save_adapter,
     unload,
 )
-from loralab.lora.quant import (  # noqa: E402
+from loralab.lora.qlora import (  # noqa: E402
     base_weight_bytes,
     dequantized_weight,
     prepare_model_for_kbit_training,
     quantize_model,
 )
-from loralab.quant import keep_float_compute, loftq, quantized  # noqa: E402
+from loralab.quantizer import keep_float_compute, loftq, quantized  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::UserWarning")]

@@ -86,7 +86,7 @@ def test_fit_table_rows_and_full_rank():
 
 
 def test_quant_table_rows():
-    from loralab.lowrank.quant import analyze_quant
+    from loralab.lowrank.quant_error import analyze_quant
 
     w = L.gaussian_matrix(16, 24, seed=0)
     a = analyze_quant(w, [2, 4], bits=8, iters=2, label="W")

@@ -51,12 +51,12 @@ def test_options_refuse_bad_input(kwargs: dict, message: str) -> None:
 
 
 def test_bitsandbytes_is_probed_by_the_plan_check_not_the_config(monkeypatch) -> None:
-    import loralab.quant
+    import loralab.quantizer
 
     def missing():
         raise LoralabError("this needs bitsandbytes, which is not installed")
 
-    monkeypatch.setattr(loralab.quant, "bnb", missing)
+    monkeypatch.setattr(loralab.quantizer, "bnb", missing)
     config = ExperimentConfig(preset="quick", methods=("lora", "qlora", "loftq"))  # no probe
     with pytest.raises(LoralabError, match="^methods loftq, qlora need bitsandbytes, which is "
                                            "not installed; pip install"):

@@ -34,10 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Claim the outputs, build or read the matrix, analyse, print, save."""
-    from ..lowrank.quant import analyze_quant
+    from ..lowrank.quant_error import analyze_quant
     from ..lowrank.tables import format_quant
-    from ..plots.quant import quant_figure
-    from ..quant import bnb
+    from ..plots.quant_error import quant_figure
+    from ..quantizer import bnb
     from ._matrix import check_finite, claim_outputs, matrix_from_args, write_outputs
 
     if args.bits == 4:

@@ -43,7 +43,7 @@ def check_plan(config: ExperimentConfig, options: RunOptions) -> None:
                            f"shards {', '.join(most)} and {last} runs")
     need_bnb = sorted(m for m in config.methods if "bitsandbytes" in METHOD_SPECS[m].needs)
     if need_bnb:
-        from ..quant import QUANT_HINT, bnb
+        from ..quantizer import QUANT_HINT, bnb
 
         try:
             bnb()

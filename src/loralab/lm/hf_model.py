@@ -233,7 +233,7 @@ def _dtype_kw(transformers: Any) -> str:
 
 
 def _quantization(transformers: Any, dtype: torch.dtype) -> Any:
-    from ..quant import bnb
+    from ..quantizer import bnb
 
     bnb()                                          # the clear line when it is missing
     return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -303,7 +303,7 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
         kwargs["quantization_config"] = _quantization(transformers, dtype)
     hf = _load_weights(transformers, source, name, config, kwargs)
     if quantize_4bit:
-        from ..quant import keep_float_compute
+        from ..quantizer import keep_float_compute
 
         keep_float_compute(hf)          # one float32 path on AVX512-BF16 CPUs too
     wrapper = HFCausalLM(hf, name)

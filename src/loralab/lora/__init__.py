@@ -29,7 +29,7 @@ One concept per module:
 * :mod:`.named`: several named adapters: :func:`add_adapter`, :func:`set_adapter`,
   :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter`;
 * :mod:`.inits`: PiSSA (exact and fast SVD), OLoRA and LoftQ; :mod:`.optim`: LoRA+;
-* :mod:`.quant`: QLoRA, LoRA on bitsandbytes 4-/8-bit bases, :func:`quantize_model`;
+* :mod:`.qlora`: QLoRA, LoRA on bitsandbytes 4-/8-bit bases, :func:`quantize_model`;
 * :mod:`.hf`: transformers models save their adapter from ``save_pretrained``.
 """
 
@@ -58,7 +58,7 @@ from .linear import LoRALinear
 from .loading import load_adapter
 from .named import add_adapter, add_weighted_adapter, delete_adapter, disable_adapters, set_adapter
 from .optim import loraplus_optimizer, loraplus_param_groups
-from .quant import (
+from .qlora import (
     base_weight_bytes,
     dequantized_weight,
     is_quantized,

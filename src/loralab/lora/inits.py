@@ -7,7 +7,7 @@ base with the residual ``W0 − s·B A``, so the output is unchanged at init:
 * ``"pissa_niter_K"``: the same from ``torch.svd_lowrank(W0, r, niter=K)`` (randomized: the
   same distribution and the same residual as PEFT's, the same tensors only for the same RNG);
 * ``"olora"``: ``W0 = Q R`` (QR); ``B = Q_r`` (the first r columns), ``A = R_r`` (rows);
-* ``"loftq"``: LoftQ (:func:`loralab.quant.loftq`): the base becomes ``Q(W)`` (dequantized,
+* ``"loftq"``: LoftQ (:func:`loralab.quantizer.loftq`): the base becomes ``Q(W)`` (dequantized,
   as PEFT leaves it: quantize it for QLoRA) and ``s·B A`` the rank-r fit of ``W − Q(W)``,
   so ``Q + s·B A ≈ W`` for any α and r (PEFT 0.21 drops ``s``: right only for α = r).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import LoralabError
-from ..quant import loftq
+from ..quantizer import loftq
 from .init_option import InitOption, LoftQConfig
 
 __all__ = ["loftq_init", "split_init"]

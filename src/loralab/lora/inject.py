@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
-from ..quant import keep_float_compute
+from ..quantizer import keep_float_compute
 from .config import BIASES, AdapterConfig, BiasKind, as_adapter_config
 from .conv import LoRAConv
 from .embedding import LoRAEmbedding
@@ -23,7 +23,7 @@ from .hf import guard_save_pretrained, unguard_save_pretrained
 from .keys import adapter_tensors
 from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning, base_module
 from .linear import LoRALinear
-from .quant import is_quantized
+from .qlora import is_quantized
 from .saved import TrainedCopy
 from .state import adapters_of, lora_layers, remember_config, trained_copies
 from .targets import find_targets, lora_kind, saved_module_paths
@@ -153,7 +153,7 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
     sync_active(model)
     mark_only_lora_trainable(model, bias=config.bias)
     guard_save_pretrained(model)
-    keep_float_compute(model)      # every 4-bit layer, targeted or not (loralab.lora.quant)
+    keep_float_compute(model)      # every 4-bit layer, targeted or not (loralab.lora.qlora)
     return names
 
 

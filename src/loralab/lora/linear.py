@@ -33,7 +33,7 @@ from ..errors import LoralabError
 from .factors import ModuleFactors
 from .inits import loftq_init, split_init
 from .layer import LOW_PRECISION, LoRALayer
-from .quant import dequantized_weight, is_quantized, keep_float_compute, requantize
+from .qlora import dequantized_weight, is_quantized, keep_float_compute, requantize
 from .spec import LayerSpec
 from .storage import features, is_conv1d, out_in
 

@@ -23,7 +23,7 @@ from .config import AdapterConfig, as_adapter_config, config_from_peft
 from .inject import inject_lora, mark_only_lora_trainable, set_module
 from .keys import PARTS, Part, is_embedding, lora_key, peft_param_key
 from .layer import LoRALayer, base_module
-from .quant import is_quantized
+from .qlora import is_quantized
 from .saved import TrainedCopy
 from .state import lora_layers, remember_config
 from .storage import features

@@ -18,7 +18,7 @@ such as :func:`low_rank_plus_noise`), :mod:`.seed` (the seed's ``(α/r)·B A``, 
 place: :func:`draw_seed_delta`), :mod:`.sweep` (the sweep, the randomized path, the explicit
 check), :mod:`.analysis` (the seed's random baseline, the spectrum and :func:`analyze_svd`),
 :mod:`.heatmap` (``ΔW`` and its rank-r residuals: :func:`analyze_heatmap`), :mod:`.fit`
-(learned fits, subspace similarity), :mod:`.quant` (quantization error and LoftQ),
+(learned fits, subspace similarity), :mod:`.quant_error` (quantization error and LoftQ),
 :mod:`.tables` (the commands' text tables), :mod:`.theory` (the Gaussian theory),
 :mod:`.budget` (memory checks) and :mod:`.matrixio` (a matrix from a ``.npy`` /
 ``.safetensors`` file).

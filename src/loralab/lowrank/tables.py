@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .analysis import SpectrumComparison, SvdAnalysis
     from .fit import FitResult
     from .heatmap import HeatmapAnalysis
-    from .quant import QuantAnalysis
+    from .quant_error import QuantAnalysis
 
 __all__ = ["format_fit", "format_heatmap", "format_quant", "format_spectrum", "format_svd"]
 

@@ -2,7 +2,7 @@
 
 QLoRA starts from ``W ≈ Q(W)`` with ``B = 0``: its error is ``‖W − Q(W)‖_F``. LoftQ fits the
 adapter to what quantization lost, so the error becomes ``‖W − Q − s·B A‖_F``
-(:func:`loralab.quant.loftq`). Whether rank r can win much back depends on the spectrum of
+(:func:`loralab.quantizer.loftq`). Whether rank r can win much back depends on the spectrum of
 ``E = W − Q(W)``: a quantization error that looks like noise has the flat singular values
 of a random matrix of its size (the Marchenko–Pastur law), and a rank-r fit then removes
 little; structure (outlier columns, trained weights) shows as singular values above the
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import LoralabError
-from ..quant import loftq, quantized
+from ..quantizer import loftq, quantized
 from .matrices import as_matrix, check_ranks
 from .theory import gaussian_singular_values
 

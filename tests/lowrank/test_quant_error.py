@@ -12,7 +12,7 @@ import torch
 bnb = pytest.importorskip("bitsandbytes")
 
 from loralab.errors import LoralabError  # noqa: E402
-from loralab.lowrank.quant import analyze_quant  # noqa: E402
+from loralab.lowrank.quant_error import analyze_quant  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::UserWarning")]

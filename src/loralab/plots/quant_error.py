@@ -1,6 +1,6 @@
 """The figure of ``loralab quant``: what a rank-r adapter wins back of the quantization error.
 
-Three panels from a :class:`~loralab.lowrank.quant.QuantAnalysis`: LoftQ's residual
+Three panels from a :class:`~loralab.lowrank.quant_error.QuantAnalysis`: LoftQ's residual
 ``‖W − Q − s·B A‖_F`` against the rank (one line per number of rounds) under QLoRA's start
 ``‖W − Q(W)‖_F`` (B = 0); the residual against the rounds, per rank; and the singular
 values of ``W − Q(W)`` beside those of a random matrix of its shape and RMS.
@@ -15,7 +15,7 @@ from . import COLORS, new_figure
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..lowrank.quant import QuantAnalysis
+    from ..lowrank.quant_error import QuantAnalysis
 
 __all__ = ["quant_figure"]
 

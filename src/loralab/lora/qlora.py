@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
-from ..quant import bnb, keep_float_compute
+from ..quantizer import bnb, keep_float_compute
 from .layer import LoRALayer
 
 __all__ = ["base_weight_bytes", "dequantized_weight", "is_quantized", "keep_float_compute",

@@ -1,12 +1,12 @@
-"""loralab.plots.quant: what a rank-r adapter wins back of the quantization error."""
+"""loralab.plots.quant_error: what a rank-r adapter wins back of the quantization error."""
 
 from __future__ import annotations
 
 import pytest
 
-from loralab.lowrank.quant import QuantAnalysis, QuantRow
+from loralab.lowrank.quant_error import QuantAnalysis, QuantRow
 from loralab.plots import png_bytes
-from loralab.plots.quant import quant_figure
+from loralab.plots.quant_error import quant_figure
 
 from .conftest import is_png, legend_texts
 

@@ -44,7 +44,7 @@ def bnb() -> Any:
 
 def keep_float_compute(module: torch.nn.Module) -> torch.nn.Module:
     """Keep a bitsandbytes ``Linear4bit`` (or every one inside ``module``) on its float
-    dequantize-then-matmul path on CPUs with AVX512-BF16 (why: :mod:`loralab.lora.quant`); a
+    dequantize-then-matmul path on CPUs with AVX512-BF16 (why: :mod:`loralab.lora.qlora`); a
     weight already repacked for the bf16 kernel is packed back (its block scales keep the
     bfloat16 rounding the repacking gave them: call this before the first eval forward, as
     loralab's loaders and :func:`~loralab.lora.inject_lora` do). Returns ``module``."""
