@@ -5,7 +5,8 @@
 * :mod:`.finetune_config`: what the experiment computes (:class:`ExperimentConfig`), how it
   runs (:class:`RunOptions`), and its plan (:class:`RunSpec`, :func:`plan_runs`);
 * :mod:`.finetune`: :class:`ExperimentResult` and its parts, ``results.json`` and back;
-* :mod:`.headline`: which runs a comparison is judged on.
+* :mod:`.headline`: which runs a comparison is judged on;
+* :mod:`.verdict`: a paper's claim, this run's numbers and one word (:class:`Verdict`).
 
 This layer sits below :mod:`loralab.plots` and above ``lora | lowrank | lm``: the studies
 (:mod:`loralab.experiment`, :mod:`loralab.demo`) fill these types, the figures and the
@@ -36,6 +37,7 @@ from .finetune import (
 from .finetune_config import ExperimentConfig, RunOptions, RunSpec, plan_runs, run_label
 from .headline import HEADLINE_RANK, headline_rank, headline_run, headline_runs
 from .presets import PRESETS, Preset, PresetSpec, parse_targets
+from .verdict import VERDICT_WORDS, Verdict, verdict_from_dict
 
 __all__ = [
     "DTYPES",
@@ -64,6 +66,8 @@ __all__ = [
     "Sample",
     "Targets",
     "TruncationRow",
+    "VERDICT_WORDS",
+    "Verdict",
     "headline_rank",
     "headline_run",
     "headline_runs",
@@ -71,4 +75,5 @@ __all__ = [
     "plan_runs",
     "result_from_dict",
     "run_label",
+    "verdict_from_dict",
 ]
