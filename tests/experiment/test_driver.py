@@ -339,3 +339,19 @@ def test_cli_unwritable_output_and_corrupt_checkpoint(cache, tmp_path: Path, cap
                  "--out", str(tmp_path / "o2"), "--cache", str(bad_cache), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "is corrupt or not safetensors" in err and "Traceback" not in err
+
+
+def test_the_floor_counts_at_least_the_training_matmuls_and_the_run_cannot_beat_it(experiment):
+    from loralab.experiment import result_from_dict
+
+    result, _ = experiment
+    f, spec = result.floor, result.config.spec
+    m = spec.model
+    # independent count: each block's q, k, v, o (d×d) and MLP (d×4d, 4d×d), the head (d×V)
+    matmul = m.n_layers * (4 * m.d_model ** 2 + 8 * m.d_model ** 2) + m.d_model * m.vocab_size
+    tokens = spec.full.batch_size * m.block_size
+    assert f.train_flops >= spec.full.steps * 6 * tokens * matmul       # full FT alone
+    assert f.evaluate_flops > 0 and f.analysis_flops > 0
+    assert math.isclose(f.floor_s, f.flops / f.peak_flops)
+    assert f.wall_s == result.wall_s and f.ratio >= 1.0        # no run beats its arithmetic
+    assert result_from_dict(json.loads(json.dumps(result.to_dict()))).floor == f

@@ -238,3 +238,40 @@ def test_dtype_and_a_4bit_base(saved):
     with torch.no_grad():
         ref = reference(input_ids=x).logits
         assert (nf4(x) - ref).abs().max() < 0.5 * ref.abs().max()
+
+
+class _NoCache(torch.nn.Module):
+    """The same model seen without ``decode_step``: generate runs the whole context per token."""
+
+    def __init__(self, inner: HFCausalLM) -> None:
+        super().__init__()
+        self.inner, self.block_size = inner, inner.block_size
+
+    def forward(self, idx):
+        return self.inner(idx)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_cached_decoding_equals_the_whole_context_each_step(saved, arch):
+    from loralab.lm.model import generate
+
+    torch.manual_seed(0)
+    wrapper = HFCausalLM(tiny_gpt2() if arch == "gpt2" else tiny_llama()).eval()
+    ids = torch.tensor([[5, 17, 42, 8, 99]])
+    logits, past = wrapper.decode_step(ids[:, :3])
+    torch.testing.assert_close(logits, wrapper(ids[:, :3])[0, -1])
+    for t in (3, 4):                                  # one new token at a time, against the cache
+        logits, past = wrapper.decode_step(ids[:, t:t + 1], past)
+        torch.testing.assert_close(logits, wrapper(ids[:, :t + 1])[0, -1], atol=1e-5, rtol=1e-5)
+    tok = make_tokenizer()
+    for temp in (0.0, 0.7):
+        cached = generate(wrapper, tok, "lora trains", 20, temperature=temp, seed=3, stop=None)
+        plain = generate(_NoCache(wrapper), tok, "lora trains", 20, temperature=temp, seed=3,
+                         stop=None)
+        assert cached == plain and len(tok.encode(cached)) >= 1
+
+
+def test_cached_decoding_refuses_a_context_beyond_the_model(saved):
+    wrapper = HFCausalLM(tiny_llama()).eval()
+    with pytest.raises(LoralabError, match="sequence length 65 is not allowed"):
+        wrapper.decode_step(torch.zeros(1, 65, dtype=torch.long))

@@ -63,6 +63,10 @@ __all__ = [
 ]
 
 MERGE_TOL = 1e-5
+# The merge check's logits: 64 windows, fewer for a large model, so that its five forwards
+# (three fp32, two fp64) stay near the tiny LM's cost: parameters × tokens <= 4e9 (the tiny
+# LM: 0.8 M × 64 × 64 = 3.3e9; SmolLM2-135M at 128 tokens: 2 windows, where 64 took minutes).
+CHECK_WINDOWS, CHECK_BUDGET = 64, 4e9
 SAMPLE_TEMPERATURE = 0.5   # samples: softmax(logits / 0.5), seeded per prompt (reproducible)
 
 
@@ -100,14 +104,22 @@ def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...]
     return rows
 
 
+def check_windows(model: nn.Module, block_size: int) -> int:
+    """Val windows the merge check compares logits on: :data:`CHECK_WINDOWS`, fewer (at least
+    2) when ``parameters × windows × block_size`` would pass :data:`CHECK_BUDGET`."""
+    n = sum(p.numel() for p in model.parameters())
+    return max(2, min(CHECK_WINDOWS, int(CHECK_BUDGET // max(1, n * block_size))))
+
+
 def merge_check(model: nn.Module, base: nn.Module, data: LMData, ctx: RunContext, *,
-                val_loss: float) -> MergeCheck:
-    """Merged vs unmerged logits (fp32 and fp64) and val loss, and a save/load round trip,
-    for a LoRA model (not modified)."""
+                val_loss: float, max_batches: int | None = None) -> MergeCheck:
+    """Merged vs unmerged logits (fp32 and fp64) on :func:`check_windows` val windows and
+    val loss (on the ``max_batches`` val batches ``val_loss`` was measured on), and a
+    save/load round trip, for a LoRA model (not modified)."""
     from ..lora import load_adapter, lora_layers, merge_lora, save_adapter
 
     device = ctx.device
-    x, _ = data.val_batches(64, 1)[0]
+    x, _ = data.val_batches(check_windows(base, data.block_size), 1)[0]
     x = x.to(device)
     with torch.no_grad():
         ref = model(x).float()                                     # (B, T, V)
@@ -125,7 +137,8 @@ def merge_check(model: nn.Module, base: nn.Module, data: LMData, ctx: RunContext
         for name, layer in lora_layers(m64).items():
             _oi(plain64.get_submodule(name)).add_(layer.delta_weight())
         diff64 = float((plain64(x) - ref64).abs().max())
-    merged_loss = evaluate(merged, data, EVAL_BATCH, device=device, dist=ctx.dist)
+    merged_loss = evaluate(merged, data, EVAL_BATCH, max_batches, device=device,
+                           dist=ctx.dist)
     return MergeCheck(label="", max_abs_logit=float(ref.abs().max()), max_abs_logit_diff=diff,
                       max_abs_logit_diff_fp64=diff64,
                       fp32_error=float((ref.double() - ref64).abs().max()),
@@ -212,7 +225,8 @@ def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, n
     for label, model in models.items():
         if method_spec(runs[label].method).sweep:
             c = (done or {}).get(label) or merge_check(
-                model, base, data, ctx, val_loss=runs[label].final_val_loss)
+                model, base, data, ctx, val_loss=runs[label].final_val_loss,
+                max_batches=result.config.spec.lora.eval_batches)
             c.label = label
             checks.append(c)
     return checks
@@ -238,8 +252,8 @@ def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data
             lora = result.lora_run(r, label) if r is not None else None
             rows.append(TruncationRow(
                 targets=label, rank=r,
-                val_loss_truncated=evaluate(model, data, EVAL_BATCH, device=ctx.device,
-                                            dist=ctx.dist),
+                val_loss_truncated=evaluate(model, data, EVAL_BATCH, config.spec.lora.eval_batches,
+                                            device=ctx.device, dist=ctx.dist),
                 energy_kept=sum(kept) / len(kept),
                 val_loss_lora=lora.final_val_loss if lora else None))
     return rows

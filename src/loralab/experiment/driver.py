@@ -46,6 +46,7 @@ from .base import default_cache_dir, load_or_pretrain_base
 from .config import ExperimentConfig, RunOptions, RunSpec, check_plan, plan_runs
 from .context import Progress, RunContext
 from .direction import magnitude_direction
+from .floor import experiment_floor
 from .jobs import at_once, can_fork, run_side_by_side
 from .methods import adapter_root, plain_adapter
 from .one_run import fine_tune
@@ -239,6 +240,7 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
     result.analysis = analyse(result, work, models, ctx, merge_checks=checks)
     result.analysis.magnitude_direction = magnitude_direction(config, runs, work.target_sets)
     result.wall_s = time.perf_counter() - t0
+    result.floor = experiment_floor(result, work, adapter_root(work.base))
     require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "
                    "lower the learning rate")                  # never printed nor saved
     if folder is not None and out is not None:

@@ -132,7 +132,8 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
     result.direction_trace = tracker.points if tracker is not None else []
     check = None
     if run.method_spec.sweep:
-        check = merge_check(model.eval(), base, ft, ctx, val_loss=result.final_val_loss)
+        check = merge_check(model.eval(), base, ft, ctx, val_loss=result.final_val_loss,
+                            max_batches=tc.eval_batches)
         check.label = run.label
     if done is not None and dist.is_main:
         save_weights(done, {n: p for n, p in model.named_parameters() if p.requires_grad},

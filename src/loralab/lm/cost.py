@@ -11,7 +11,8 @@ from torch import nn
 
 from .model import CausalSelfAttention
 
-__all__ = ["count_saved_tensors", "optimizer_state_bytes", "train_flops_per_step"]
+__all__ = ["count_saved_tensors", "forward_flops_per_token", "optimizer_state_bytes",
+           "train_flops_per_step"]
 
 
 def train_flops_per_step(model: nn.Module, batch: int, seq_len: int) -> float:
@@ -58,3 +59,10 @@ def count_saved_tensors(params: list[torch.Tensor]) -> Iterator[list[int]]:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         yield total
+
+
+def forward_flops_per_token(model: nn.Module) -> float:
+    """Analytic FLOPs of one token's forward: ``2·d_in·d_out`` per ``nn.Linear`` (what an
+    evaluation or a generated token costs; attention's scores not counted)."""
+    return sum(2.0 * m.in_features * m.out_features for m in model.modules()
+               if isinstance(m, nn.Linear))

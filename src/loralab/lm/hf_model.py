@@ -18,6 +18,7 @@ folder. The hub is asked once, with a short timeout (:data:`HUB_TIMEOUT_S`), nev
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from pathlib import Path
@@ -93,6 +94,28 @@ class HFCausalLM(nn.Module):
                                f"context is {self.block_size} tokens")
         out = self.hf(input_ids=idx, use_cache=False, return_dict=True)
         return out.logits.float()                                      # (B, T, V)
+
+    def decode_step(self, idx: torch.Tensor, past: Any = None) -> tuple[torch.Tensor, Any]:
+        """One step of cached decoding: ``idx: (1, T_new)`` the tokens not yet seen (the whole
+        prompt at first, then the one token just drawn), ``past`` the key/value cache of the
+        tokens before them (``None`` at first) -> (the last position's logits ``(V,)``
+        float32, the cache including ``idx``).
+
+        Equal to ``forward(all tokens so far)[0, -1]`` up to float rounding, at the cost of
+        the new tokens only: without the cache, each of ``n`` new tokens would run the whole
+        context again (and the full-vocabulary head at every position), ``O(n²)`` work.
+        """
+        total = idx.shape[1] + (0 if past is None else int(past.get_seq_length()))
+        if total > self.block_size:
+            raise LoralabError(f"sequence length {total} is not allowed; the model's "
+                               f"context is {self.block_size} tokens")
+        # transformers 5.2x names the cache ``cache``; earlier versions ``past_key_values``
+        name = "cache" if "cache" in inspect.signature(self.hf.forward).parameters \
+            else "past_key_values"
+        out = self.hf(input_ids=idx, use_cache=True, return_dict=True, logits_to_keep=1,
+                      **{name: past})
+        cache = getattr(out, "cache", None) or out.past_key_values
+        return out.logits[0, -1].float(), cache                        # (V,), the cache
 
 
 def _max_positions(config: Any) -> int:

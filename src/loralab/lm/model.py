@@ -266,7 +266,9 @@ def generate(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int,
     Generation also stops at the tokenizer's EOS token (a transformers tokenizer's
     ``eos_token_id``), which is kept in the output.
     The context is cropped to the model's ``block_size``. The model's train/eval mode is
-    restored afterwards.
+    restored afterwards. A model with a ``decode_step`` (a transformers model,
+    :meth:`~loralab.lm.hf_model.HFCausalLM.decode_step`) decodes with its key/value cache
+    while the context fits: each new token costs one position, not the whole context again.
     """
     was_training = model.training
     model.eval()
@@ -276,16 +278,23 @@ def generate(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int,
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)
     out: list[int] = []
+    step = getattr(model, "decode_step", None)
+    past, fresh = None, ids
     try:
         for _ in range(max_new_tokens):
-            logits = model(ids[:, -block:])[0, -1].float().cpu()        # (V,)
+            if step is not None and ids.shape[1] <= block:
+                logits, past = step(fresh, past)                       # (V,), the cache
+                logits = logits.cpu()
+            else:
+                logits = model(ids[:, -block:])[0, -1].float().cpu()    # (V,)
             if temperature <= 0:
                 nxt = int(logits.argmax())
             else:
                 probs = torch.softmax(logits / temperature, dim=-1)
                 nxt = int(torch.multinomial(probs, 1, generator=gen))
             out.append(nxt)
-            ids = torch.cat([ids, torch.tensor([[nxt]], device=device)], dim=1)
+            fresh = torch.tensor([[nxt]], device=device)
+            ids = torch.cat([ids, fresh], dim=1)
             if nxt == getattr(tokenizer, "eos_token_id", None) or (
                     stop is not None and tokenizer.decode([nxt]) == stop):
                 break

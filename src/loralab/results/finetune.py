@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import LoralabError
 from ..fileio import to_jsonable
 from .finetune_config import ExperimentConfig, RunOptions, run_label
+from .floor import Floor
 
 __all__ = [
     "CONFIG_KEYS",
@@ -245,6 +246,7 @@ class ExperimentResult:
     data: dict = field(default_factory=dict)     # --data/--model: the text, its split, tokens
     memory: list[dict] = field(default_factory=list)   # the plan's memory estimate per kind
     options: RunOptions = field(default_factory=RunOptions)
+    floor: Floor | None = None        # the least wall time its FLOPs allow (results.floor)
 
     @property
     def base_val_loss(self) -> float:
@@ -271,7 +273,15 @@ class ExperimentResult:
             "base": asdict(self.base), "runs": [r.to_dict() for r in self.runs],
             **(to_jsonable(self.analysis) if self.analysis is not None else {}),
             "wall_s": self.wall_s, "data": self.data, "memory_estimates": self.memory,
+            "floor": self.floor.to_dict() if self.floor is not None else None,
         }
+
+
+def _floor_from_dict(data: dict | None) -> Floor | None:
+    if data is None:
+        return None
+    return Floor(**{k: data[k] for k in ("train_flops", "evaluate_flops", "analysis_flops",
+                                         "peak_flops", "wall_s")})
 
 
 def _md_from_dict(data: dict | None) -> MagnitudeDirection | None:
@@ -330,7 +340,8 @@ def result_from_dict(data: dict) -> ExperimentResult:
                                 world_size=data["world_size"], base=BaseInfo(**data["base"]),
                                 runs=runs, analysis=analysis, wall_s=data["wall_s"],
                                 data=data.get("data") or {},
-                                memory=data.get("memory_estimates") or [])
+                                memory=data.get("memory_estimates") or [],
+                                floor=_floor_from_dict(data.get("floor")))
     except (KeyError, TypeError, AttributeError) as exc:
         raise LoralabError(f"not a loralab finetune result ({type(exc).__name__}: {exc}); "
                            "give a results.json written by 'loralab finetune'") from None

@@ -1,0 +1,69 @@
+"""The experiment's FLOP floor (:class:`~loralab.results.floor.Floor`), from what it ran.
+
+Counted from the runs' own records, so a changed schedule or target set is counted as run:
+
+* **train**: each run's steps × its analytic FLOPs a step (``flops_per_s × step_time_s`` of
+  :func:`loralab.lm.train.train`: ``6·n·d_in·d_out`` per trained matrix, ``4·…`` per frozen
+  one); pretraining the tiny LM, when this run did it, as ``3 ×`` a forward per token;
+* **evaluate**: every val-loss point of every run and of the base, on the windows it
+  evaluated (``eval_batches × 16`` of them, at most the val split), and the general text's;
+* **analysis**: the merge checks (5 forwards on :func:`~.analysis.check_windows` windows and
+  the merged model's val loss), one val loss per truncation row, and the samples' tokens.
+
+A forward costs :func:`loralab.lm.cost.forward_flops_per_token` a token. The peak is the
+median over the runs of ``flops_per_s / mfu``: the matmul peak each run measured.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from torch import nn
+
+from ..lm.corpus import LMData
+from ..lm.cost import forward_flops_per_token
+from ..lm.train import EVAL_BATCH
+from ..method_specs import method_spec
+from ..results.finetune import ExperimentResult
+from ..results.floor import Floor
+from .analysis import check_windows
+from .workload import Workload
+
+__all__ = ["experiment_floor"]
+
+
+def _eval_tokens(data: LMData, batches: int | None, batch: int = EVAL_BATCH) -> int:
+    """Tokens one :func:`~loralab.lm.train.evaluate` call runs over ``batches`` batches."""
+    t = data.block_size
+    windows = max(0, (len(data.val) - 1) // t)
+    if batches is not None:
+        windows = min(windows, batches * batch)
+    return windows * t
+
+
+def experiment_floor(result: ExperimentResult, work: Workload, base: nn.Module) -> Floor:
+    """The :class:`Floor` of ``result`` (its runs, analysis and wall time) on ``work``."""
+    spec, ft = result.config.spec, work.ft
+    fwd = forward_flops_per_token(base)
+    train = sum((spec.lora if method_spec(r.method).is_adapter else spec.full).steps
+                * r.flops_per_s * r.step_time_s for r in result.runs)
+    if result.base.pretrain_val_loss is not None and not result.base.cached:
+        p = spec.pretrain
+        train += 3 * fwd * p.steps * p.batch_size * spec.model.block_size
+    ev = _eval_tokens(ft, spec.lora.eval_batches)
+    tokens = sum(len(r.val_steps) * _eval_tokens(
+        ft, (spec.lora if method_spec(r.method).is_adapter else spec.full).eval_batches)
+        for r in result.runs) + ev
+    if work.general is not None and spec.real is not None:
+        tokens += (len(result.runs) + 1) * _eval_tokens(work.general, spec.real.general_batches)
+    analysis = 0.0
+    a = result.analysis
+    if a is not None:
+        per_check = 5 * check_windows(base, ft.block_size) * ft.block_size + ev
+        enc = work.tokenizer.encode
+        samples = sum(len(enc(s.prompt + out)) for s in a.samples for out in s.outputs.values())
+        analysis = fwd * (len(a.merge_checks) * per_check + len(a.truncation) * ev + samples)
+    peaks = [r.flops_per_s / r.mfu for r in result.runs if r.mfu and r.mfu > 0]
+    return Floor(train_flops=train, evaluate_flops=fwd * tokens, analysis_flops=analysis,
+                 peak_flops=statistics.median(peaks) if peaks else float("nan"),
+                 wall_s=result.wall_s)
