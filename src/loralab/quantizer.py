@@ -18,6 +18,7 @@ Everything here is a pure function of its inputs; bitsandbytes is imported on fi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +33,19 @@ BITS: tuple[int, ...] = (4, 8)
 QUANT_HINT = 'pip install "loralab[qlora]"'
 
 
+def _drop_hub_kernel_warning(record: logging.LogRecord) -> bool:
+    """bitsandbytes (0.49+) on a CPU with AVX512-BF16 tries, on import, to fetch a bf16
+    4-bit kernel from the Hugging Face hub and logs a warning when it cannot (offline, or
+    the repository is not trusted). loralab never runs that kernel (:func:`keep_float_compute`),
+    so the warning says nothing true about a loralab run: it is dropped, nothing else is."""
+    return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+
+
 def bnb() -> Any:
     """The bitsandbytes module, or one clear line saying how to install it."""
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if _drop_hub_kernel_warning not in log.filters:
+        log.addFilter(_drop_hub_kernel_warning)
     try:
         import bitsandbytes
     except ImportError:
