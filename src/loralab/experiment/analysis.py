@@ -58,6 +58,7 @@ __all__ = [
     "amplification",
     "analyse",
     "delta_spectra",
+    "full_update_svd",
     "headline_lora",
     "merge_check",
 ]
@@ -88,16 +89,29 @@ def _linear_deltas(base: nn.Module, tuned: nn.Module, modules: tuple[str, ...]
     return out
 
 
-def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...]
-                  ) -> list[LayerSpectrum]:
-    """Singular values of ΔW_full for each layer in ``modules``, with the 90 %-energy rank."""
+Factors = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def full_update_svd(base: nn.Module, full: nn.Module, modules: tuple[str, ...]) -> Factors:
+    """``{layer path: (U, S, Vh)}``: the thin SVD (float64, CPU) of ``ΔW_full`` of each layer
+    in ``modules``, computed once for the spectra and every truncation."""
+    return {name: svd_factors(delta.double().cpu())
+            for name, delta in _linear_deltas(base, full, modules).items()}
+
+
+def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...],
+                  factors: Factors | None = None) -> list[LayerSpectrum]:
+    """Singular values of ΔW_full for each layer in ``modules``, with the 90 %-energy rank
+    (``factors``: :func:`full_update_svd` already made)."""
+    factors = factors if factors is not None else full_update_svd(base, full, modules)
     rows = []
-    for name, delta in _linear_deltas(base, full, modules).items():
-        s = torch.linalg.svdvals(delta.double().cpu())
+    for name, (u, s, vh) in factors.items():
+        if name.rsplit(".", 1)[-1] not in modules:
+            continue
         w0 = base.get_submodule(name).weight
         rows.append(LayerSpectrum(
             name=name, module=name.rsplit(".", 1)[-1], layer=_layer_index(name),
-            shape=list(delta.shape), delta_norm=float(s.norm()),
+            shape=[u.shape[0], vh.shape[1]], delta_norm=float(s.norm()),
             relative_norm=float(s.norm() / w0.double().norm()),
             rank90=energy_ranks(s, (0.9,))["90%"],
             singular_values=s.tolist()))
@@ -233,19 +247,21 @@ def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, n
 
 
 def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data: LMData,
-                ctx: RunContext, sets: TargetSets) -> list[TruncationRow]:
+                ctx: RunContext, sets: TargetSets, svd: Factors) -> list[TruncationRow]:
     """Val loss of ``W0 + [ΔW_full]_r`` on each target set at every rank (and untruncated),
-    beside LoRA at that rank; one SVD per layer (Eckart–Young: the best rank-r part)."""
+    beside LoRA at that rank; one SVD per layer (``svd``: :func:`full_update_svd`;
+    Eckart–Young: the best rank-r part)."""
     config, rows = result.config, []
     for label, modules in sets:
         deltas = _linear_deltas(base, full, modules)
-        sv = {k: torch.linalg.svdvals(v.double().cpu()) for k, v in deltas.items()}
-        factors = {k: svd_factors(v.double()) for k, v in deltas.items()}
+        factors = {k: svd[k] for k in deltas}
+        sv = {k: f[1] for k, f in factors.items()}
         for r in (*config.ranks, None):
             model = copy.deepcopy(base)
             with torch.no_grad():
                 for name, delta in deltas.items():
-                    upd = delta if r is None else truncate(factors[name], r).to(delta.dtype)
+                    upd = delta if r is None else truncate(factors[name], r).to(
+                        delta.device, delta.dtype)
                     _oi(model.get_submodule(name)).add_(upd)
             kept = [float(s[:r].square().sum() / s.square().sum()) if r else 1.0
                     for s in sv.values()]
@@ -316,10 +332,11 @@ def analyse(result: ExperimentResult, work: Workload, models: dict[str, nn.Modul
     rates = {k: sum(pig_latin_word_rate(s.outputs[k]) for s in samples)
              / max(1, len(samples)) for k in shown} if pig_latin else {}
     with_full = full is not None
+    svd = full_update_svd(base, full, all_modules) if with_full else {}
     return Analysis(
         merge_checks=_merge_checks(result, base, models, data, ctx, done=merge_checks),
-        spectra=delta_spectra(base, full, all_modules) if with_full else [],
-        truncation=_truncation(result, base, full, data, ctx, sets) if with_full else [],
+        spectra=delta_spectra(base, full, all_modules, svd) if with_full else [],
+        truncation=_truncation(result, base, full, data, ctx, sets, svd) if with_full else [],
         amplification=_amplification(result, base, models, sets) if with_full else None,
         rslora=_rslora_rows(result), samples=samples, pig_latin_word_rate=rates,
         targets=_targets(result, head) if head is not None and with_full else None,
