@@ -305,6 +305,8 @@ def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
     lines += _quant_lines(result, h, markdown)
     lines += _direction_lines(a, h, markdown)
     lines += _memory_lines(result, h, markdown)
+    if result.floor is not None:            # the time the arithmetic allows, beside the wall
+        lines += ["", f"{h}Time" if markdown else "Time", "", result.floor.line()]
     return "\n".join(lines)
 
 
