@@ -232,8 +232,6 @@ def _report(result: ExperimentResult, args: argparse.Namespace, out: Path,
           f"{f' × {dist.world_size} processes' if dist.world_size > 1 else ''}"
           f"; base {'loaded from' if result.base.cached else 'pretrained and cached in'} "
           f"{result.base.path}")
-    if result.floor is not None:
-        print(result.floor.line())
     figures = sorted(p.name for p in out.glob("*.png"))
     print(f"saved {out}/results.md, results.json, samples.txt, {', '.join(figures)}, "
           "adapters/")
