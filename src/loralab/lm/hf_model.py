@@ -28,19 +28,18 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
+from .hub import HUB_TIMEOUT_S, hub_source
 
 __all__ = ["HF_HINT", "HUB_TIMEOUT_S", "HFCausalLM", "hf_token_ids", "load_causal_lm",
            "hf_shape_fields", "is_linear_like", "module_names"]
 
 HF_HINT = 'pip install "loralab[hf]"'
-HUB_TIMEOUT_S = 10.0          # one metadata request to the hub, then "unreachable"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
                     "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
 _WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 _NOT_CAUSAL_HEADS = ("ForMaskedLM", "ForSequenceClassification", "ForTokenClassification",
                      "ForQuestionAnswering", "ForMultipleChoice", "ForPreTraining",
                      "ForNextSentencePrediction", "ForImageClassification", "ForCTC")
-_TRUE = {"1", "ON", "YES", "TRUE"}
 _LLAMA_LIKE = set("llama mistral mixtral qwen2 qwen3 gemma gemma2 phi3 olmo olmo2 granite "
                   "cohere stablelm smollm3".split())
 
@@ -127,17 +126,6 @@ def _max_positions(config: Any) -> int:
     return 10**9
 
 
-def _offline() -> bool:
-    if any(os.environ.get(k, "").upper() in _TRUE for k in ("HF_HUB_OFFLINE",
-                                                              "TRANSFORMERS_OFFLINE")):
-        return True
-    try:
-        from huggingface_hub import constants
-    except ImportError:                                   # pragma: no cover (a transformers dep)
-        return False
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def _check_folder(folder: Path, name: str, revision: str | None) -> None:
     """A local model folder: no ``revision``; ``config.json``, weights and tokenizer there."""
     if revision is not None:
@@ -155,58 +143,6 @@ def _check_folder(folder: Path, name: str, revision: str | None) -> None:
         raise LoralabError(f"the model folder {name} has no tokenizer (none of "
                            f"{', '.join(_TOKENIZER_FILES[:3])}, ...); save the model's "
                            "tokenizer there too (tokenizer.save_pretrained(folder))")
-
-
-def _is_network_error(exc: BaseException) -> bool:
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"ConnectionError", "TimeoutError", "ConnectError", "TimeoutException",
-                         "NetworkError", "TransportError", "OfflineModeIsEnabled"}) or (
-        isinstance(exc, OSError) and not names & {"FileNotFoundError"})
-
-
-def _unreachable(name: str, why: str) -> LoralabError:
-    return LoralabError(f"--model {name}: not found locally (no such folder, not in the hub "
-                        f"cache) and the network is unreachable ({why}); give a local model "
-                        "folder, or run online once so the hub cache holds it")
-
-
-def _hub_source(name: str, revision: str | None) -> bool:
-    """Check the hub id ``name``; return ``local_files_only`` (True: use the hub cache)."""
-    from huggingface_hub import errors, model_info, try_to_load_from_cache
-    from huggingface_hub.utils import validate_repo_id
-
-    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
-    try:
-        validate_repo_id(name)
-    except errors.HFValidationError:
-        looks_like_path = True
-    if looks_like_path:
-        raise LoralabError(f"--model {name}: no such folder, and it is not a hub id "
-                           "(owner/name); give a folder written by save_pretrained or a hub id")
-    cached = isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str)
-    if _offline():
-        if cached:
-            return True
-        raise _unreachable(name, "HF_HUB_OFFLINE=1")
-    try:
-        model_info(name, revision=revision, timeout=HUB_TIMEOUT_S)
-    except errors.RevisionNotFoundError:
-        raise LoralabError(f"--revision {revision} is not a branch, tag or commit of the hub "
-                           f"model {name}") from None
-    except errors.GatedRepoError:
-        raise LoralabError(f"--model {name} is gated on the hub; accept its licence there and "
-                           "log in (hf auth login), or give a local folder") from None
-    except errors.RepositoryNotFoundError:
-        raise LoralabError(f"--model {name}: no such local folder and no such model on the "
-                           "hub (or it is private); check the name") from None
-    except Exception as exc:                       # noqa: BLE001 (classified just below)
-        if not _is_network_error(exc):
-            raise LoralabError(f"--model {name}: the hub answered {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-        if cached:
-            return True
-        raise _unreachable(name, f"{type(exc).__name__}") from None
-    return False
 
 
 def _check_causal(config: Any, name: str) -> None:
@@ -309,7 +245,7 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
                            "the folder that holds config.json (what save_pretrained writes), a "
                            "built-in name (smollm2) or a hub id")
     else:
-        source, local = name, _hub_source(name, revision)
+        source, local = name, hub_source(name, revision)
     config = _load_config(transformers, source, name, revision, local)
     _check_causal(config, name)
     try:
