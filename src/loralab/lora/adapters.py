@@ -38,6 +38,7 @@ from .config import AdapterConfig, config_to_peft
 from .keys import PREFIX, adapter_tensors, peft_param_key
 from .layer import LoRALayer
 from .linear import LoRALinear
+from .param import LoRAParameter, peft_layer_path
 from .state import injected_config, lora_layers, trained_copies
 from .targets import selected_names
 
@@ -52,7 +53,7 @@ def _lora_tensors(model: nn.Module, bias: str, adapter: str) -> dict[str, torch.
     out: dict[str, torch.Tensor] = {}
     for name, mod in layers.items():
         if adapter in mod.r:
-            out.update(adapter_tensors(name, mod, adapter))
+            out.update(adapter_tensors(peft_layer_path(layers, name), mod, adapter))
     if bias != "none":
         wrapped = {id(m.bias) for m in layers.values() if m.bias is not None}
         copies = list(trained_copies(model))   # their biases are saved with their state
@@ -117,14 +118,18 @@ def _stored_fits(model: nn.Module, stored: AdapterConfig, layers: dict[str, LoRA
 def config_for(model: nn.Module, saved: list[str], a: str = "default") -> AdapterConfig:
     """The config that rebuilds adapter ``a``: the injected one when it selects exactly the
     layers that have ``a`` with their ranks, else one written from the layers themselves."""
-    layers = {n: m for n, m in lora_layers(model).items() if a in m.r}
-    first = next(iter(layers.values()))
-    for name, m in layers.items():
+    every = {n: m for n, m in lora_layers(model).items() if a in m.r}
+    first = next(iter(every.values()))
+    for name, m in every.items():
         if _setting(m, a) != _setting(first, a):
             raise LoralabError(f"LoRA layer {name!r} has (dropout, use_rslora, init, "
                                f"lora_bias, use_dora) = {_setting(m, a)}, unlike the others; "
                                "one adapter file holds one such setting")
+    layers = {n: m for n, m in every.items() if not isinstance(m, LoRAParameter)}
     stored = injected_config(model, a) or AdapterConfig(target_modules=sorted(layers))
+    if not layers:                      # parameters only (target_parameters)
+        return replace(stored, lora_dropout=0.0, init_lora_weights=first.init[a].peft_value,
+                       modules_to_save=saved or None)
     base = dict(fan_in_fan_out=any(isinstance(m, LoRALinear) and m.fan_in_fan_out
                                    for m in layers.values()),
                 lora_dropout=first.dropout_p(a), use_rslora=first.use_rslora[a],

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from ..errors import LoralabError
 from .init_option import InitOption, parse_init
+from .param_config import check_target_parameters
 from .spec import LayerSpec, check_alpha, check_layer_args
 
 __all__ = [
@@ -162,6 +163,9 @@ class AdapterConfig:
     (``"layers"``, ``"h"``). lora_bias: ``lora_B`` gets a bias (trained, merged as
     ``b += s·b_B``). use_dora: DoRA (magnitude and direction, Linear and Conv1D).
     loftq_config: with ``init_lora_weights="loftq"``, ``{"loftq_bits": 4|8, "loftq_iter": N}``.
+    target_parameters: parameter paths/suffixes (``"mlp.experts.gate_up_proj"``): LoRA on a
+    bare 2-D/3-D ``nn.Parameter`` (:mod:`loralab.lora.param`); ``target_modules=[]`` then
+    targets parameters only.
     """
 
     r: int = 8
@@ -182,6 +186,7 @@ class AdapterConfig:
     lora_bias: bool = False
     use_dora: bool = False
     loftq_config: dict[str, int] = field(default_factory=dict)
+    target_parameters: list[str] | None = None
     base_model_name_or_path: str | None = None
     revision: str | None = None
 
@@ -203,7 +208,12 @@ class AdapterConfig:
             raise LoralabError(f"lora_bias=True with init_lora_weights="
                                f"{self.init_lora_weights!r} is not allowed; lora_bias needs "
                                "init_lora_weights True or False (as PEFT)")
-        self.target_modules = _check_names(self.target_modules, "target_modules", False, True)
+        self.target_parameters = check_target_parameters(self)
+        if self.target_parameters and self.target_modules in (None, []):
+            self.target_modules = []     # PEFT's way to target parameters only
+        else:
+            self.target_modules = _check_names(self.target_modules, "target_modules", False,
+                                               True)
         self.exclude_modules = _check_names(self.exclude_modules, "exclude_modules", True)
         if self.modules_to_save is not None:
             saved = _check_names(self.modules_to_save, "modules_to_save", True)

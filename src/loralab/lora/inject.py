@@ -23,6 +23,8 @@ from .hf import guard_save_pretrained, unguard_save_pretrained
 from .keys import adapter_tensors
 from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning, base_module
 from .linear import LoRALinear
+from .param import LoRAParameter, peft_layer_path
+from .param_targets import ParamTarget, find_param_targets
 from .qlora import is_quantized
 from .saved import TrainedCopy
 from .state import adapters_of, lora_layers, remember_config, trained_copies
@@ -53,7 +55,7 @@ def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
     for pname, p in model.named_parameters(remove_duplicate=False):
         owners.setdefault(id(p), []).append(pname)
     for name in names:
-        w = base_module(model.get_submodule(name)).weight
+        w = model.get_submodule(name).weight   # a LoRA layer's: its base weight or parameter
         others = [o for o in owners.get(id(w), []) if not o.startswith(f"{name}.")]
         if others:
             return name, others[0]
@@ -129,7 +131,9 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
                            "another adapter_name or delete_adapter it first")
     existing = lora_layers(model)
     saved = saved_module_paths(model, config, list(existing))
-    names = find_targets(model, config, skip=[*existing, *saved], allow_lora=True)
+    names = find_targets(model, config, skip=[*existing, *saved], allow_lora=True) \
+        if config.target_modules != [] else []
+    params = _param_targets(model, config, state.configs)
     for name in names:
         _check_layer(model, name, config, adapter_name)
     if config.init.splits_base and (tied := _tied(model, names)):
@@ -146,6 +150,7 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
         else:
             set_module(model, name, _LAYER[lora_kind(mod)](  # type: ignore[index]
                 mod, spec, generator=generator, adapter_name=adapter_name))
+    _wrap_params(model, config, params, adapter_name, autocast_adapter_dtype, generator)
     for name in saved:
         if not isinstance(model.get_submodule(name), TrainedCopy):
             set_module(model, name, TrainedCopy(model.get_submodule(name)))
@@ -154,7 +159,37 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
     mark_only_lora_trainable(model, bias=config.bias)
     guard_save_pretrained(model)
     keep_float_compute(model)      # every 4-bit layer, targeted or not (loralab.lora.qlora)
-    return names
+    return names + [t.path for t in params]
+
+
+def _param_targets(model: nn.Module, config: AdapterConfig,
+                   others: dict[str, AdapterConfig]) -> list[ParamTarget]:
+    """``config.target_parameters`` resolved and checked (before anything changes)."""
+    if not config.target_parameters:
+        return []
+    for other, c in others.items():
+        if c.target_parameters and set(c.target_parameters) != set(config.target_parameters):
+            raise LoralabError(f"target_parameters={config.target_parameters!r} differs from "
+                               f"adapter {other!r}'s {c.target_parameters!r}; every adapter "
+                               "with target_parameters must target the same parameters (PEFT)")
+    return find_param_targets(model, config.target_parameters)
+
+
+def _wrap_params(model: nn.Module, config: AdapterConfig, params: list[ParamTarget],
+                 adapter_name: str, autocast: bool, generator: torch.Generator | None) -> None:
+    """Put the adapter on each targeted parameter, innermost first (PEFT's nesting)."""
+    for t in sorted(params, key=lambda t: -t.depth):
+        spec = config.layer_spec(t.key, autocast)
+        try:
+            current = model.get_submodule(t.path)
+        except AttributeError:      # a new inner wrapper: its path appears once wrapped
+            current = None
+        if isinstance(current, LoRAParameter) and current.parameter_name == t.parameter:
+            current.add_adapter(adapter_name, spec, generator=generator)
+        else:
+            set_module(model, t.module, LoRAParameter(model.get_submodule(t.module),
+                                                      t.parameter, spec, generator=generator,
+                                                      adapter_name=adapter_name))
 
 
 def sync_active(model: nn.Module) -> None:
@@ -237,7 +272,7 @@ def _remove(model: nn.Module, merge: bool) -> nn.Module:
         unmerge_lora(model)
     remember_config(model, None)
     unguard_save_pretrained(model)
-    for name, mod in layers.items():
+    for name, mod in reversed(layers.items()):     # nested wrappers: the inner one first
         if name == "":
             return mod.base
         set_module(model, name, mod.base)
@@ -267,11 +302,13 @@ def lora_state_dict(model: nn.Module, adapter_name: str | None = None
     (``lora_embedding_A`` / ``_B`` for embeddings, ``lora_magnitude_vector`` with DoRA,
     ``lora_B.bias`` with ``lora_bias``): the keys of :mod:`loralab.lora.keys`."""
     out: dict[str, torch.Tensor] = {}
-    for name, mod in lora_layers(model).items():
+    layers = lora_layers(model)
+    for name, mod in layers.items():
         a_name = adapter_name or (mod.active_adapters or mod.adapter_names)[0]
         if a_name not in mod.r:
             continue
-        out.update({k: t.detach() for k, t in adapter_tensors(name, mod, a_name, "").items()})
+        path = peft_layer_path(layers, name)
+        out.update({k: t.detach() for k, t in adapter_tensors(path, mod, a_name, "").items()})
     return out
 
 

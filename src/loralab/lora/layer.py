@@ -290,7 +290,7 @@ class LoRALayer(nn.Module):
             return self.merge_error
         if any(self.use_dora[n] for n in names) and (len(names) > 1 or self.merged_adapters):
             raise LoralabError("a DoRA adapter merges alone; merge one adapter at a time")
-        w, b = self.base.weight, self.bias
+        w, b = self.weight, self.bias
         exact, new_bias = self.read_weight(), None if b is None else wide(b)
         for name in names:
             if self.lora_bias_param(name) is not None and b is None:
@@ -307,7 +307,7 @@ class LoRALayer(nn.Module):
         self.merge_error = self.write_weight(exact)
         if new_bias is not None and b is not None:
             b.copy_(new_bias)
-        w = self.base.weight
+        w = self.weight
         self.merged_adapters += names
         if warn and self.merge_error > 0:
             warnings.warn(f"merging LoRA into a {str(w.dtype).removeprefix('torch.')} weight "

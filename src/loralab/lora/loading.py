@@ -23,6 +23,8 @@ from .config import AdapterConfig, as_adapter_config, config_from_peft
 from .inject import inject_lora, mark_only_lora_trainable, set_module
 from .keys import PARTS, Part, is_embedding, lora_key, peft_param_key
 from .layer import LoRALayer, base_module
+from .param import LoRAParameter
+from .param_targets import ParamTarget, find_param_targets, param_shapes
 from .qlora import is_quantized
 from .saved import TrainedCopy
 from .state import lora_layers, remember_config
@@ -134,12 +136,19 @@ def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved
 
 
 def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor],
-          adapter: str) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]]]:
+          adapter: str) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]],
+                                 list[ParamTarget]]:
     """Check everything; return the LoRA paths, the saved modules and {key: (where, t)}."""
     layers = lora_layers(model)
     saved = saved_module_paths(model, config, skip=list(layers))
-    having = sorted(n for n, m in layers.items() if adapter in m.r)
-    targets = having or find_targets(model, config, skip=[*layers, *saved], allow_lora=True)
+    had = any(adapter in m.r for m in layers.values())
+    having = sorted(n for n, m in layers.items()
+                    if adapter in m.r and not isinstance(m, LoRAParameter))
+    targets = having if had else find_targets(model, config, skip=[*layers, *saved],
+                                              allow_lora=True) \
+        if config.target_modules != [] else []
+    params = find_param_targets(model, config.target_parameters) \
+        if config.target_parameters else []
     for name in targets:
         layer = layers.get(name)
         if layer is not None and layer.merged:
@@ -153,6 +162,14 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
                                f"{adapter!r} on {name!r} has use_dora="
                                f"{layer.use_dora[adapter]}, lora_bias={layer.lora_bias[adapter]}")
     expected, required = _expected(model, config, targets, saved, adapter)
+    for t in params:
+        layer = layers.get(t.path)
+        shapes = _layer_shapes(layer, adapter) if layer is not None and adapter in layer.r \
+            else param_shapes(model, t, config.rank_for(t.key))
+        for part, shape in shapes.items():
+            key = lora_key(t.peft_path, part)
+            expected[key] = (("factor", f"{t.path}:{part}"), shape)
+            required.add(key)
     plan: dict[str, tuple[Where, torch.Tensor]] = {}
     for key, t in sorted(tensors.items()):
         if key not in expected:
@@ -180,7 +197,7 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
     if missing:
         raise LoralabError(f"adapter has no key {missing[0]!r} (expected shape "
                            f"{expected[missing[0]][1]}); {len(missing)} key(s) missing in all")
-    return targets, saved, plan
+    return targets, saved, plan, params
 
 
 def _destination(model: nn.Module, where: Where, saved: list[str], adapter: str
@@ -224,7 +241,7 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
     """
     file_config, tensors = read_adapter(folder)
     config = as_adapter_config(config) if config is not None else file_config
-    targets, saved, plan = _plan(model, config, tensors, adapter_name)
+    targets, saved, plan, params = _plan(model, config, tensors, adapter_name)
     had_lora = any(adapter_name in m.r for m in lora_layers(model).values())
     if not had_lora:  # the init is overwritten below; keep the caller's RNG streams as they were
         cuda = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
@@ -241,7 +258,10 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
             layer = model.get_submodule(name)
             layer.set_scale(adapter_name, config.alpha_for(name), config.use_rslora)
             layer.set_dropout(adapter_name, config.lora_dropout)
+        for t in params:
+            model.get_submodule(t.path).set_scale(adapter_name, config.alpha_for(t.key),
+                                                  config.use_rslora)
     if had_lora:
         mark_only_lora_trainable(model, bias=config.bias)
     remember_config(model, config, adapter_name)
-    return targets
+    return targets + [t.path for t in params]

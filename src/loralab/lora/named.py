@@ -86,7 +86,7 @@ def delete_adapter(model: nn.Module, adapter_name: str) -> None:
     if len(state.configs) == 1:
         raise LoralabError(f"adapter {adapter_name!r} is the model's only adapter; use "
                            "unload(model) to remove LoRA")
-    for path, layer in lora_layers(model).items():
+    for path, layer in reversed(lora_layers(model).items()):   # nested: inner first
         if adapter_name in layer.r:
             layer.delete_adapter(adapter_name)
             if not layer.r:
@@ -99,6 +99,9 @@ def delete_adapter(model: nn.Module, adapter_name: str) -> None:
 def _new_config(model: nn.Module, adapters: list[str], combination: str,
                 svd_rank: int | None) -> tuple[AdapterConfig, int]:
     configs = [adapters_of(model).configs[a] for a in adapters]
+    if any(c.target_parameters for c in configs):
+        raise LoralabError("add_weighted_adapter does not combine adapters with "
+                           "target_parameters (as PEFT)")
     if any(c.use_dora for c in configs):
         raise LoralabError("add_weighted_adapter does not combine DoRA adapters")
     ranks = [max(c.r, *c.rank_pattern.values()) if c.rank_pattern else c.r for c in configs]
