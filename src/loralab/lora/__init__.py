@@ -20,7 +20,9 @@ One concept per module:
 * :mod:`.layer`: what every LoRA layer shares (merge/unmerge); :mod:`.linear`
   (:class:`LoRALinear`: ``nn.Linear`` and GPT-2's ``Conv1D``, fused), :mod:`.embedding`
   (:class:`LoRAEmbedding`), :mod:`.conv` (:class:`LoRAConv`: ``nn.Conv1d``/``nn.Conv2d``),
-  :mod:`.saved` (:class:`TrainedCopy`: ``modules_to_save`` and task heads);
+  :mod:`.saved` (:class:`TrainedCopy`: ``modules_to_save`` and task heads),
+  :mod:`.param` (:class:`LoRAParameter`: ``target_parameters``, a bare 2-D/3-D parameter
+  such as a mixture-of-experts' fused experts; matched by :mod:`.param_targets`);
 * :mod:`.inject`: :func:`inject_lora`, :func:`merge_lora`, :func:`unmerge_lora`,
   :func:`unload_lora` (merge), :func:`unload` (no merge), :func:`count_parameters`;
 * :mod:`.adapters` / :mod:`.loading`: :func:`save_adapter` / :func:`load_adapter`
@@ -57,6 +59,7 @@ from .layer import LoRALayer, LoRAPrecisionWarning
 from .linear import LoRALinear
 from .loading import load_adapter
 from .named import add_adapter, add_weighted_adapter, delete_adapter, disable_adapters, set_adapter
+from .param import LoRAParameter
 from .optim import loraplus_optimizer, loraplus_param_groups
 from .qlora import (
     base_weight_bytes,
@@ -79,6 +82,7 @@ __all__ = [
     "LoRAEmbedding",
     "LoRALayer",
     "LoRALinear",
+    "LoRAParameter",
     "LoRAPrecisionWarning",
     "LoftQConfig",
     "ParameterCount",

@@ -1,0 +1,29 @@
+"""The parity table of the PEFT comparisons: each test states (case, direction, max |Δ|).
+
+With ``LORALAB_PARITY=<file>`` set, every :func:`check` appends one JSON line to that file, so
+``LORALAB_PARITY=/tmp/p.jsonl pytest tests/lora/test_param.py`` collects the table;
+without it nothing is written. The assertion is the same either way."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+
+def tolerance(reference: torch.Tensor, rel: float = 1e-5) -> float:
+    """An absolute tolerance scaled to the outputs' size: ``rel · max(1, max |y|)``."""
+    return rel * max(1.0, float(reference.detach().abs().max()))
+
+
+def check(case: str, direction: str, got: torch.Tensor, want: torch.Tensor,
+          rel: float = 1e-5) -> float:
+    """Assert ``got ≈ want`` (tolerance above) and record the row; returns max |got − want|."""
+    diff = float((got.detach().double() - want.detach().double()).abs().max())
+    path = os.environ.get("LORALAB_PARITY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"case": case, "direction": direction, "max_diff": diff}) + "\n")
+    assert diff <= tolerance(want, rel), f"{case} {direction}: max |Δ| = {diff:.3g}"
+    return diff
