@@ -34,6 +34,7 @@ from loralab.lora import (  # noqa: E402
     load_adapter,
     lora_layers,
     merge_lora,
+    mixed_adapter_batch,
     save_adapter,
     unload,
     unmerge_lora,
@@ -160,6 +161,9 @@ def test_two_d_parameter_forward_is_linear_with_w0_plus_delta():
     x = torch.randn(3, 7)
     torch.testing.assert_close(model(x), x @ (w0 + 2.0 * b @ a).T)
     assert torch.equal(layer.param(), w0)            # the forward left W0 untouched
+    with pytest.raises(LoralabError, match="target_parameters"):
+        with mixed_adapter_batch(model.eval(), ["default"] * 3):
+            pass
     merge_lora(model)
     torch.testing.assert_close(layer.param().detach(), w0 + 2.0 * b @ a)
 

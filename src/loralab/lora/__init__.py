@@ -30,6 +30,8 @@ One concept per module:
   PEFT's tensor names from :mod:`.keys` (also used by :func:`lora_state_dict`);
 * :mod:`.named`: several named adapters: :func:`add_adapter`, :func:`set_adapter`,
   :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter`;
+* :mod:`.mixed`: :func:`mixed_adapter_batch`, one adapter per row of a batch (PEFT's
+  ``adapter_names=``, ``"__base__"`` for the base), in forward and ``generate``;
 * :mod:`.inits`: PiSSA (exact and fast SVD), OLoRA and LoftQ; :mod:`.optim`: LoRA+;
 * :mod:`.qlora`: QLoRA, LoRA on bitsandbytes 4-/8-bit bases, :func:`quantize_model`;
 * :mod:`.hf`: transformers models save their adapter from ``save_pretrained``.
@@ -58,6 +60,7 @@ from .inject import (
 from .layer import LoRALayer, LoRAPrecisionWarning
 from .linear import LoRALinear
 from .loading import load_adapter
+from .mixed import mixed_adapter_batch
 from .named import add_adapter, add_weighted_adapter, delete_adapter, disable_adapters, set_adapter
 from .param import LoRAParameter
 from .optim import loraplus_optimizer, loraplus_param_groups
@@ -109,6 +112,7 @@ __all__ = [
     "mark_only_lora_trainable",
     "match_target",
     "merge_lora",
+    "mixed_adapter_batch",
     "prepare_model_for_kbit_training",
     "quantize_model",
     "save_adapter",

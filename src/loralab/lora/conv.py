@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from ..errors import LoralabError
 from .factors import ModuleFactors
 from .layer import LOW_PRECISION, LoRALayer
+from .mixed import mixed_rows
 from .spec import LayerSpec
 
 __all__ = ["LoRAConv"]
@@ -82,10 +83,16 @@ class LoRAConv(ModuleFactors, LoRALayer):
         y = self.base(x)
         if self.disabled or self.merged:
             return y
+        if self.row_adapters is not None:
+            return mixed_rows(self, x, y, self.lora_term)
         out = y
         for name in self.active_adapters:
-            a_mod = self.lora_A[name]
-            xl = x if x.dtype == a_mod.weight.dtype else x.to(a_mod.weight.dtype)
-            xl = self.lora_dropout[name](xl) if self.training else xl
-            out = out + self.lora_B[name](a_mod(xl)) * self.scaling[name]
+            out = out + self.lora_term(name, x)
         return out.to(y.dtype)
+
+    def lora_term(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Adapter ``name``'s term ``s·lora_B(lora_A(dropout(x)))``."""
+        a_mod = self.lora_A[name]
+        xl = x if x.dtype == a_mod.weight.dtype else x.to(a_mod.weight.dtype)
+        xl = self.lora_dropout[name](xl) if self.training else xl
+        return self.lora_B[name](a_mod(xl)) * self.scaling[name]

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ..errors import LoralabError
 from .layer import LOW_PRECISION, LoRALayer
+from .mixed import mixed_rows
 from .spec import LayerSpec
 
 __all__ = ["LoRAEmbedding"]
@@ -91,11 +92,17 @@ class LoRAEmbedding(LoRALayer):
         y = self.base(x)
         if self.disabled or self.merged:
             return y
-        base, out = self.base, y
+        if self.row_adapters is not None:
+            return mixed_rows(self, x, y, self.lora_term)
+        out = y
         for name in self.active_adapters:
-            a, b = self.factors(name)
-            after_a = F.embedding(x, a.t(), padding_idx=base.padding_idx, max_norm=base.max_norm,
-                                  norm_type=base.norm_type,
-                                  scale_grad_by_freq=base.scale_grad_by_freq, sparse=base.sparse)
-            out = out + (after_a @ b.t()) * self.scaling[name]  # (..., r) @ (r, d)
+            out = out + self.lora_term(name, x)
         return out.to(y.dtype)
+
+    def lora_term(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Adapter ``name``'s term ``s·Aᵀ[x] Bᵀ``: token ids (...) -> (..., d)."""
+        base, (a, b) = self.base, self.factors(name)
+        after_a = F.embedding(x, a.t(), padding_idx=base.padding_idx, max_norm=base.max_norm,
+                              norm_type=base.norm_type,
+                              scale_grad_by_freq=base.scale_grad_by_freq, sparse=base.sparse)
+        return (after_a @ b.t()) * self.scaling[name]  # (..., r) @ (r, d)

@@ -89,6 +89,7 @@ class LoRALayer(nn.Module):
         self.disabled = False
         self.merge_error = 0.0     # max |rounding change| of the last merge (0 for fp32)
         self._dora_norm: dict[str, torch.Tensor] = {}
+        self.row_adapters: list[str] | None = None   # a mixed batch (loralab.lora.mixed)
         for p in base.parameters():
             p.requires_grad_(False)
 

@@ -33,6 +33,7 @@ from ..errors import LoralabError
 from .factors import ModuleFactors
 from .inits import loftq_init, split_init
 from .layer import LOW_PRECISION, LoRALayer
+from .mixed import mixed_rows
 from .qlora import dequantized_weight, is_quantized, keep_float_compute, requantize
 from .spec import LayerSpec
 from .storage import features, is_conv1d, out_in
@@ -238,9 +239,20 @@ class LoRALinear(ModuleFactors, LoRALayer):
         lora = b_mod(a_mod(xl)) * s                            # (..., r) -> (..., d_out)
         return y + (scale - 1) * base_out + scale * lora
 
+    def lora_term(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Adapter ``name``'s term ``s·(dropout(x) Aᵀ) Bᵀ``: (..., d_in) -> (..., d_out)."""
+        a_mod = self.lora_A[name]
+        xl = x if x.dtype == a_mod.weight.dtype else x.to(a_mod.weight.dtype)
+        xl = self.lora_dropout[name](xl) if self.training else xl
+        return self.lora_B[name](a_mod(xl)) * self.scaling[name]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., d_in) -> (..., d_out)."""
-        if self.disabled or self.merged or not self.active_adapters:
+        if self.disabled or self.merged:
+            return self.base(x)
+        if self.row_adapters is not None:
+            return mixed_rows(self, x, self.base(x), self.lora_term)
+        if not self.active_adapters:
             return self.base(x)
         if self._fused_ok(x):
             name = self.active_adapters[0]
@@ -256,8 +268,5 @@ class LoRALinear(ModuleFactors, LoRALayer):
             if self.use_dora[name]:
                 out = self._dora(name, x, out)
                 continue
-            a_mod = self.lora_A[name]
-            xl = x if x.dtype == a_mod.weight.dtype else x.to(a_mod.weight.dtype)
-            xl = self.lora_dropout[name](xl) if self.training else xl
-            out = out + self.lora_B[name](a_mod(xl)) * self.scaling[name]
+            out = out + self.lora_term(name, x)
         return out.to(y.dtype)
