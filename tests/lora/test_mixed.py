@@ -129,7 +129,8 @@ def test_refusals(tmp_path):
         warnings.simplefilter("ignore")
         peft_two_adapters(tmp_path)
     ours = ours_from(tmp_path)
-    for names, match in ((["a", "zz"], "zz"), ("a", "one adapter name per row"), ([], "not allowed")):
+    for names, match in ((["a", "zz"], "zz"), ("a", "one adapter name per row"),
+                         ([], "not allowed")):
         with pytest.raises(LoralabError, match=match):
             with mixed_adapter_batch(ours, names):
                 pass

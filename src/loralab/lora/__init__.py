@@ -32,6 +32,8 @@ One concept per module:
   :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter`;
 * :mod:`.mixed`: :func:`mixed_adapter_batch`, one adapter per row of a batch (PEFT's
   ``adapter_names=``, ``"__base__"`` for the base), in forward and ``generate``;
+* :mod:`.hotswap`: :func:`hotswap_adapter`, :func:`hotswap_adapter_from_state_dict`: another
+  adapter's numbers into a loaded adapter, in place (PEFT's rules);
 * :mod:`.inits`: PiSSA (exact and fast SVD), OLoRA and LoftQ; :mod:`.optim`: LoRA+;
 * :mod:`.qlora`: QLoRA, LoRA on bitsandbytes 4-/8-bit bases, :func:`quantize_model`;
 * :mod:`.hf`: transformers models save their adapter from ``save_pretrained``.
@@ -44,6 +46,7 @@ from .config import AdapterConfig, as_adapter_config, config_from_peft, config_t
 from .conv import LoRAConv
 from .embedding import LoRAEmbedding
 from .hf import AdapterCheckpointCallback
+from .hotswap import hotswap_adapter, hotswap_adapter_from_state_dict
 from .init_option import InitOption, LoftQConfig
 from .inject import (
     ParameterCount,
@@ -62,8 +65,8 @@ from .linear import LoRALinear
 from .loading import load_adapter
 from .mixed import mixed_adapter_batch
 from .named import add_adapter, add_weighted_adapter, delete_adapter, disable_adapters, set_adapter
-from .param import LoRAParameter
 from .optim import loraplus_optimizer, loraplus_param_groups
+from .param import LoRAParameter
 from .qlora import (
     base_weight_bytes,
     dequantized_weight,
@@ -102,6 +105,8 @@ __all__ = [
     "disable_adapters",
     "find_targets",
     "format_parameter_count",
+    "hotswap_adapter",
+    "hotswap_adapter_from_state_dict",
     "inject_lora",
     "is_quantized",
     "load_adapter",
