@@ -35,10 +35,10 @@ from torch import nn
 from ..errors import LoralabError
 from ..fileio import atomic_dir, atomic_write, atomic_write_text, check_output_dir
 from .config import AdapterConfig, config_to_peft
-from .keys import PREFIX, adapter_tensors, peft_param_key
+from .keys import PREFIX, adapter_tensors, peft_layer_path, peft_param_key
 from .layer import LoRALayer
 from .linear import LoRALinear
-from .param import LoRAParameter, peft_layer_path
+from .param import LoRAParameter
 from .state import injected_config, lora_layers, trained_copies
 from .targets import selected_names
 

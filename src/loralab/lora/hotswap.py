@@ -31,10 +31,10 @@ from torch import nn
 
 from ..errors import LoralabError
 from .config import AdapterConfig, as_adapter_config
-from .keys import PREFIX, Part, adapter_parts, parse_lora_key
+from .keys import PREFIX, Part, adapter_parts, parse_lora_key, peft_layer_path
 from .layer import LoRALayer
 from .loading import read_adapter
-from .param import LoRAParameter, peft_layer_path
+from .param import LoRAParameter
 from .state import adapters_of, lora_layers, remember_config
 
 __all__ = ["CHECKED_FIELDS", "hotswap_adapter", "hotswap_adapter_from_state_dict"]

@@ -20,10 +20,11 @@ from .config import BIASES, AdapterConfig, BiasKind, as_adapter_config
 from .conv import LoRAConv
 from .embedding import LoRAEmbedding
 from .hf import guard_save_pretrained, unguard_save_pretrained
-from .keys import adapter_tensors
+from .keys import adapter_tensors, peft_layer_path
 from .layer import LOW_PRECISION, LoRALayer, LoRAPrecisionWarning, base_module
 from .linear import LoRALinear
-from .param import LoRAParameter, peft_layer_path
+from .mha import LoRAMultiheadAttention
+from .param import LoRAParameter
 from .param_targets import ParamTarget, find_param_targets
 from .qlora import is_quantized
 from .saved import TrainedCopy
@@ -46,7 +47,8 @@ __all__ = [
 ]
 
 _LAYER: dict[str, type[LoRALayer]] = {"linear": LoRALinear, "conv1d_hf": LoRALinear,
-                                      "embedding": LoRAEmbedding, "conv": LoRAConv}
+                                      "embedding": LoRAEmbedding, "conv": LoRAConv,
+                                      "mha": LoRAMultiheadAttention}
 
 
 def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
@@ -82,7 +84,8 @@ def _check_layer(model: nn.Module, name: str, config: AdapterConfig, adapter_nam
         raise LoralabError(f"use_dora=True is not supported on {type(mod).__name__} "
                            f"({name!r}); DoRA works on Linear and Conv1D layers")
     if config.lora_bias and not layer.supports_lora_bias:
-        raise LoralabError(f"lora_bias=True is not supported on nn.Embedding ({name!r}); "
+        what = "nn.Embedding" if isinstance(mod, nn.Embedding) else type(mod).__name__
+        raise LoralabError(f"lora_bias=True is not supported on {what} ({name!r}); "
                            "PEFT refuses it too")
     init, split = config.init_lora_weights, config.init.splits_base
     if is_quantized(mod) and (split or config.use_dora):

@@ -14,12 +14,13 @@ name is dropped (each adapter has its own file) and every key gets :data:`PREFIX
 :func:`lora_key` goes one way, :func:`parse_lora_key` the other, :func:`adapter_tensors`
 gives one adapter's tensors of a layer under their keys (the save, the load and
 :func:`~loralab.lora.lora_state_dict` all use it), :func:`peft_param_key` names any other
-parameter (a wrapped layer's bias lives in ``base_layer``).
+parameter (a wrapped layer's bias lives in ``base_layer``), :func:`peft_layer_path` the path
+of a LoRA layer nested in another (PEFT's ``base_layer`` where loralab says ``base``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 from .layer import LoRALayer, base_module
 
 __all__ = ["PARTS", "PREFIX", "Part", "adapter_tensors", "is_embedding", "lora_key",
-           "memory_name", "parse_lora_key", "peft_param_key"]
+           "memory_name", "parse_lora_key", "peft_layer_path", "peft_param_key"]
 
 PREFIX = "base_model.model."
 Part = Literal["A", "B", "bias", "magnitude"]
@@ -114,3 +115,16 @@ def peft_param_key(param_path: str, wrapped: Collection[str], prefix: str = PREF
     elif module and module in wrapped:
         module = f"{module}.base_layer"
     return prefix + (f"{module}.{leaf}" if module else leaf)
+
+
+def peft_layer_path(layers: Mapping[str, LoRALayer], path: str) -> str:
+    """PEFT's module path of the LoRA layer at loralab's ``path``: where a LoRA layer sits
+    inside another one's wrapped module (``<m>.base…``: nested ``target_parameters``
+    wrappers, the ``out_proj`` of an ``nn.MultiheadAttention``), PEFT says ``base_layer``:
+    ``experts.base`` -> ``experts.base_layer``, ``attn.base.out_proj`` ->
+    ``attn.base_layer.out_proj``. ``layers``: every LoRA layer of the model by path."""
+    parts = path.split(".")
+    for i in range(1, len(parts)):
+        if parts[i] == "base" and ".".join(parts[:i]) in layers:
+            parts[i] = "base_layer"
+    return ".".join(parts)

@@ -21,7 +21,7 @@ from ..errors import LoralabError
 from .adapters import CONFIG_NAME, WEIGHTS_NAME
 from .config import AdapterConfig, as_adapter_config, config_from_peft
 from .inject import inject_lora, mark_only_lora_trainable, set_module
-from .keys import PARTS, Part, is_embedding, lora_key, peft_param_key
+from .keys import PARTS, Part, is_embedding, lora_key, peft_layer_path, peft_param_key
 from .layer import LoRALayer, base_module
 from .param import LoRAParameter
 from .param_targets import ParamTarget, find_param_targets, param_shapes
@@ -70,6 +70,8 @@ def _new_shapes(mod: nn.Module, r: int, lora_bias: bool, use_dora: bool
     """Shapes of the factors a LoRA adapter of rank ``r`` on ``mod`` will have."""
     mod = base_module(mod)
     out: dict[Part, tuple[int, ...]]
+    if isinstance(mod, nn.MultiheadAttention):      # in_proj_weight (3E, E)
+        return {"A": (r, mod.embed_dim), "B": (3 * mod.embed_dim, r)}
     if lora_kind(mod) == "conv":
         w = mod.weight
         ones = (1,) * (w.ndim - 2)
@@ -113,8 +115,14 @@ def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved
             else _new_shapes(mod, config.rank_for(name), config.lora_bias, config.use_dora)
         for part in PARTS:
             if part in shapes:
-                key = lora_key(name, part, is_embedding(mod))
+                key = lora_key(peft_layer_path(layers, name), part, is_embedding(mod))
                 out[key] = (("factor", f"{name}:{part}"), shapes[part])
+                required.add(key)
+        if isinstance(mod, nn.MultiheadAttention):   # its out_proj, about to get LoRA too
+            e, r = mod.embed_dim, config.rank_for(name)
+            for part, shape in (("A", (r, e)), ("B", (e, r))):
+                key = lora_key(f"{name}.base_layer.out_proj", part)   # type: ignore[arg-type]
+                out[key] = (("factor", f"{name}.base.out_proj:{part}"), shape)
                 required.add(key)
     for path in saved:
         mod = model.get_submodule(path)

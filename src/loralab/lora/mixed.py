@@ -12,8 +12,8 @@ Inside, every LoRA layer computes ``y = base(x)`` for the whole batch and adds, 
 (:func:`mixed_rows`); a row of an adapter a layer lacks, or ``"__base__"``, gets ``base(x)``.
 A trained copy (``modules_to_save``) answers with the original module on ``"__base__"`` rows.
 So row ``i`` equals the model run on row ``i`` alone with its adapter active. Refused, as in
-PEFT: training mode, unknown names, merged adapters, DoRA adapters, and LoRA on bare
-parameters (``target_parameters``); a batch of another length is refused by the first layer.
+PEFT: training mode, unknown names, merged adapters, DoRA adapters, LoRA on bare
+parameters (``target_parameters``) and on ``nn.MultiheadAttention``; a batch of another length is refused by the first layer.
 With beam search pass ``num_beams``: ``generate`` repeats each row that many times, and so
 does the list (PEFT's rule).
 """
@@ -64,9 +64,11 @@ def _check(model: nn.Module, names: list[str]) -> list[LoRALayer]:
         raise LoralabError(f"adapter_names={names!r} is not allowed; give one name per row from "
                            f"{sorted(known)} or {BASE_ROW!r}")
     for m in layers:
-        if type(m).__name__ == "LoRAParameter":
-            raise LoralabError("adapter_names is not allowed on a model with LoRA on bare "
-                               "parameters (target_parameters); PEFT refuses it too")
+        if type(m).__name__ in ("LoRAParameter", "LoRAMultiheadAttention"):
+            what = "bare parameters (target_parameters)" if type(m).__name__ == \
+                "LoRAParameter" else "an nn.MultiheadAttention"
+            raise LoralabError(f"adapter_names is not allowed on a model with LoRA on {what}; "
+                               "PEFT refuses it too")
         if m.merged:
             raise LoralabError("adapter_names is not allowed while adapters are merged; call "
                                "unmerge_lora(model) first")

@@ -20,15 +20,14 @@ returned in the parameter's own layout, so merging is ``W0 ← W0 + ΔW``.
 
 Several parameters of one module nest, as PEFT nests them: the first targeted parameter (in
 the module's registration order) is wrapped innermost, the next wraps that wrapper, and so
-on; PEFT's file names the inner ones ``<module>.base_layer.lora_A.weight`` (loralab's module
-path is ``<module>.base``: see :func:`peft_layer_path`). Not supported (as in PEFT): dropout,
-``lora_bias``, DoRA, ``fan_in_fan_out`` (checked in :mod:`loralab.lora.param_config`) and
-mixed adapter batches.
+on; PEFT's file names the inner ones ``<module>.base_layer.lora_A.weight`` (loralab's
+module path is ``<module>.base``: :func:`loralab.lora.keys.peft_layer_path`). Not supported
+(as in PEFT): dropout, ``lora_bias``, DoRA, ``fan_in_fan_out`` (checked in
+:mod:`loralab.lora.param_config`) and mixed adapter batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -40,7 +39,7 @@ from .layer import LOW_PRECISION, LoRALayer, adapter_dtype
 from .param_config import PARAM_INITS
 from .spec import LayerSpec, as_layer_spec
 
-__all__ = ["LoRAParameter", "holder_of", "param_layout", "peft_layer_path"]
+__all__ = ["LoRAParameter", "holder_of", "param_layout"]
 
 
 def holder_of(module: nn.Module) -> nn.Module:
@@ -62,15 +61,6 @@ def param_layout(holder: nn.Module, param: torch.Tensor) -> tuple[int, int, int,
     if getattr(holder, "is_transposed", False):
         return e, d2, d1, False
     return e, d1, d2, True
-
-
-def peft_layer_path(layers: Mapping[str, LoRALayer], path: str) -> str:
-    """PEFT's module path of the LoRA layer at loralab's ``path``: a nested
-    :class:`LoRAParameter` at ``<m>.base.base`` is PEFT's ``<m>.base_layer.base_layer``."""
-    depth = 0
-    while path.endswith(".base") and isinstance(layers.get(path[:-5]), LoRAParameter):
-        path, depth = path[:-5], depth + 1
-    return path + ".base_layer" * depth
 
 
 class LoRAParameter(ModuleFactors, LoRALayer):

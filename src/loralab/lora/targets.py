@@ -13,7 +13,8 @@ For a module path ``p`` (``model.named_modules()``), in PEFT's order:
    (``get_output_embeddings()``, or for ``task_type="SEQ_CLS"`` its ``score``/``classifier``).
 
 Layer types that take LoRA: ``nn.Linear``, transformers' ``Conv1D`` (GPT-2), ``nn.Embedding``,
-``nn.Conv1d``, ``nn.Conv2d``. No import of transformers: ``Conv1D`` is known by its shape.
+``nn.Conv1d``, ``nn.Conv2d``, ``nn.MultiheadAttention`` (its ``in_proj_weight`` and
+``out_proj`` together, as PEFT). No import of transformers: ``Conv1D`` is known by its shape.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ __all__ = [
     "selected_names",
 ]
 
-LAYER_TYPES = "nn.Linear, transformers' Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d"
+LAYER_TYPES = ("nn.Linear, transformers' Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, "
+               "nn.MultiheadAttention")
 SEQ_CLS_HEAD_NAMES = ("score", "classifier")
 
 
 def lora_kind(module: nn.Module) -> str | None:
-    """``"linear"``, ``"conv1d_hf"``, ``"embedding"``, ``"conv"`` or ``None`` (no LoRA)."""
+    """``"linear"``, ``"conv1d_hf"``, ``"embedding"``, ``"conv"``, ``"mha"`` or ``None``
+    (no LoRA)."""
     if isinstance(module, nn.Linear):
         return "linear"
     if is_conv1d(module):
@@ -52,6 +55,8 @@ def lora_kind(module: nn.Module) -> str | None:
         return "embedding"
     if type(module) in (nn.Conv1d, nn.Conv2d):
         return "conv"
+    if isinstance(module, nn.MultiheadAttention):
+        return "mha"
     return None
 
 
