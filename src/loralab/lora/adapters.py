@@ -125,7 +125,8 @@ def config_for(model: nn.Module, saved: list[str], a: str = "default") -> Adapte
             raise LoralabError(f"LoRA layer {name!r} has (dropout, use_rslora, init, "
                                f"lora_bias, use_dora) = {_setting(m, a)}, unlike the others; "
                                "one adapter file holds one such setting")
-    layers = {n: m for n, m in every.items() if not isinstance(m, LoRAParameter)}
+    layers = {n: m for n, m in every.items() if not isinstance(m, LoRAParameter)
+              and not any(n.startswith(f"{o}.base.") for o in every)}   # an MHA's out_proj
     stored = injected_config(model, a) or AdapterConfig(target_modules=sorted(layers))
     if not layers:                      # parameters only (target_parameters)
         return replace(stored, lora_dropout=0.0, init_lora_weights=first.init[a].peft_value,
