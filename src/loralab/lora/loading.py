@@ -143,6 +143,21 @@ def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved
     return out, required
 
 
+def _param_expected(model: nn.Module, config: AdapterConfig, params: list[ParamTarget],
+                    adapter: str, expected: dict[str, tuple[Where, tuple[int, ...]]],
+                    required: set[str]) -> None:
+    """Add the keys of the ``target_parameters`` layers (PEFT's paths) to ``expected``."""
+    layers = lora_layers(model)
+    for t in params:
+        layer = layers.get(t.path)
+        shapes = _layer_shapes(layer, adapter) if layer is not None and adapter in layer.r \
+            else param_shapes(model, t, config.rank_for(t.key))
+        for part, shape in shapes.items():
+            key = lora_key(t.peft_path, part)      # type: ignore[arg-type]
+            expected[key] = (("factor", f"{t.path}:{part}"), shape)
+            required.add(key)
+
+
 def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor],
           adapter: str) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]],
                                  list[ParamTarget]]:
@@ -170,14 +185,7 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
                                f"{adapter!r} on {name!r} has use_dora="
                                f"{layer.use_dora[adapter]}, lora_bias={layer.lora_bias[adapter]}")
     expected, required = _expected(model, config, targets, saved, adapter)
-    for t in params:
-        layer = layers.get(t.path)
-        shapes = _layer_shapes(layer, adapter) if layer is not None and adapter in layer.r \
-            else param_shapes(model, t, config.rank_for(t.key))
-        for part, shape in shapes.items():
-            key = lora_key(t.peft_path, part)
-            expected[key] = (("factor", f"{t.path}:{part}"), shape)
-            required.add(key)
+    _param_expected(model, config, params, adapter, expected, required)
     plan: dict[str, tuple[Where, torch.Tensor]] = {}
     for key, t in sorted(tensors.items()):
         if key not in expected:

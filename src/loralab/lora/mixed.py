@@ -13,7 +13,8 @@ Inside, every LoRA layer computes ``y = base(x)`` for the whole batch and adds, 
 A trained copy (``modules_to_save``) answers with the original module on ``"__base__"`` rows.
 So row ``i`` equals the model run on row ``i`` alone with its adapter active. Refused, as in
 PEFT: training mode, unknown names, merged adapters, DoRA adapters, LoRA on bare
-parameters (``target_parameters``) and on ``nn.MultiheadAttention``; a batch of another length is refused by the first layer.
+parameters (``target_parameters``) and on ``nn.MultiheadAttention``; a batch of another
+length is refused by the first layer.
 With beam search pass ``num_beams``: ``generate`` repeats each row that many times, and so
 does the list (PEFT's rule).
 """
