@@ -2,7 +2,8 @@
 
 With ``LORALAB_PARITY=<file>`` set, every :func:`check` appends one JSON line to that file, so
 ``LORALAB_PARITY=/tmp/p.jsonl pytest tests/lora/test_param.py`` collects the table;
-without it nothing is written. The assertion is the same either way."""
+without it nothing is written. The assertion is the same either way; ``python
+tests/lora/parity.py <file>`` prints the table."""
 
 from __future__ import annotations
 
@@ -27,3 +28,23 @@ def check(case: str, direction: str, got: torch.Tensor, want: torch.Tensor,
             fh.write(json.dumps({"case": case, "direction": direction, "max_diff": diff}) + "\n")
     assert diff <= tolerance(want, rel), f"{case} {direction}: max |Δ| = {diff:.3g}"
     return diff
+
+
+def table(path: str) -> str:
+    """The rows of ``path`` as a markdown table (case, direction, max |Δ|), the largest
+    difference of each (case, direction) pair."""
+    worst: dict[tuple[str, str], float] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            key = (row["case"], row["direction"])
+            worst[key] = max(worst.get(key, 0.0), row["max_diff"])
+    lines = ["| case | direction | max abs diff |", "|---|---|---|"]
+    lines += [f"| {c} | {d} | {v:.2e} |" for (c, d), v in worst.items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":   # python tests/lora/parity.py /tmp/p.jsonl
+    import sys
+
+    print(table(sys.argv[1]))

@@ -175,7 +175,12 @@ def _param_targets(model: nn.Module, config: AdapterConfig,
             raise LoralabError(f"target_parameters={config.target_parameters!r} differs from "
                                f"adapter {other!r}'s {c.target_parameters!r}; every adapter "
                                "with target_parameters must target the same parameters (PEFT)")
-    return find_param_targets(model, config.target_parameters)
+    targets = find_param_targets(model, config.target_parameters)
+    layers = lora_layers(model)
+    merged = [t.path for t in targets if t.path in layers and layers[t.path].merged]
+    if merged:
+        raise LoralabError(f"LoRA layer {merged[0]!r} is merged; unmerge_lora(model) first")
+    return targets
 
 
 def _wrap_params(model: nn.Module, config: AdapterConfig, params: list[ParamTarget],
