@@ -86,6 +86,14 @@ def test_forward_and_generate_equal_peft_and_each_row_alone(tmp_path):
     with torch.no_grad(), mixed_adapter_batch(ours, ROWS):
         gen = ours.generate(input_ids=IDS, max_new_tokens=4, do_sample=False)
     assert torch.equal(gen, gen_want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        beams_want = pm.generate(input_ids=IDS, adapter_names=ROWS, max_new_tokens=3,
+                                 num_beams=2, do_sample=False)
+        with torch.no_grad(), mixed_adapter_batch(ours, ROWS, num_beams=2):
+            beams = ours.generate(input_ids=IDS, max_new_tokens=3, num_beams=2,
+                                  do_sample=False)
+    assert torch.equal(beams, beams_want)
 
 
 class Convs(nn.Module):
