@@ -133,3 +133,23 @@ def test_target_parameters_swap_equals_the_other_model_and_refuses_a_rank_change
     with pytest.raises(LoralabError, match="only the rank may differ"):
         hotswap_adapter_from_state_dict(ours, lora_state_dict(model(3, r=3)), "default",
                                         replace(config, r=3))
+
+
+def test_dora_swap_carries_the_magnitude():
+    def model(seed: int) -> nn.Module:
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4))
+        torch.manual_seed(seed)
+        inject_lora(m, AdapterConfig(r=2, target_modules=["0", "2"], use_dora=True,
+                                     init_lora_weights=False))
+        with torch.no_grad():
+            for layer in (m[0], m[2]):
+                layer.lora_magnitude_vector["default"].mul_(1.0 + 0.1 * seed)
+        return m
+
+    x = torch.randn(3, 6)
+    ours, other = model(1), model(2)
+    config = AdapterConfig(r=2, target_modules=["0", "2"], use_dora=True)
+    hotswap_adapter_from_state_dict(ours, lora_state_dict(other), "default", config)
+    with torch.no_grad():
+        check("hotswap DoRA", "swapped vs the other model", ours(x), other(x))

@@ -237,3 +237,8 @@ def test_second_adapter_shares_the_wrapper_and_round_trips_with_peft(tmp_path):
     from loralab.lora import set_adapter
     set_adapter(ours, "two")
     check("target_parameters two adapters", "PEFT -> loralab", logits(ours), want)
+    save_adapter(ours, tmp_path / "ours")                  # target_modules=[]: parameters only
+    back = peft.PeftModel.from_pretrained(tiny_moe("qwen3_moe"), tmp_path / "ours")
+    back.load_adapter(tmp_path / "ours" / "two", adapter_name="two")
+    back.set_adapter("two")
+    check("target_parameters two adapters", "loralab -> PEFT", logits(back.eval()), want)
