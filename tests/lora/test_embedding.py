@@ -20,7 +20,7 @@ def test_init_is_zero_a_and_gaussian_b() -> None:
     assert abs(float(b.detach().std()) - 1.0) < 0.1
     ids = torch.tensor([[1, 4, 49]])
     assert torch.equal(layer(ids), base(ids))                     # the base at init
-    assert not LoRAEmbedding.supports_dora and not LoRAEmbedding.supports_lora_bias
+    assert LoRAEmbedding.supports_dora and not LoRAEmbedding.supports_lora_bias  # DoRA: issue 26
 
 
 def test_forward_is_the_table_lookup_plus_the_update() -> None:
@@ -41,5 +41,6 @@ def test_refusals_name_the_value() -> None:
         LoRAEmbedding(nn.Embedding(4, 3), r=1, lora_alpha=1, lora_bias=True)
     with pytest.raises(LoralabError, match="init_lora_weights='olora' is not supported"):
         LoRAEmbedding(nn.Embedding(4, 3), r=1, lora_alpha=1, init_lora_weights="olora")
-    with pytest.raises(LoralabError, match="use_dora=True is not supported on LoRAEmbedding"):
-        LoRAEmbedding(nn.Embedding(4, 3), r=1, lora_alpha=1, use_dora=True)
+    # DoRA on an embedding is PEFT's DoraEmbeddingLayer since issue 26 (no longer refused)
+    dora = LoRAEmbedding(nn.Embedding(4, 3), r=1, lora_alpha=1, use_dora=True)
+    assert tuple(dora.lora_magnitude_vector["default"].shape) == (3,)

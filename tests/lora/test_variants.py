@@ -198,8 +198,8 @@ def test_bad_input_names_the_value_and_changes_nothing() -> None:
          "combination_type='ties' is not allowed"),
         (lambda: add_adapter(ours, "other", AdapterConfig(**QV)), "already has an adapter"),
         (lambda: inject_lora(ours, AdapterConfig(target_modules=["embed_tokens"],
-                                                 use_dora=True), adapter_name="d"),
-         "use_dora=True is not supported on Embedding"),
+                                                 lora_bias=True), adapter_name="d"),
+         "lora_bias=True is not supported on nn.Embedding"),   # DoRA there: issue 26
     ]
     for fn, match in cases:
         with pytest.raises(LoralabError, match=match):

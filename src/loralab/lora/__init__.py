@@ -19,10 +19,13 @@ One concept per module:
   every layer's ``delta_weight()`` is ``(d_out, d_in)``;
 * :mod:`.layer`: what every LoRA layer shares (merge/unmerge); :mod:`.linear`
   (:class:`LoRALinear`: ``nn.Linear`` and GPT-2's ``Conv1D``, fused), :mod:`.embedding`
-  (:class:`LoRAEmbedding`), :mod:`.conv` (:class:`LoRAConv`: ``nn.Conv1d``/``nn.Conv2d``),
-  :mod:`.saved` (:class:`TrainedCopy`: ``modules_to_save`` and task heads),
+  (:class:`LoRAEmbedding`), :mod:`.conv` (:class:`LoRAConv`: ``nn.Conv1d``/``2d``/``3d``,
+  grouped ones too), :mod:`.saved` (:class:`TrainedCopy`: ``modules_to_save`` and task heads),
   :mod:`.param` (:class:`LoRAParameter`: ``target_parameters``, a bare 2-D/3-D parameter
   such as a mixture-of-experts' fused experts; matched by :mod:`.param_targets`);
+* :mod:`.tokens` (:class:`TrainableTokens`: ``trainable_token_indices``), :mod:`.tied`
+  (:class:`TiedLoRAHead`: ``ensure_weight_tying``), :mod:`.full_weights` (PEFT's
+  ``save_embedding_layers``: full embedding weights in the adapter file);
 * :mod:`.inject`: :func:`inject_lora`, :func:`merge_lora`, :func:`unmerge_lora`,
   :func:`unload_lora` (merge), :func:`unload` (no merge), :func:`count_parameters`;
 * :mod:`.adapters` / :mod:`.loading`: :func:`save_adapter` / :func:`load_adapter`
@@ -78,6 +81,8 @@ from .saved import TrainedCopy
 from .spec import LayerSpec
 from .state import lora_layers
 from .targets import find_targets, match_target
+from .tied import TiedLoRAHead
+from .tokens import TrainableTokens
 
 __all__ = [
     "AdapterCheckpointCallback",
@@ -92,6 +97,8 @@ __all__ = [
     "LoRAPrecisionWarning",
     "LoftQConfig",
     "ParameterCount",
+    "TiedLoRAHead",
+    "TrainableTokens",
     "TrainedCopy",
     "add_adapter",
     "add_weighted_adapter",

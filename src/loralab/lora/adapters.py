@@ -12,6 +12,8 @@ saved. Tensors are named as PEFT names them (:mod:`loralab.lora.keys`)::
     base_model.model.<path>.base_layer.bias         (d_out,)       bias="all"/"lora_only"
     base_model.model.<other module>.bias                           bias="all"
     base_model.model.<saved module>.<its state>                    modules_to_save, heads
+    base_model.model.<emb>.base_layer.weight        (V, d)         save_embedding_layers
+    base_model.model.<emb>.token_adapter.trainable_tokens_delta    trainable_token_indices
 
 Each named adapter has its own folder, PEFT's layout: ``"default"`` in the folder itself,
 adapter ``name`` in ``<folder>/<name>/``. Everything the adapter trains is saved: a
@@ -35,12 +37,15 @@ from torch import nn
 from ..errors import LoralabError
 from ..fileio import atomic_dir, atomic_write, atomic_write_text, check_output_dir
 from .config import AdapterConfig, config_to_peft
-from .keys import PREFIX, adapter_tensors, peft_layer_path, peft_param_key
+from .full_weights import SaveEmbeddings, embedding_tensors
+from .keys import PREFIX, adapter_tensors, lora_key, peft_layer_path, peft_param_key
 from .layer import LoRALayer
 from .linear import LoRALinear
 from .param import LoRAParameter
 from .state import injected_config, lora_layers, trained_copies
 from .targets import selected_names
+from .tied import tied_heads
+from .tokens import token_key, token_wrappers
 
 __all__ = ["CONFIG_NAME", "PREFIX", "WEIGHTS_NAME", "adapter_state", "save_adapter"]
 
@@ -87,6 +92,13 @@ def adapter_state(model: nn.Module, bias: str, adapter: str = "default"
     """Every tensor adapter ``adapter`` trains under its PEFT name, and the saved modules'
     paths (``modules_to_save`` copies first, then modules unfrozen by hand)."""
     out = _lora_tensors(model, bias, adapter)
+    for path, head in tied_heads(model).items():           # ensure_weight_tying: PEFT's keys
+        if adapter in head.source.r:
+            a, b = head.factors(adapter)
+            out[lora_key(path, "A")], out[lora_key(path, "B")] = a.clone(), b.clone()
+    for path, tok in token_wrappers(model).items():
+        if tok.tied_to is None and adapter in tok.trainable_tokens_delta:
+            out[token_key(path)] = tok.trainable_tokens_delta[adapter]
     copies = trained_copies(model)
     for path, mod in copies.items():
         for key, t in mod.module.state_dict().items():
@@ -98,7 +110,12 @@ def adapter_state(model: nn.Module, bias: str, adapter: str = "default"
     for path in extra:
         for key, t in model.get_submodule(path).state_dict().items():
             out[peft_param_key(f"{path}.{key}", ())] = t
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in out.items():            # a tied weight saved twice: two tensors on disk
+        t = v.detach().to("cpu").contiguous()
+        tensors[k] = t.clone() if t.data_ptr() in seen else t
+        seen.add(t.data_ptr())
     return tensors, [*copies, *extra]
 
 
@@ -158,23 +175,29 @@ def _write(folder: Path, blob: bytes, text: str) -> None:
             (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
 
 
-def _files(model: nn.Module, a: str) -> tuple[bytes, str]:
+def _files(model: nn.Module, a: str, save_embedding_layers: SaveEmbeddings = "auto"
+           ) -> tuple[bytes, str]:
     stored = injected_config(model, a)
     tensors, saved = adapter_state(model, stored.bias if stored is not None else "none", a)
     config = config_for(model, saved, a)
     if config.base_model_name_or_path is None:
         name = getattr(model, "name_or_path", None)
         config = replace(config, base_model_name_or_path=name or None)
+    tensors.update(embedding_tensors(model, config, save_embedding_layers, a))
     blob = st_save(tensors, metadata={"format": "pt"})
     return blob, json.dumps(config_to_peft(config), indent=2, sort_keys=True) + "\n"
 
 
 def save_adapter(model: nn.Module, folder: str | os.PathLike[str],
-                 adapter_name: str | None = None) -> Path:
+                 adapter_name: str | None = None, *,
+                 save_embedding_layers: SaveEmbeddings = "auto") -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``.
 
     ``adapter_name``: that adapter's files go into ``folder``; ``None``: every adapter, in
-    PEFT's layout (``"default"`` in ``folder``, others in ``folder/<name>/``). The files are
+    PEFT's layout (``"default"`` in ``folder``, others in ``folder/<name>/``).
+    ``save_embedding_layers``: PEFT's option, whether the full input/output embedding weights
+    go into the file too (``"auto"``: when an embedding layer is targeted or the vocabulary
+    was resized; see :mod:`loralab.lora.full_weights`). The files are
     PEFT's: ``peft.PeftModel.from_pretrained(base, folder)`` rebuilds the same model. A new
     folder appears whole or not at all; in an existing folder each file is replaced
     atomically and other files are kept. Every adapter is checked before any is written.
@@ -193,7 +216,7 @@ def save_adapter(model: nn.Module, folder: str | os.PathLike[str],
     names = [adapter_name] if adapter_name is not None else present
     where = {a: dest if adapter_name is not None or a == "default" else dest / a
              for a in names}
-    files = {a: _files(model, a) for a in names}          # all checks before any write
+    files = {a: _files(model, a, save_embedding_layers) for a in names}   # checks first
     for a in names:
         _write(where[a], *files[a])
     return dest

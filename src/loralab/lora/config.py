@@ -6,7 +6,7 @@ once, where it enters (``__post_init__``); the init option (``init_lora_weights`
 ``loftq_config``) is parsed there once into a typed :class:`~loralab.lora.init_option.InitOption`
 (``config.init``), and PEFT's value is written back only for ``adapter_config.json``. DoRA
 (``use_dora``), LoftQ (``init_lora_weights="loftq"``), PiSSA and OLoRA are implemented; a
-field loralab does not implement (EVA, CorDA, trainable tokens, ...) is refused by name when
+field loralab does not implement (EVA, CorDA, ...) is refused by name when
 it is set to anything but its "off" value.
 :func:`as_adapter_config` takes an :class:`AdapterConfig`, a ``peft.LoraConfig`` object or
 its dict, so ``inject_lora(model, peft.LoraConfig(...))`` works as PEFT users expect.
@@ -56,7 +56,7 @@ TASK_TYPES: tuple[str, ...] = tuple(TASK_HEADS)
 # Fields of PEFT's LoraConfig that describe the run, not the math: kept or ignored on load.
 _DESCRIPTIVE = {"peft_type", "base_model_name_or_path", "revision", "inference_mode",
                 "auto_mapping", "peft_version", "megatron_core", "qalora_group_size",
-                "ensure_weight_tying", "runtime_config"}
+                "runtime_config"}
 
 
 def _check_names(value: object, field_name: str, allow_none: bool,
@@ -136,6 +136,25 @@ def _check_loftq(value: object, init: InitOption) -> dict[str, int]:
     return {**value, **init.loftq.to_peft()} if init.loftq is not None else value
 
 
+def _check_tokens(value: object) -> list[int] | dict[str, list[int]] | None:
+    """PEFT's ``trainable_token_indices``: a list of token ids (the input embedding's) or a
+    dict ``{module name: token ids}``; ids are integers >= 0, each list non-empty."""
+    def ids(v: object, where: str) -> list[int]:
+        if isinstance(v, Sequence) and not isinstance(v, str) and v and all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
+            return list(v)
+        raise LoralabError(f"trainable_token_indices{where}={v!r} is not allowed; give a "
+                           "non-empty list of token ids >= 0")
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if not value or any(not isinstance(k, str) or not k for k in value):
+            raise LoralabError(f"trainable_token_indices={value!r} is not allowed; give a "
+                               "list of token ids or {module name: token ids}")
+        return {k: ids(v, f"[{k!r}]") for k, v in value.items()}
+    return ids(value, "")
+
+
 def pattern_key(keys: Sequence[str], path: str) -> str | None:
     """PEFT's ``get_pattern_key``: the first key ``k`` with ``(.*\\.)?(k)$`` matching ``path``."""
     return next((k for k in keys if re.match(rf"(.*\.)?({k})$", path)), None)
@@ -161,11 +180,16 @@ class AdapterConfig:
     rank_pattern / alpha_pattern: ``{regex: r or α}`` per module. layers_to_transform: a
     layer index or a list of them; layers_pattern: the name of the layer list
     (``"layers"``, ``"h"``). lora_bias: ``lora_B`` gets a bias (trained, merged as
-    ``b += s·b_B``). use_dora: DoRA (magnitude and direction, Linear and Conv1D).
+    ``b += s·b_B``). use_dora: DoRA (magnitude and direction; Linear, Conv1D, Embedding,
+    Conv1d/2d/3d).
     loftq_config: with ``init_lora_weights="loftq"``, ``{"loftq_bits": 4|8, "loftq_iter": N}``.
     target_parameters: parameter paths/suffixes (``"mlp.experts.gate_up_proj"``): LoRA on a
     bare 2-D/3-D ``nn.Parameter`` (:mod:`loralab.lora.param`); ``target_modules=[]`` then
     targets parameters only.
+    trainable_token_indices: rows of the input embedding (a list) or of named modules (a dict
+    ``{name: ids}``) that train in full (:mod:`loralab.lora.tokens`). ensure_weight_tying: a
+    head tied to the input embedding follows its adapter (trainable tokens, LoRA on
+    ``embed_tokens``, ``modules_to_save``); tied layers with different token ids are refused.
     """
 
     r: int = 8
@@ -187,6 +211,8 @@ class AdapterConfig:
     use_dora: bool = False
     loftq_config: dict[str, int] = field(default_factory=dict)
     target_parameters: list[str] | None = None
+    trainable_token_indices: list[int] | dict[str, list[int]] | None = None
+    ensure_weight_tying: bool = False
     base_model_name_or_path: str | None = None
     revision: str | None = None
 
@@ -196,7 +222,7 @@ class AdapterConfig:
         if self.bias not in BIASES:
             raise LoralabError(f"bias={self.bias!r} is not allowed; use one of "
                                f"{', '.join(map(repr, BIASES))}")
-        for name in ("fan_in_fan_out", "lora_bias", "use_dora"):
+        for name in ("fan_in_fan_out", "lora_bias", "use_dora", "ensure_weight_tying"):
             if not isinstance(getattr(self, name), bool):
                 raise LoralabError(f"{name}={getattr(self, name)!r} is not allowed; use "
                                    "True/False")
@@ -227,6 +253,7 @@ class AdapterConfig:
         self.rank_pattern = _check_pattern(self.rank_pattern or {}, "rank_pattern", True)
         self.alpha_pattern = _check_pattern(self.alpha_pattern or {}, "alpha_pattern", False)
         self.layers_to_transform = _check_layers(self.layers_to_transform)
+        self.trainable_token_indices = _check_tokens(self.trainable_token_indices)
         lp = self.layers_pattern
         if lp is not None and lp != [] and _check_names(lp, "layers_pattern", True) is None:
             raise LoralabError(f"layers_pattern={lp!r} is not allowed")
@@ -269,7 +296,7 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
                      ) -> AdapterConfig:
     """An :class:`AdapterConfig` from a PEFT ``adapter_config.json`` dict (or
     ``LoraConfig.to_dict()``). Refuses, naming it, a field that would change the math and
-    that loralab does not implement (EVA, CorDA, trainable tokens, ...)."""
+    that loralab does not implement (EVA, CorDA, ...)."""
     if not isinstance(data, Mapping):
         raise LoralabError(f"{source}: expected a JSON object, got {type(data).__name__}")
     if data.get("peft_type", "LORA") not in ("LORA", None):
@@ -283,8 +310,8 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
             continue
         elif value not in _OFF:
             raise LoralabError(f"{source}: {key}={value!r} is not supported by loralab "
-                               "(EVA, CorDA, trainable tokens and the other PEFT variants "
-                               "are not implemented)")
+                               "(EVA, CorDA and the other PEFT variants are not "
+                               "implemented)")
     kwargs.setdefault("lora_alpha", 8)                  # PEFT's default α
     if isinstance(kwargs.get("target_modules"), set | frozenset):
         kwargs["target_modules"] = sorted(kwargs["target_modules"])

@@ -12,6 +12,11 @@ only the read/write pair of :class:`~loralab.lora.LoRALayer` sees the ``(V, d)``
 
 Init as PEFT (after loralib): ``A = 0``, ``B ~ N(0, 1)``, so the update starts at zero while
 the gradient of ``A`` does not. PEFT applies no dropout on this path, nor does this layer.
+
+DoRA (PEFT's ``DoraEmbeddingLayer``): a magnitude ``m: (d,)`` per embedding *dimension*, the
+norm of each row of ``W0 + ΔW: (d, V)`` taken over the vocabulary, detached::
+
+    y = (m/‖E0ᵀ + ΔW‖_c) ⊙ (E0[x] + s · Aᵀ[x] Bᵀ)
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class LoRAEmbedding(LoRALayer):
     Arguments as :class:`~loralab.lora.LoRALinear`'s (a ``LayerSpec`` or its fields)."""
 
     supports_lora_bias = False
+    supports_dora = True
 
     def __init__(self, base: nn.Embedding, r: LayerSpec | int, *args: Any,
                  generator: torch.Generator | None = None, adapter_name: str = "default",
@@ -96,7 +102,14 @@ class LoRAEmbedding(LoRALayer):
             return mixed_rows(self, x, y, self.lora_term)
         out = y
         for name in self.active_adapters:
-            out = out + self.lora_term(name, x)
+            lora = self.lora_term(name, x)                      # (..., d)
+            if self.use_dora[name]:
+                with torch.no_grad():
+                    norm = self.weight_norm(name).to(y.dtype)    # (d,), detached
+                scale = self.magnitude(name) / norm
+                out = scale * out + scale * lora
+            else:
+                out = out + lora
         return out.to(y.dtype)
 
     def lora_term(self, name: str, x: torch.Tensor) -> torch.Tensor:

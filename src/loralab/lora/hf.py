@@ -49,8 +49,10 @@ def is_transformers_model(model: nn.Module) -> bool:
 
 def _save_pretrained_adapter(self: nn.Module, save_directory: str | os.PathLike[str],
                              *args: Any, **kwargs: Any) -> None:
-    """``save_pretrained`` of a model with LoRA inside: the adapter, in PEFT's format."""
-    save_adapter(self, save_directory)
+    """``save_pretrained`` of a model with LoRA inside: the adapter, in PEFT's format
+    (PEFT's ``save_embedding_layers`` keyword is honoured)."""
+    save_adapter(self, save_directory,
+                 save_embedding_layers=kwargs.get("save_embedding_layers", "auto"))
 
 
 def guard_save_pretrained(model: nn.Module) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import LoralabError
 from ..quantizer import keep_float_compute
 from .config import BIASES, AdapterConfig, BiasKind, as_adapter_config
-from .conv import LoRAConv
+from .conv import LoRAConv, conv_refusal
 from .embedding import LoRAEmbedding
 from .hf import guard_save_pretrained, unguard_save_pretrained
 from .keys import adapter_tensors, peft_layer_path
@@ -30,12 +30,15 @@ from .qlora import is_quantized
 from .saved import TrainedCopy
 from .state import adapters_of, lora_layers, remember_config, trained_copies
 from .targets import find_targets, lora_kind, saved_module_paths
+from .tied import TiedLoRAHead, input_path, share_copy, tie_names, tie_saved, tied_heads
+from .tokens import TrainableTokens, check_token_merge, plan_tokens, token_wrappers, wrap_tokens
 
 __all__ = [
     "ParameterCount",
     "count_parameters",
     "format_parameter_count",
     "inject_lora",
+    "kind_refusal",
     "lora_state_dict",
     "mark_only_lora_trainable",
     "merge_lora",
@@ -56,9 +59,13 @@ def _tied(model: nn.Module, names: list[str]) -> tuple[str, str] | None:
     owners: dict[int, list[str]] = {}
     for pname, p in model.named_parameters(remove_duplicate=False):
         owners.setdefault(id(p), []).append(pname)
+    heads = tied_heads(model)
     for name in names:
-        w = model.get_submodule(name).weight   # a LoRA layer's: its base weight or parameter
-        others = [o for o in owners.get(id(w), []) if not o.startswith(f"{name}.")]
+        layer = model.get_submodule(name)
+        w = layer.weight            # a LoRA layer's: its base weight or parameter
+        followers = [h for h, m in heads.items() if m.source is layer]   # merged once for all
+        others = [o for o in owners.get(id(w), []) if not o.startswith(f"{name}.")
+                  and not any(o.startswith(f"{h}.") for h in followers)]
         if others:
             return name, others[0]
     return None
@@ -68,6 +75,18 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     """Replace the module at path ``name`` by ``new``."""
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def kind_refusal(mod: nn.Module, r: int, use_dora: bool) -> str | None:
+    """Why an adapter (rank ``r``, DoRA or not) cannot go on the layer type of ``mod`` (the
+    plain module), or None: named by field and layer type, checked before any shape."""
+    layer = _LAYER.get(lora_kind(mod) or "")
+    if layer is None:
+        return None
+    if use_dora and not layer.supports_dora:
+        return (f"use_dora=True is not supported on {type(mod).__name__}; DoRA works on "
+                "Linear, Conv1D, Embedding and Conv1d/2d/3d layers")
+    return conv_refusal(mod, r, use_dora) if layer is LoRAConv else None
 
 
 def _check_layer(model: nn.Module, name: str, config: AdapterConfig, adapter_name: str) -> None:
@@ -80,9 +99,8 @@ def _check_layer(model: nn.Module, name: str, config: AdapterConfig, adapter_nam
         raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) first")
     mod = base_module(mod)
     layer = _LAYER[lora_kind(mod)]  # type: ignore[index]
-    if config.use_dora and not layer.supports_dora:
-        raise LoralabError(f"use_dora=True is not supported on {type(mod).__name__} "
-                           f"({name!r}); DoRA works on Linear and Conv1D layers")
+    if (why := kind_refusal(mod, r, config.use_dora)) is not None:
+        raise LoralabError(f"module {name!r}: {why}")
     if config.lora_bias and not layer.supports_lora_bias:
         what = "nn.Embedding" if isinstance(mod, nn.Embedding) else type(mod).__name__
         raise LoralabError(f"lora_bias=True is not supported on {what} ({name!r}); "
@@ -112,6 +130,20 @@ def _fan_in_fan_out(config: AdapterConfig, kinds: set[str]) -> None:
                       "for it (as PEFT does)", UserWarning, stacklevel=3)
 
 
+def _tie_heads(model: nn.Module, emb: str | None, heads: list[str], shared: list[str]) -> None:
+    """ensure_weight_tying: each head tied to embedding ``emb`` follows its LoRA
+    (:class:`TiedLoRAHead`) or shares its trained copy's weight (``modules_to_save``)."""
+    if emb is None:
+        return
+    for name in heads:
+        if not isinstance(model.get_submodule(name), TiedLoRAHead):
+            set_module(model, name, TiedLoRAHead(model.get_submodule(name),  # type: ignore[arg-type]
+                                                 model.get_submodule(emb)))  # type: ignore[arg-type]
+    for name in shared:
+        if not isinstance(model.get_submodule(name), TrainedCopy):
+            set_module(model, name, share_copy(model, emb, name))
+
+
 def inject_lora(model: nn.Module, config: AdapterConfig | object,
                 generator: torch.Generator | None = None, *, adapter_name: str = "default",
                 autocast_adapter_dtype: bool = True) -> list[str]:
@@ -119,7 +151,7 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
 
     ``config``: an :class:`AdapterConfig`, a ``peft.LoraConfig`` or a dict of its fields.
     Each selected ``nn.Linear`` / ``Conv1D`` becomes a :class:`LoRALinear`, ``nn.Embedding``
-    a :class:`LoRAEmbedding`, ``nn.Conv1d``/``nn.Conv2d`` a :class:`LoRAConv`, with the
+    a :class:`LoRAEmbedding`, ``nn.Conv1d``/``2d``/``3d`` a :class:`LoRAConv`, with the
     module's own r and α (``rank_pattern``, ``alpha_pattern``); a layer that already has LoRA
     gets the new named adapter beside its others. ``modules_to_save`` and the heads of
     ``task_type`` become trainable copies. The first adapter is the active one (see
@@ -133,9 +165,12 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
         raise LoralabError(f"the model already has an adapter named {adapter_name!r}; give "
                            "another adapter_name or delete_adapter it first")
     existing = lora_layers(model)
-    saved = saved_module_paths(model, config, list(existing))
-    names = find_targets(model, config, skip=[*existing, *saved], allow_lora=True) \
-        if config.target_modules != [] else []
+    saved, shared_heads = tie_saved(model, config,
+                                    saved_module_paths(model, config, list(existing)))
+    names = find_targets(model, config, skip=[*existing, *saved, *shared_heads],
+                         allow_lora=True) if config.target_modules != [] else []
+    names, heads = tie_names(model, config, names)
+    emb = input_path(model)
     params = _param_targets(model, config, state.configs)
     for name in names:
         _check_layer(model, name, config, adapter_name)
@@ -143,6 +178,7 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
         raise LoralabError(f"init_lora_weights={config.init_lora_weights!r} rewrites the "
                            f"weight of {tied[0]!r}, which is shared with {tied[1]!r}; use True "
                            "or untie the weights")
+    tokens = plan_tokens(model, config, names)
     kinds = {lora_kind(base_module(model.get_submodule(n))) for n in names}
     _fan_in_fan_out(config, kinds)   # type: ignore[arg-type]
     for name in names:
@@ -157,6 +193,8 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
     for name in saved:
         if not isinstance(model.get_submodule(name), TrainedCopy):
             set_module(model, name, TrainedCopy(model.get_submodule(name)))
+    _tie_heads(model, emb, heads, shared_heads)
+    wrap_tokens(model, tokens, adapter_name)
     remember_config(model, config, adapter_name)
     sync_active(model)
     mark_only_lora_trainable(model, bias=config.bias)
@@ -205,6 +243,8 @@ def sync_active(model: nn.Module) -> None:
     active = adapters_of(model).active
     for layer in lora_layers(model).values():
         layer.active_adapters = [a for a in active if a in layer.r]
+    for tok in token_wrappers(model).values():
+        tok.active_adapters = [a for a in active if a in tok.deltas()]
 
 
 def mark_only_lora_trainable(model: nn.Module, bias: BiasKind = "none") -> None:
@@ -225,6 +265,9 @@ def mark_only_lora_trainable(model: nn.Module, bias: BiasKind = "none") -> None:
                 mod.bias.requires_grad_(True)
         elif isinstance(mod, TrainedCopy):
             mod.module.requires_grad_(True)
+        elif isinstance(mod, TrainableTokens):
+            for p in mod.trainable():
+                p.requires_grad_(True)
         elif bias == "all" and isinstance(getattr(mod, "bias", None), nn.Parameter):
             mod.bias.requires_grad_(True)
     for mod in trained_copies(model).values():
@@ -243,6 +286,11 @@ def merge_lora(model: nn.Module, adapter_names: list[str] | None = None) -> dict
     layers = lora_layers(model)
     if adapter_names is not None:
         adapters_of(model).check(adapter_names)
+    check_token_merge(model)
+    refused = next(((n, why) for n, m in layers.items() if not m.merged
+                    and (why := m.merge_refusal()) is not None), None)
+    if refused:
+        raise LoralabError(f"LoRA layer {refused[0]!r}: {refused[1]}")
     tied = _tied(model, [n for n, m in layers.items() if not m.merged])
     if tied:
         raise LoralabError(f"the weight of LoRA layer {tied[0]!r} is shared with {tied[1]!r}; "
@@ -257,6 +305,8 @@ def merge_lora(model: nn.Module, adapter_names: list[str] | None = None) -> dict
                                                                  m.active_adapters)
                                                     if a in m.r] or None)
               for n, m in layers.items()}
+    for tok in token_wrappers(model).values():
+        tok.merge()
     low = [n for n, m in layers.items() if m.weight.dtype in LOW_PRECISION]
     if low and max(errors[n] for n in low) > 0:
         worst = max(low, key=lambda n: errors[n])
@@ -270,6 +320,8 @@ def unmerge_lora(model: nn.Module) -> None:
     """Unmerge every LoRA layer (idempotent)."""
     for m in lora_layers(model).values():
         m.unmerge()
+    for tok in token_wrappers(model).values():
+        tok.unmerge()
 
 
 def _remove(model: nn.Module, merge: bool) -> nn.Module:
@@ -286,6 +338,10 @@ def _remove(model: nn.Module, merge: bool) -> nn.Module:
         set_module(model, name, mod.base)
     for name, copy in trained_copies(model).items():
         set_module(model, name, copy.module)      # PEFT keeps the trained copy
+    for name, tok in token_wrappers(model).items():
+        set_module(model, name, tok.base)         # merged rows stay (unload_lora)
+    for name, head in tied_heads(model).items():
+        set_module(model, name, head.base)        # the shared weight holds ΔE when merged
     return model
 
 

@@ -109,8 +109,8 @@ class LoRALayer(nn.Module):
             raise LoralabError(f"this layer already has an adapter named {name!r}")
         if spec.use_dora and not self.supports_dora:
             raise LoralabError(f"use_dora=True is not supported on {type(self).__name__} "
-                               f"(base {type(self.base).__name__}); DoRA works on Linear "
-                               "and Conv1D layers")
+                               f"(base {type(self.base).__name__}); DoRA works on Linear, "
+                               "Conv1D, Embedding and Conv1d/2d/3d layers")
         if spec.lora_bias and getattr(self.base, "bias", None) is None:
             warnings.warn(f"lora_bias=True on a {type(self.base).__name__} without a bias: it "
                           "trains and saves, but cannot be merged (as PEFT warns)", UserWarning,
@@ -128,8 +128,8 @@ class LoRALayer(nn.Module):
             self.delete_adapter(name)
             raise
         if spec.use_dora:           # m = ‖W0 + ΔW‖_c at init (‖W0‖_c when B = 0)
-            self.lora_magnitude_vector[name] = nn.Parameter(self.weight_norm(name).detach()
-                                                            .to(self.factors(name)[0].dtype))
+            norm = self.weight_norm(name).detach().to(self.factors(name)[0].dtype)
+            self.lora_magnitude_vector[name] = nn.Parameter(norm.view(self.magnitude_shape()))
         if not self.active_adapters:
             self.active_adapters = [name]
 
@@ -210,6 +210,10 @@ class LoRALayer(nn.Module):
         """``lora_B``'s bias (only with ``lora_bias``)."""
         return None
 
+    def merge_refusal(self) -> str | None:
+        """Why this layer cannot be merged (a grouped convolution), or None."""
+        return None
+
     def delta_weight(self, name: str | None = None) -> torch.Tensor:
         """Plain ``ΔW = s·B A`` as ``(d_out, d_in)`` (convolutions: the kernel's layout), in at
         least float32."""
@@ -238,9 +242,23 @@ class LoRALayer(nn.Module):
         return float((wide(w) - exact).abs().max()) if w.dtype != exact.dtype else 0.0
 
     def weight_norm(self, name: str, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """DoRA's ``‖W0 + ΔW‖`` per output row (``(d_out,)``), ``W0`` the unmerged base."""
+        """DoRA's ``‖W0 + ΔW‖`` per output row (``(d_out,)``), ``W0`` the unmerged base (a
+        kernel ``(C_out, C_in, k…)``: the norm of each output channel's whole kernel)."""
         w = wide(self.weight_out_in() if weight is None else weight)
-        return torch.linalg.norm(w + self.delta_weight(name), dim=1)
+        return torch.linalg.norm((w + self.delta_weight(name)).flatten(1), dim=1)
+
+    def magnitude_shape(self) -> tuple[int, ...]:
+        """The shape PEFT gives DoRA's magnitude ``m``: ``(d_out,)`` (convolutions:
+        ``(1, C_out, 1…)``)."""
+        return (int(self.weight_out_in().shape[0]),)
+
+    def magnitude(self, name: str) -> torch.Tensor:
+        """DoRA's magnitude ``m`` of adapter ``name`` as ``(d_out,)`` (a view)."""
+        return self.lora_magnitude_vector[name].reshape(-1)
+
+    def dora_factor(self, name: str, norm: torch.Tensor, ndim: int) -> torch.Tensor:
+        """``m / norm`` shaped ``(d_out, 1…)`` to scale a weight of ``ndim`` dimensions."""
+        return (wide(self.magnitude(name)) / norm).view(-1, *(1,) * (ndim - 1))
 
     @torch.no_grad()
     def effective_weight(self, name: str | None = None) -> torch.Tensor:
@@ -253,8 +271,8 @@ class LoRALayer(nn.Module):
             return w
         exact = w + self.delta_weight(name)
         if self.use_dora[name]:
-            exact = (wide(self.lora_magnitude_vector[name])
-                     / torch.linalg.norm(exact, dim=1)).view(-1, 1) * exact
+            exact = self.dora_factor(name, torch.linalg.norm(exact.flatten(1), dim=1),
+                                     exact.ndim) * exact
         return exact
 
     def trainable(self, names: list[str] | None = None) -> list[torch.Tensor]:
@@ -273,8 +291,7 @@ class LoRALayer(nn.Module):
         if self.use_dora[name]:
             norm = self.weight_norm(name).detach()
             self._dora_norm[name] = norm
-            factor = (wide(self.lora_magnitude_vector[name]) / norm).view(-1, 1)
-            exact = factor * exact
+            exact = self.dora_factor(name, norm, exact.ndim) * exact
         return exact
 
     @torch.no_grad()
@@ -289,6 +306,8 @@ class LoRALayer(nn.Module):
                  if n not in self.merged_adapters]
         if not names:
             return self.merge_error
+        if (why := self.merge_refusal()) is not None:
+            raise LoralabError(why)
         if any(self.use_dora[n] for n in names) and (len(names) > 1 or self.merged_adapters):
             raise LoralabError("a DoRA adapter merges alone; merge one adapter at a time")
         w, b = self.weight, self.bias
@@ -327,8 +346,7 @@ class LoRALayer(nn.Module):
         for name in reversed(self.merged_adapters):
             w = self.read_weight()
             if self.use_dora[name]:
-                norm = self._dora_norm.pop(name)
-                factor = (wide(self.lora_magnitude_vector[name]) / norm).view(-1, 1)
+                factor = self.dora_factor(name, self._dora_norm.pop(name), w.ndim)
                 self.write_weight(w / factor - self.delta_weight(name))
             else:
                 self.write_weight(w - self.delta_weight(name))

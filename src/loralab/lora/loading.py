@@ -20,7 +20,8 @@ from torch import nn
 from ..errors import LoralabError
 from .adapters import CONFIG_NAME, WEIGHTS_NAME
 from .config import AdapterConfig, as_adapter_config, config_from_peft
-from .inject import inject_lora, mark_only_lora_trainable, set_module
+from .full_weights import check_vocab, embedding_slots, holder
+from .inject import inject_lora, kind_refusal, mark_only_lora_trainable, set_module
 from .keys import PARTS, Part, is_embedding, lora_key, peft_layer_path, peft_param_key
 from .layer import LoRALayer, base_module
 from .param import LoRAParameter
@@ -30,6 +31,8 @@ from .saved import TrainedCopy
 from .state import lora_layers, remember_config
 from .storage import features
 from .targets import find_targets, lora_kind, saved_module_paths
+from .tied import input_path, tie_names, tie_saved, tied_heads
+from .tokens import plan_tokens, token_key, token_wrappers
 
 __all__ = ["load_adapter", "read_adapter"]
 
@@ -70,6 +73,7 @@ def _new_shapes(mod: nn.Module, r: int, lora_bias: bool, use_dora: bool
     """Shapes of the factors a LoRA adapter of rank ``r`` on ``mod`` will have."""
     mod = base_module(mod)
     out: dict[Part, tuple[int, ...]]
+    magnitude: tuple[int, ...]
     if isinstance(mod, nn.MultiheadAttention):      # in_proj_weight (3E, E)
         return {"A": (r, mod.embed_dim), "B": (3 * mod.embed_dim, r)}
     if lora_kind(mod) == "conv":
@@ -77,15 +81,15 @@ def _new_shapes(mod: nn.Module, r: int, lora_bias: bool, use_dora: bool
         ones = (1,) * (w.ndim - 2)
         out = {"A": (r, w.shape[1] * mod.groups, *w.shape[2:]),
                "B": (w.shape[0], r // mod.groups, *ones)}
+        magnitude = (1, w.shape[0], *ones)            # PEFT's DoRA conv: (1, C_out, 1…)
     else:           # Linear, Conv1D, Embedding: A (r, d_in), B (d_out, r)
         d_out, d_in = features(mod)
         out = {"A": (r, d_in), "B": (d_out, r)}
-        if is_embedding(mod):
-            return out
-    if lora_bias:
+        magnitude = (d_out,)
+    if lora_bias and not is_embedding(mod):
         out["bias"] = (out["B"][0],)
     if use_dora:
-        out["magnitude"] = (out["B"][0],)
+        out["magnitude"] = magnitude
     return out
 
 
@@ -97,6 +101,37 @@ def _layer_shapes(layer: LoRALayer, a: str) -> dict[Part, tuple[int, ...]]:
     if a in layer.lora_magnitude_vector:
         out["magnitude"] = tuple(layer.lora_magnitude_vector[a].shape)
     return out
+
+
+def _token_shapes(model: nn.Module, config: AdapterConfig, targets: list[str], adapter: str
+                  ) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """``(n, d)`` of each trainable-tokens delta the file must hold, and the tied heads
+    (-> their embedding's path), whose delta a file may repeat (PEFT's resized vocabulary)."""
+    wrappers = token_wrappers(model)
+    have = {p: m for p, m in wrappers.items()
+            if m.tied_to is None and adapter in m.trainable_tokens_delta}
+    if have:
+        tied = {p: next(q for q, w in wrappers.items() if w is m.tied_to)
+                for p, m in wrappers.items() if m.tied_to is not None}
+        return {p: tuple(m.trainable_tokens_delta[adapter].shape) for p, m in have.items()}, tied
+    plan = plan_tokens(model, config, targets)
+    return ({p: (len(idx), int(model.get_submodule(p).weight.shape[1]))
+             for p, idx in plan.wrap.items()}, {h: plan.source or "" for h in plan.tied})
+
+
+def _head_keys(model: nn.Module, config: AdapterConfig, heads: list[str], adapter: str
+               ) -> dict[str, tuple[Where, tuple[int, ...]]]:
+    """ensure_weight_tying: a tied head's PEFT keys, the embedding's factors transposed
+    (``lora_A: (r, d)``, ``lora_B: (V, r)``); optional, they repeat the embedding's."""
+    emb = input_path(model)
+    if not heads or emb is None:
+        return {}
+    layer = model.get_submodule(emb)
+    v, d = base_module(layer).weight.shape
+    r = layer.r[adapter] if isinstance(layer, LoRALayer) and adapter in layer.r \
+        else config.rank_for(emb)
+    return {lora_key(h, part): (("tied", f"{h}:{part}"), shape) for h in heads
+            for part, shape in (("A", (r, int(d))), ("B", (int(v), r)))}
 
 
 def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved: list[str],
@@ -135,7 +170,15 @@ def _expected(model: nn.Module, config: AdapterConfig, targets: list[str], saved
                 out[peft_param_key(f"{path}.modules_to_save.{key}", ())] = entry
                 out[peft_param_key(f"{path}.original_module.{key}", ())] = (
                     ("param", f"{path}.original_module.{key}"), tuple(t.shape))
+    shapes, tied = _token_shapes(model, config, targets, adapter)
+    for path, shape in shapes.items():
+        out[token_key(path)] = (("tokens", path), shape)
+        required.add(token_key(path))
+    for head, source in tied.items():          # optional: the embedding's delta again
+        out[token_key(head)] = (("tokens", source), shapes[source])
     wrapped = set(layers) | set(targets)
+    for key, (pname, shape) in embedding_slots(model, wrapped).items():
+        out.setdefault(key, (("param", pname), shape))   # save_embedding_layers: optional
     for pname, p in model.named_parameters():
         if not pname.endswith("bias") or any(pname.startswith(f"{s}.") for s in saved):
             continue
@@ -158,18 +201,29 @@ def _param_expected(model: nn.Module, config: AdapterConfig, params: list[ParamT
             required.add(key)
 
 
+def _check_kinds(model: nn.Module, config: AdapterConfig, targets: list[str]) -> None:
+    """The file's settings on each layer type, named before any shape is compared: DoRA or
+    a rank on a layer type that cannot take it."""
+    for name in targets:
+        mod = base_module(model.get_submodule(name))
+        if (why := kind_refusal(mod, config.rank_for(name), config.use_dora)) is not None:
+            raise LoralabError(f"module {name!r}: {why}")
+
+
 def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor],
           adapter: str) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]],
                                  list[ParamTarget]]:
     """Check everything; return the LoRA paths, the saved modules and {key: (where, t)}."""
     layers = lora_layers(model)
-    saved = saved_module_paths(model, config, skip=list(layers))
+    saved, shared = tie_saved(model, config, saved_module_paths(model, config, list(layers)))
     had = any(adapter in m.r for m in layers.values())
     having = sorted(n for n, m in layers.items()
                     if adapter in m.r and not isinstance(m, LoRAParameter))
-    targets = having if had else find_targets(model, config, skip=[*layers, *saved],
-                                              allow_lora=True) \
-        if config.target_modules != [] else []
+    found = [] if had or config.target_modules == [] else find_targets(
+        model, config, skip=[*layers, *saved, *shared], allow_lora=True)
+    targets, heads = (having, list(tied_heads(model))) if had else tie_names(model, config,
+                                                                              found)
+    saved = [*saved, *shared]
     params = find_param_targets(model, config.target_parameters) \
         if config.target_parameters else []
     for name in targets:
@@ -184,8 +238,11 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
                                f"lora_bias={config.lora_bias} but the model's adapter "
                                f"{adapter!r} on {name!r} has use_dora="
                                f"{layer.use_dora[adapter]}, lora_bias={layer.lora_bias[adapter]}")
+    _check_kinds(model, config, targets)
+    check_vocab(tensors, embedding_slots(model, set(layers) | set(targets)))
     expected, required = _expected(model, config, targets, saved, adapter)
     _param_expected(model, config, params, adapter, expected, required)
+    expected.update(_head_keys(model, config, heads, adapter))
     plan: dict[str, tuple[Where, torch.Tensor]] = {}
     for key, t in sorted(tensors.items()):
         if key not in expected:
@@ -226,11 +283,16 @@ def _destination(model: nn.Module, where: Where, saved: list[str], adapter: str
             return layer.lora_magnitude_vector[adapter]
         a, b = layer.factors(adapter)
         return {"A": a, "B": b}.get(part) if part != "bias" else layer.lora_bias_param(adapter)
+    if kind == "tied":                 # a view of the embedding's factor: writes it
+        head, part = spec.rsplit(":", 1)
+        return model.get_submodule(head).factors(adapter)[part == "B"]
+    if kind == "tokens":
+        return model.get_submodule(spec).trainable_tokens_delta[adapter]
     path, _, key = spec.partition(".module.")
     if path in saved and key:
         return model.get_submodule(path).module.state_dict(keep_vars=True)[key]
     owner, _, leaf = spec.rpartition(".")
-    return getattr(base_module(model.get_submodule(owner)), leaf)
+    return getattr(holder(model.get_submodule(owner)), leaf)
 
 
 def _init_config(model: nn.Module, config: AdapterConfig, targets: list[str]) -> AdapterConfig:
@@ -270,6 +332,8 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
         for where, t in plan.values():
             dest = _destination(model, where, saved, adapter_name)
             dest.copy_(t.to(device=dest.device, dtype=dest.dtype))
+        for tok in token_wrappers(model).values():   # the rows as loaded (a full table too)
+            tok.refresh_original(adapter_name)
         for name in targets:
             layer = model.get_submodule(name)
             layer.set_scale(adapter_name, config.alpha_for(name), config.use_rslora)

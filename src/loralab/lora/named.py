@@ -30,6 +30,7 @@ from .config import AdapterConfig
 from .inject import inject_lora, mark_only_lora_trainable, set_module, sync_active
 from .layer import LoRALayer
 from .state import adapters_of, lora_layers, trained_copies
+from .tokens import token_wrappers
 
 __all__ = ["COMBINATIONS", "add_adapter", "add_weighted_adapter", "delete_adapter",
            "disable_adapters", "set_adapter"]
@@ -67,6 +68,11 @@ def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
         m.disabled = True
     for c in copies.values():
         c.disabled = True
+    tokens = token_wrappers(model)                    # trainable tokens: the base rows
+    merged_tokens = [t for t in tokens.values() if t.merged_adapters]
+    for t in tokens.values():
+        t.unmerge()
+        t.disabled = True
     try:
         yield model
     finally:
@@ -76,6 +82,10 @@ def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
                 m.merge(warn=False, adapter_names=merged[n])
         for c in copies.values():
             c.disabled = False
+        for t in tokens.values():
+            t.disabled = False
+        for t in merged_tokens:
+            t.merge()
 
 
 def delete_adapter(model: nn.Module, adapter_name: str) -> None:
@@ -91,6 +101,8 @@ def delete_adapter(model: nn.Module, adapter_name: str) -> None:
             layer.delete_adapter(adapter_name)
             if not layer.r:
                 set_module(model, path, layer.base)
+    for tok in token_wrappers(model).values():
+        tok.delete_adapter(adapter_name)
     del state.configs[adapter_name]
     state.active = [a for a in state.active if a != adapter_name] or [next(iter(state.configs))]
     set_adapter(model, state.active)

@@ -48,7 +48,7 @@ def loraplus_param_groups(model: nn.Module, lr: float, loraplus_lr_ratio: float 
         if not p.requires_grad:
             continue
         owner = modules.get(".".join(name.split(".")[:-2]))
-        if isinstance(owner, LoRAEmbedding):
+        if isinstance(owner, LoRAEmbedding) and p.ndim == 2:   # its factors (DoRA's m: as B)
             groups["embedding"][name] = p
         elif id(p) in b_factors or p.ndim == 1:
             decay = id(p) not in norm_params and "bias" not in name

@@ -13,8 +13,9 @@ For a module path ``p`` (``model.named_modules()``), in PEFT's order:
    (``get_output_embeddings()``, or for ``task_type="SEQ_CLS"`` its ``score``/``classifier``).
 
 Layer types that take LoRA: ``nn.Linear``, transformers' ``Conv1D`` (GPT-2), ``nn.Embedding``,
-``nn.Conv1d``, ``nn.Conv2d``, ``nn.MultiheadAttention`` (its ``in_proj_weight`` and
-``out_proj`` together, as PEFT). No import of transformers: ``Conv1D`` is known by its shape.
+``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, ``nn.MultiheadAttention`` (its ``in_proj_weight``
+and ``out_proj`` together, as PEFT). No import of transformers: ``Conv1D`` is known by its
+shape.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 LAYER_TYPES = ("nn.Linear, transformers' Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, "
-               "nn.MultiheadAttention")
+               "nn.Conv3d, nn.MultiheadAttention")
 SEQ_CLS_HEAD_NAMES = ("score", "classifier")
 
 
@@ -53,7 +54,7 @@ def lora_kind(module: nn.Module) -> str | None:
         return "conv1d_hf"
     if isinstance(module, nn.Embedding):
         return "embedding"
-    if type(module) in (nn.Conv1d, nn.Conv2d):
+    if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
         return "conv"
     if isinstance(module, nn.MultiheadAttention):
         return "mha"
