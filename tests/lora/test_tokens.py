@@ -212,3 +212,16 @@ def test_two_named_adapters_from_peft(extra, extra2, tmp_path: Path) -> None:
         assert max_diff(logits(ours), y) <= tol(y)
         seen.append(y)
     assert max_diff(*seen) > 1e-3                                      # two different adapters
+
+
+def test_mixed_adapter_batches_are_refused_with_tokens_or_tied_heads() -> None:
+    from loralab.lora.mixed import mixed_adapter_batch
+
+    for extra, what in [({"trainable_token_indices": [60]}, "trainable_token_indices"),
+                        ({"target_modules": ["embed_tokens"], "ensure_weight_tying": True},
+                         "ensure_weight_tying")]:
+        model = llama(True)
+        inject_lora(model, AdapterConfig(**_fields(extra)))
+        with pytest.raises(LoralabError, match=f"adapter_names is not allowed .*{what}"):
+            with mixed_adapter_batch(model, ["default"]):
+                pass

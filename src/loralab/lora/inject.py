@@ -30,7 +30,7 @@ from .qlora import is_quantized
 from .saved import TrainedCopy
 from .state import adapters_of, lora_layers, remember_config, trained_copies
 from .targets import find_targets, lora_kind, saved_module_paths
-from .tied import TiedLoRAHead, input_path, share_copy, tie_names, tie_saved, tied_heads
+from .tied import attach_heads, input_path, tie_names, tie_saved, tied_heads
 from .tokens import TrainableTokens, check_token_merge, plan_tokens, token_wrappers, wrap_tokens
 
 __all__ = [
@@ -130,20 +130,6 @@ def _fan_in_fan_out(config: AdapterConfig, kinds: set[str]) -> None:
                       "for it (as PEFT does)", UserWarning, stacklevel=3)
 
 
-def _tie_heads(model: nn.Module, emb: str | None, heads: list[str], shared: list[str]) -> None:
-    """ensure_weight_tying: each head tied to embedding ``emb`` follows its LoRA
-    (:class:`TiedLoRAHead`) or shares its trained copy's weight (``modules_to_save``)."""
-    if emb is None:
-        return
-    for name in heads:
-        if not isinstance(model.get_submodule(name), TiedLoRAHead):
-            set_module(model, name, TiedLoRAHead(model.get_submodule(name),  # type: ignore[arg-type]
-                                                 model.get_submodule(emb)))  # type: ignore[arg-type]
-    for name in shared:
-        if not isinstance(model.get_submodule(name), TrainedCopy):
-            set_module(model, name, share_copy(model, emb, name))
-
-
 def inject_lora(model: nn.Module, config: AdapterConfig | object,
                 generator: torch.Generator | None = None, *, adapter_name: str = "default",
                 autocast_adapter_dtype: bool = True) -> list[str]:
@@ -193,7 +179,7 @@ def inject_lora(model: nn.Module, config: AdapterConfig | object,
     for name in saved:
         if not isinstance(model.get_submodule(name), TrainedCopy):
             set_module(model, name, TrainedCopy(model.get_submodule(name)))
-    _tie_heads(model, emb, heads, shared_heads)
+    attach_heads(model, emb, heads, shared_heads)
     wrap_tokens(model, tokens, adapter_name)
     remember_config(model, config, adapter_name)
     sync_active(model)

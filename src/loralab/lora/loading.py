@@ -201,10 +201,24 @@ def _param_expected(model: nn.Module, config: AdapterConfig, params: list[ParamT
             required.add(key)
 
 
-def _check_kinds(model: nn.Module, config: AdapterConfig, targets: list[str]) -> None:
-    """The file's settings on each layer type, named before any shape is compared: DoRA or
-    a rank on a layer type that cannot take it."""
+def _check_kinds(model: nn.Module, config: AdapterConfig, targets: list[str], adapter: str
+                 ) -> None:
+    """The file's settings on each layer, named before any shape is compared: a merged
+    layer, DoRA or lora_bias unlike the model's adapter, DoRA or a rank on a layer type
+    that cannot take it."""
+    layers = lora_layers(model)
     for name in targets:
+        layer = layers.get(name)
+        if layer is not None and layer.merged:
+            raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) before "
+                               "loading an adapter into it")
+        if layer is not None and adapter in layer.r and (
+                layer.use_dora[adapter], layer.lora_bias[adapter]) != (config.use_dora,
+                                                                       config.lora_bias):
+            raise LoralabError(f"the adapter config has use_dora={config.use_dora}, "
+                               f"lora_bias={config.lora_bias} but the model's adapter "
+                               f"{adapter!r} on {name!r} has use_dora="
+                               f"{layer.use_dora[adapter]}, lora_bias={layer.lora_bias[adapter]}")
         mod = base_module(model.get_submodule(name))
         if (why := kind_refusal(mod, config.rank_for(name), config.use_dora)) is not None:
             raise LoralabError(f"module {name!r}: {why}")
@@ -226,19 +240,7 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
     saved = [*saved, *shared]
     params = find_param_targets(model, config.target_parameters) \
         if config.target_parameters else []
-    for name in targets:
-        layer = layers.get(name)
-        if layer is not None and layer.merged:
-            raise LoralabError(f"LoRA layer {name!r} is merged; unmerge_lora(model) before "
-                               "loading an adapter into it")
-        if layer is not None and adapter in layer.r and (
-                layer.use_dora[adapter], layer.lora_bias[adapter]) != (config.use_dora,
-                                                                       config.lora_bias):
-            raise LoralabError(f"the adapter config has use_dora={config.use_dora}, "
-                               f"lora_bias={config.lora_bias} but the model's adapter "
-                               f"{adapter!r} on {name!r} has use_dora="
-                               f"{layer.use_dora[adapter]}, lora_bias={layer.lora_bias[adapter]}")
-    _check_kinds(model, config, targets)
+    _check_kinds(model, config, targets, adapter)
     check_vocab(tensors, embedding_slots(model, set(layers) | set(targets)))
     expected, required = _expected(model, config, targets, saved, adapter)
     _param_expected(model, config, params, adapter, expected, required)

@@ -13,8 +13,9 @@ Inside, every LoRA layer computes ``y = base(x)`` for the whole batch and adds, 
 A trained copy (``modules_to_save``) answers with the original module on ``"__base__"`` rows.
 So row ``i`` equals the model run on row ``i`` alone with its adapter active. Refused, as in
 PEFT: training mode, unknown names, merged adapters, DoRA adapters, LoRA on bare
-parameters (``target_parameters``) and on ``nn.MultiheadAttention``; a batch of another
-length is refused by the first layer.
+parameters (``target_parameters``) and on ``nn.MultiheadAttention``; and (loralab) with
+trainable tokens or a tied LoRA head (``ensure_weight_tying``); a batch of another length is
+refused by the first layer.
 With beam search pass ``num_beams``: ``generate`` repeats each row that many times, and so
 does the list (PEFT's rule).
 """
@@ -64,6 +65,13 @@ def _check(model: nn.Module, names: list[str]) -> list[LoRALayer]:
     if not names or unknown or any(not isinstance(n, str) for n in names):
         raise LoralabError(f"adapter_names={names!r} is not allowed; give one name per row from "
                            f"{sorted(known)} or {BASE_ROW!r}")
+    follower = next((type(m).__name__ for m in model.modules()
+                     if type(m).__name__ in ("TrainableTokens", "TiedLoRAHead")), None)
+    if follower is not None:                 # they act on every row alike
+        what = "trainable_token_indices" if follower == "TrainableTokens" else \
+            "ensure_weight_tying (a tied LoRA head)"
+        raise LoralabError(f"adapter_names is not allowed on a model with {what}; loralab "
+                           "serves one adapter per batch there")
     for m in layers:
         if type(m).__name__ in ("LoRAParameter", "LoRAMultiheadAttention"):
             what = "bare parameters (target_parameters)" if type(m).__name__ == \

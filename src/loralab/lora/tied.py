@@ -29,7 +29,8 @@ from .config import AdapterConfig
 from .embedding import LoRAEmbedding
 from .saved import TrainedCopy
 
-__all__ = ["TiedLoRAHead", "input_embeddings", "input_path", "share_copy", "tie_names",
+__all__ = ["TiedLoRAHead", "attach_heads", "input_embeddings", "input_path", "share_copy",
+           "tie_names",
            "tie_saved", "tied_heads"]
 
 _EMBEDDING_NAMES = ("embed_tokens", "lm_head")
@@ -139,6 +140,22 @@ def share_copy(model: nn.Module, emb: str, head: str) -> TrainedCopy:
     if isinstance(src, TrainedCopy):
         copy.module.weight = src.module.weight
     return copy
+
+
+def attach_heads(model: nn.Module, emb: str | None, heads: list[str], shared: list[str]
+                 ) -> None:
+    """Each head tied to embedding ``emb`` follows its LoRA (:class:`TiedLoRAHead`) or shares
+    its trained copy's weight (``modules_to_save``); ``model`` already has the adapter."""
+    if emb is None:
+        return
+    source = model.get_submodule(emb)
+    for name, done in [*((h, TiedLoRAHead) for h in heads), *((h, TrainedCopy) for h in shared)]:
+        mod = model.get_submodule(name)
+        if isinstance(mod, done):
+            continue
+        new = TiedLoRAHead(mod, source) if done is TiedLoRAHead else share_copy(model, emb, name)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
 def tied_heads(model: nn.Module) -> dict[str, TiedLoRAHead]:
