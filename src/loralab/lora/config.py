@@ -28,6 +28,7 @@ from ..errors import LoralabError
 from .init_option import InitOption, parse_init
 from .param_config import check_target_parameters
 from .spec import LayerSpec, check_alpha, check_layer_args
+from .variants import refuse_field
 
 __all__ = [
     "TASK_HEADS",
@@ -309,9 +310,7 @@ def config_from_peft(data: Mapping[str, Any], source: str = "adapter_config.json
         elif key in _DESCRIPTIVE:
             continue
         elif value not in _OFF:
-            raise LoralabError(f"{source}: {key}={value!r} is not supported by loralab "
-                               "(EVA, CorDA and the other PEFT variants are not "
-                               "implemented)")
+            raise refuse_field(key, value, source)
     kwargs.setdefault("lora_alpha", 8)                  # PEFT's default α
     if isinstance(kwargs.get("target_modules"), set | frozenset):
         kwargs["target_modules"] = sorted(kwargs["target_modules"])

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import LoralabError
+from .variants import INIT_VARIANTS
 
 __all__ = ["INITS", "Init", "InitOption", "LoftQConfig", "parse_init"]
 
@@ -127,7 +128,7 @@ def parse_init(value: object, loftq_config: object = None) -> InitOption:
         m = _PISSA_NITER.fullmatch(value)
         if m is not None:
             return InitOption("pissa", pissa_niter=int(m.group(1)))
-    hint = " ('eva', 'corda' and the others are not implemented)" if isinstance(value, str) \
-        else ""
+    hint = f" ({INIT_VARIANTS[value]} is not implemented)" \
+        if isinstance(value, str) and value in INIT_VARIANTS else ""
     raise LoralabError(f"init_lora_weights={value!r} is not allowed; use True, False, "
                        f"'gaussian', 'pissa', 'pissa_niter_K', 'olora' or 'loftq'{hint}")
