@@ -6,7 +6,9 @@ tolerance; this script prints the values themselves, on the same tiny random-ini
 transformers' BitsAndBytesConfig for QLoRA), trained-like adapters (every trainable tensor
 moved by N(0, 0.2²)), 2 × 12 tokens.
 
-    .venv/bin/python benchmarks/parity.py
+    .venv/bin/python benchmarks/parity.py [--merge-only]
+
+``--merge-only``: only the add_weighted_adapter and shrink rows.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from test_qlora import QV, llama64, load4  # noqa: E402
 from test_qlora import logits as logits4  # noqa: E402
 from test_transformers import gpt2, llama, logits, train_like  # noqa: E402
 from test_variants import two_adapters  # noqa: E402
+from test_weighted import MODELS, SEED, pair  # noqa: E402
 
 from loralab.lora import (  # noqa: E402
     AdapterConfig,
@@ -37,6 +40,8 @@ from loralab.lora import (  # noqa: E402
     set_adapter,
     unload_lora,
 )
+from loralab.lora.shrink import shrink_adapter  # noqa: E402
+from loralab.lora.weighted import COMBINATIONS  # noqa: E402
 
 ROWS: list[tuple[str, str, float]] = []
 
@@ -65,6 +70,60 @@ def named_adapters() -> None:
         b.set_adapter("mix")
         row(f"add_weighted_adapter {combo}", "loralab vs PEFT",
             (logits(a, llama) - logits(b, llama)).abs().max())
+
+
+def peft_reseeded(theirs, *args, **kwargs) -> None:
+    """PEFT's add_weighted_adapter with torch's generator reseeded where its DARE draws start
+    (right after ``_freeze_adapter``), as tests/lora/test_weighted.py does."""
+    import peft.tuners.lora.model as peft_model
+
+    freeze = peft_model._freeze_adapter
+
+    def freeze_then_seed(*a, **k):
+        freeze(*a, **k)
+        torch.manual_seed(SEED)
+
+    peft_model._freeze_adapter = freeze_then_seed
+    try:
+        theirs.add_weighted_adapter(*args, **kwargs)
+    finally:
+        peft_model._freeze_adapter = freeze
+
+
+def merge_methods() -> None:
+    """Every combination but cat/linear/svd (above), on Llama (Linear) and GPT-2 (Conv1D +
+    Embedding), weights 0.7 and -0.4, density 0.5: the new adapter's logits."""
+    for model in MODELS:
+        make = MODELS[model][0]
+        for combo in COMBINATIONS:
+            if combo in ("linear", "cat", "svd"):
+                continue
+            ours, theirs = pair(model, r_b=2 if combo.endswith("svd") else 4)
+            kw = {"density": 0.5}
+            add_weighted_adapter(ours, ["one", "two"], [0.7, -0.4], "mix", combination_type=combo,
+                                 generator=torch.Generator().manual_seed(SEED), **kw)
+            peft_reseeded(theirs, ["one", "two"], [0.7, -0.4], "mix", combination_type=combo,
+                          **kw)
+            set_adapter(ours, "mix")
+            theirs.set_adapter("mix")
+            row(f"add_weighted_adapter {combo}, {model}", "loralab vs PEFT",
+                (logits(ours, make) - logits(theirs, make)).abs().max())
+
+
+def shrink(tmp: Path) -> None:
+    """A shrunk adapter in PEFT: at full rank its logits against the original's."""
+    for name, make, fields in (("Llama q,v + embedding", llama,
+                                {"target_modules": ["q_proj", "v_proj", "embed_tokens"]}),
+                               ("GPT-2 Conv1D", gpt2, {"target_modules": ["c_attn"],
+                                                       "fan_in_fan_out": True})):
+        ours = make()
+        inject_lora(ours, AdapterConfig(r=8, lora_alpha=16, **fields))
+        train_like(ours)
+        save_adapter(ours, tmp / name)
+        shrink_adapter(tmp / name, tmp / f"{name} full", energy=1.0)
+        theirs = peft.PeftModel.from_pretrained(make(), tmp / f"{name} full").eval()
+        row(f"shrink to full rank, {name}", "PEFT (shrunk) vs loralab (original)",
+            (logits(ours, make) - logits(theirs, make)).abs().max())
 
 
 def dora(make, targets: list[str], tmp: Path) -> None:
@@ -120,10 +179,20 @@ def qlora(tmp: Path) -> None:
 def main() -> None:
     torch.set_num_threads(1)
     named_adapters()
+    merge_methods()
+    with tempfile.TemporaryDirectory() as tmp:
+        shrink(Path(tmp))
+    if "--merge-only" in sys.argv:
+        ROWS[:] = [r for r in ROWS if r[0].startswith(("add_weighted", "shrink"))]
+        return _print()
     with tempfile.TemporaryDirectory() as tmp:
         dora(llama, ["q_proj", "v_proj"], Path(tmp) / "l")
         dora(gpt2, ["c_attn"], Path(tmp) / "g")
         qlora(Path(tmp))
+    _print()
+
+
+def _print() -> None:
     print("| case | direction | max abs diff |")
     print("|---|---|---|")
     for case, direction, diff in ROWS:
