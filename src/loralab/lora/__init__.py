@@ -32,7 +32,11 @@ One concept per module:
   (``adapter_config.json`` + ``adapter_model.safetensors``, as PEFT writes them), with
   PEFT's tensor names from :mod:`.keys` (also used by :func:`lora_state_dict`);
 * :mod:`.named`: several named adapters: :func:`add_adapter`, :func:`set_adapter`,
-  :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter`;
+  :func:`disable_adapters`, :func:`delete_adapter`, :func:`add_weighted_adapter` (its eleven
+  combinations in :mod:`.weighted`, the tensor rules, TIES, DARE, magnitude pruning, in
+  :mod:`.combine`; each one's distance from the exact sum: :mod:`.merge_error`);
+* :mod:`.shrink`: :func:`shrink_adapter`, a saved adapter cut to a lower rank (Eckart–Young);
+* :mod:`.variants`: the PEFT variants loralab refuses, each by name;
 * :mod:`.mixed`: :func:`mixed_adapter_batch`, one adapter per row of a batch (PEFT's
   ``adapter_names=``, ``"__base__"`` for the base), in forward and ``generate``;
 * :mod:`.hotswap`: :func:`hotswap_adapter`, :func:`hotswap_adapter_from_state_dict`: another
@@ -66,6 +70,7 @@ from .inject import (
 from .layer import LoRALayer, LoRAPrecisionWarning
 from .linear import LoRALinear
 from .loading import load_adapter
+from .merge_error import merge_errors
 from .mixed import mixed_adapter_batch
 from .named import add_adapter, add_weighted_adapter, delete_adapter, disable_adapters, set_adapter
 from .optim import loraplus_optimizer, loraplus_param_groups
@@ -78,6 +83,7 @@ from .qlora import (
     quantize_model,
 )
 from .saved import TrainedCopy
+from .shrink import shrink_adapter
 from .spec import LayerSpec
 from .state import lora_layers
 from .targets import find_targets, match_target
@@ -123,12 +129,14 @@ __all__ = [
     "loraplus_param_groups",
     "mark_only_lora_trainable",
     "match_target",
+    "merge_errors",
     "merge_lora",
     "mixed_adapter_batch",
     "prepare_model_for_kbit_training",
     "quantize_model",
     "save_adapter",
     "set_adapter",
+    "shrink_adapter",
     "unload",
     "unload_lora",
     "unmerge_lora",

@@ -26,7 +26,7 @@ is not made active.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -103,15 +103,27 @@ def _svd_factors(layer: LoRALayer, delta: torch.Tensor, rank: int, clamp: float 
     return a, b
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The arguments every layer's combination reads (checked once)."""
+
+    density: float | None
+    sign: SignMethod
+    generator: torch.Generator | None
+    clamp: float | None
+    full: bool
+    driver: str | None
+
+
 def _combined(layer: LoRALayer, adapters: list[str], weights: list[float], combination: str,
-              rank: int, options: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+              rank: int, options: _Options) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The new ``(A, B)`` of one layer (``None`` if it has none of the adapters)."""
     have = [(a, w) for a, w in zip(adapters, weights, strict=True) if a in layer.r]
     if not have:
         return None
     mix = _mix_of(combination)
-    kw = {"density": options["density"], "majority_sign_method": options["sign"],
-          "generator": options["generator"]}
+    kw = {"density": options.density, "majority_sign_method": options.sign,
+          "generator": options.generator}
     if combination.endswith("svd"):
         # in the base's storage layout (Conv1D, Embedding: (d_in, d_out)), as PEFT draws
         # DARE's masks there; back to (d_out, d_in) for the SVD
@@ -120,8 +132,7 @@ def _combined(layer: LoRALayer, adapters: list[str], weights: list[float], combi
         ws = torch.tensor([w for _, w in have]).to(deltas[0].device)
         delta = mix_tensors(mix, deltas, ws, **kw)                   # type: ignore[arg-type]
         delta = delta.T if flip else delta
-        return _svd_factors(layer, delta, rank, options["clamp"], options["full"],
-                            options["driver"])
+        return _svd_factors(layer, delta, rank, options.clamp, options.full, options.driver)
     if combination == "cat":
         a = torch.cat([layer.factors(n)[0] * w * layer.scaling[n] for n, w in have], dim=0)
         b = torch.cat([layer.factors(n)[1] for n, w in have], dim=1)
@@ -190,8 +201,8 @@ def add_weighted_adapter(model: nn.Module, adapters: list[str], weights: list[fl
     if combination == "linear":
         density = None
     config, rank = _new_config(model, adapters, combination, svd_rank)
-    options = {"density": density, "sign": majority_sign_method, "generator": generator,
-               "clamp": svd_clamp, "full": svd_full_matrices, "driver": svd_driver}
+    options = _Options(density, majority_sign_method, generator, svd_clamp,
+                       bool(svd_full_matrices), svd_driver)
     active = list(state.active)
     inject_lora(model, config, adapter_name=adapter_name)
     try:
@@ -206,7 +217,7 @@ def add_weighted_adapter(model: nn.Module, adapters: list[str], weights: list[fl
 
 
 def _fill(model: nn.Module, adapter_name: str, adapters: list[str], weights: list[float],
-          combination: str, rank: int, options: dict) -> None:
+          combination: str, rank: int, options: _Options) -> None:
     for layer in lora_layers(model).values():
         if adapter_name not in layer.r:
             continue
