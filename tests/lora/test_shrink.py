@@ -146,3 +146,15 @@ def test_dora_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LoralabError, match="uses DoRA"):
         shrink_adapter(tmp_path / "d", tmp_path / "o", rank=2)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_peft_made_adapter_with_a_saved_head_shrinks_and_loads_back(tmp_path: Path) -> None:
+    theirs = peft.get_peft_model(llama(), peft.LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"]))
+    train_like(theirs)
+    theirs.save_pretrained(tmp_path / "p")
+    result = shrink_adapter(tmp_path / "p", tmp_path / "full", energy=1.0)
+    assert len(result.modules) == 4
+    back = peft.PeftModel.from_pretrained(llama(), tmp_path / "full").eval()
+    torch.testing.assert_close(logits(back, llama), logits(theirs.eval(), llama), atol=1e-5,
+                               rtol=1e-5)

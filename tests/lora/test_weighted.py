@@ -169,6 +169,8 @@ BAD = [
     ({"combination_type": "svd", "svd_clamp": 2}, "svd_clamp=2 is not allowed"),
     ({"combination_type": "svd", "svd_driver": "lapack"}, "svd_driver='lapack' is not allowed"),
     ({"combination_type": "svd", "svd_rank": 0}, "svd_rank=0 is not allowed"),
+    ({"combination_type": "svd", "svd_driver": "gesvd"}, "svd_driver='gesvd' is only allowed "
+                                                         "on CUDA"),
 ]
 
 

@@ -197,6 +197,9 @@ def add_weighted_adapter(model: nn.Module, adapters: list[str], weights: list[fl
                              svd_driver, svd_rank)
     if adapter_name in state.configs:
         raise LoralabError(f"the model already has an adapter named {adapter_name!r}")
+    if svd_driver is not None and any(p.device.type != "cuda" for p in model.parameters()):
+        raise LoralabError(f"svd_driver={svd_driver!r} is only allowed on CUDA (a cuSOLVER "
+                           "method); leave it None on a CPU model")
     combination = "linear" if len(adapters) == 1 else combination_type
     if combination == "linear":
         density = None
