@@ -64,8 +64,9 @@ def test_report_in_chromium(browser, tmp_path, lang, analyses):
     broken = page.evaluate("""() => Array.from(document.images)
         .filter(i => !i.complete || i.naturalWidth === 0).length""")
     assert broken == 0
-    # the demo figure, one heatmap per slider rank, and the analyses' five figures
-    expected = 1 + len(slider_ranks(64)) + (5 if analyses else 0)
+    # the demo figure, one heatmap per slider rank, the analyses' five figures and the merge
+    # methods' one
+    expected = 1 + len(slider_ranks(64)) + (5 + 1 if analyses else 0)
     assert page.evaluate("document.images.length") == expected
     # formulas laid out as MathML (a block formula has a real size)
     box = page.locator("math[display=block]").first.bounding_box()

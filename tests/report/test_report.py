@@ -146,7 +146,7 @@ def test_slider_data_lines_up_with_images_and_table(data_en, page_en):
 
 
 def test_missing_extensions_say_so(page_en):
-    assert page_en.count('class="missing"') == 5
+    assert page_en.count('class="missing"') == 6      # 7.1-7.4 and 7.6 (analyses), 7.5
     assert "finetune=False" in page_en and "analyses=False" in page_en
 
 
@@ -268,7 +268,11 @@ def data_ext(small_experiment):
 def test_extension_chapters_show_their_results(data_ext, small_experiment):
     page = render_report(data_ext)
     assert 'class="missing"' not in page
-    assert page.count("<figure>") == 1 + 2 + 1 + 1 + 1 + 3     # demo, svd×2, spectrum, …
+    assert page.count("<figure>") == 1 + 2 + 1 + 1 + 1 + 3 + 1  # demo, svd×2, spectrum, …,
+    # the fine-tuning's three and the merge methods'
+    merge = data_ext.results["merge"]
+    assert [r.combination for r in merge.rows][:3] == ["linear", "cat", "svd"]
+    assert merge.rows[1].relative < 1e-5 and f"{merge.rows[1].relative:.3g}" in page
     for run in small_experiment.runs:
         assert f"{run.final_val_loss:.3f}" in page and run.label in page
     assert f"{small_experiment.base_val_loss:.3f}" in page
@@ -307,6 +311,7 @@ def test_every_figure_label_is_translated(data_ext, small_experiment):
     from loralab.plots import finetune as pft
     from loralab.plots import lowrank as plr
     from loralab.plots.demo import demo_figure
+    from loralab.plots.merge_methods import merge_methods_figure
     from loralab.plots.report import localize_figure
     from loralab.report.figure_zh import FIGURE_ZH
 
@@ -316,10 +321,15 @@ def test_every_figure_label_is_translated(data_ext, small_experiment):
                 data_ext.results["fit"]),
             plr.heatmaps_figure(np.eye(D), np.eye(D), [2, 4]),
             pft.convergence_figure(small_experiment), pft.bridge_figure(small_experiment),
-            pft.cost_figure(small_experiment)]
+            pft.cost_figure(small_experiment), merge_methods_figure(data_ext.results["merge"])]
     keep = {"Frobenius", "LoRA", "rsLoRA", "SVD", "Eckart", "Young", "Marchenko", "Pastur",
             "Adam", "Latin", "Pig", "nats", "attn", "mlp", "proj", "full", "lora", "cpu",
-            "max", "min", "seed", "quick", "default", "RMS", "FT", "out"}
+            "max", "min", "seed", "quick", "default", "RMS", "FT", "out",
+            # the merge figure: add_weighted_adapter's names, the adapters' and a layer path's
+            "add", "weighted", "adapter", "english", "piglatin", "blocks", "linear", "cat", "svd",
+            "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd", "dare_ties_svd",
+            "magnitude_prune", "magnitude_prune_svd", "density", "dare", "magnitude",
+            "prune"}
     ours = (gauss.label, upd.label)     # the matrices' names: the report passes them in Chinese
     left = set()
     for fig in figs:

@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fine-tuning models of both presets, torch's default, one per "
                              "core, for larger ones; see loralab.threads)")
     parser.add_argument("--no-analyses", action="store_true",
-                        help="skip the low-rank analyses (chapter 7.1-7.4)")
+                        help="skip the low-rank analyses and the merge methods "
+                             "(chapters 7.1-7.4 and 7.6)")
     parser.add_argument("--no-finetune", action="store_true",
                         help="skip the fine-tuning experiment (chapter 7.5)")
     parser.add_argument("--finetune", default=None, metavar="DIR", dest="finetune_dir",

@@ -66,7 +66,7 @@ def collect_report(config: ReportConfig | None = None, *,
     from ..plots.demo import demo_figure
     from ..plots.report import localize_figure
     from ..threads import SMALL_NUMEL, torch_threads
-    from .extensions import finetune_extension, lowrank_extensions
+    from .extensions import finetune_extension, lowrank_extensions, merge_extension
     from .figure_zh import FIGURE_ZH
     from .slider import compute_slider
 
@@ -100,6 +100,7 @@ def collect_report(config: ReportConfig | None = None, *,
         stage("analyses")
         start = time.perf_counter()
         data.extensions.update(lowrank_extensions(data))
+        data.extensions["merge"] = merge_extension(data)
         seconds["analyses"] = time.perf_counter() - start
     stage("finetune")
     start = time.perf_counter()

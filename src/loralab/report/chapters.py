@@ -25,7 +25,7 @@ __all__ = ["EXT_ORDER", "api", "explorer", "extensions", "faq", "flow", "math", 
 
 # The extension chapters in page order, with their titles' keys.
 EXT_ORDER = (("svd", "ext_svd_h"), ("spectrum", "ext_spec_h"), ("heatmap", "ext_heat_h"),
-             ("fit", "ext_fit_h"), ("finetune", "ext_ft_h"))
+             ("fit", "ext_fit_h"), ("finetune", "ext_ft_h"), ("merge", "ext_merge_h"))
 
 Figure = Callable[[bytes, str], dict[str, Markup]]     # (png, caption) -> numbered figure
 Image = Callable[..., Markup]                           # (png, alt, **attrs) -> <img>

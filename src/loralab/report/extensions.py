@@ -15,15 +15,18 @@ import torch
 
 from .. import lowrank as lr
 from ..experiment import ExperimentConfig, ExperimentResult, run_experiment, total_steps
+from ..experiment.merge_study import merge_study
 from ..method_specs import full_run, runs_of
 from ..plots import finetune as pft
 from ..plots import lowrank as plr
+from ..plots.merge_methods import merge_methods_figure
 from .data import Extension, ReportData
 from .figure_zh import localized_png as _png
 from .methods import method_figures, method_values, read_finetune_result
 from .text import plain, t
 
-__all__ = ["LOWRANK_KEYS", "finetune_extension", "finetune_from_result", "lowrank_extensions"]
+__all__ = ["LOWRANK_KEYS", "finetune_extension", "finetune_from_result", "lowrank_extensions",
+           "merge_extension"]
 
 LOWRANK_KEYS: tuple[str, ...] = ("svd", "spectrum", "heatmap", "fit")
 
@@ -31,9 +34,9 @@ LOWRANK_KEYS: tuple[str, ...] = ("svd", "spectrum", "heatmap", "fit")
 # Sizes of the analyses per preset: the fit's target size and steps, and heatmap cells.
 LOWRANK_PRESETS: dict[str, dict] = {
     "quick": {"fit_size": 64, "fit_ranks": (1, 2, 4, 8), "fit_steps": 300,
-              "spectral_check": False, "max_cells": 64},
+              "spectral_check": False, "max_cells": 64, "merge_steps": 20},
     "default": {"fit_size": 128, "fit_ranks": (1, 2, 4, 8, 16), "fit_steps": 500,
-                "spectral_check": True, "max_cells": 96},
+                "spectral_check": True, "max_cells": 96, "merge_steps": 30},
 }
 HEAT_SCALE = 0.2        # the heatmaps' ΔW is this fraction of ‖W0‖_F (a small update)
 
@@ -121,6 +124,24 @@ def lowrank_extensions(data: ReportData) -> dict[str, Extension]:
     return {"svd": _svd(data, w0, upd, names, gen, p),
             "spectrum": _spectrum(data, w0, upd, names),
             "heatmap": _heatmap(data, w0, upd, p), "fit": _fit(data, p)}
+
+
+def merge_extension(data: ReportData) -> Extension:
+    """Chapter 7.6: two adapters trained on their own texts, merged every way
+    ``add_weighted_adapter`` knows, each scored against the exact weighted sum
+    (:func:`loralab.experiment.merge_study.merge_study`)."""
+    cfg = data.config
+    if not cfg.analyses:
+        return Extension("merge", missing=t("ext_skipped", cfg.lang, why="analyses=False"))
+    steps = LOWRANK_PRESETS[cfg.preset]["merge_steps"]
+    errors, _ = merge_study(steps=steps, density=0.5, seed=cfg.seed)
+    data.results["merge"] = errors
+    rows = {r.combination: r for r in errors.rows}
+    values = {"steps": steps, "cat": f"{rows['cat'].relative:.1e}",
+              "svd": f"{rows['svd'].relative:.2f}", "linear": f"{rows['linear'].relative:.2f}",
+              "rows": [[r.combination, str(r.rank), f"{r.relative:.3g}"] for r in errors.rows]}
+    return Extension("merge", values=values, figures=[
+        (_png(merge_methods_figure(errors), data.cjk_font), t("x_merge_cap", cfg.lang))])
 
 
 def finetune_extension(data: ReportData, *,

@@ -180,4 +180,15 @@ FIGURE_ZH: list[tuple[str, str]] = [
      r"rank (\d+) keeps (.+) % of it",
      r"与 SVD 的联系：全参增量 90% 的能量落在秩 \1（共 \2）；秩 \3 保留其中的 \4%"),
     (r"full fine-tuning, all weights \((.+)\)", r"全参微调，所有权重（\1）"),
+    # plots/merge_methods.py
+    (r"add_weighted_adapter\((.+)\): what each combination makes of ΔW",
+     r"add_weighted_adapter(\1)：每种组合把 ΔW 变成什么"),
+    (r"distance from the exact sum \(density (.+)\)", r"离精确和的距离（density \1）"),
+    (r"(‖.*‖_F) +\(all layers\)", r"\1（全部层）"),
+    (r"exact", "精确"),
+    (r"cross terms / rank cut", "交叉项 / 截秩"),
+    (r"pruned", "剪枝"),
+    (r"exact Σ wᵢΔWᵢ", "精确和 Σ wᵢΔWᵢ"),
+    (r"ΔW entries of (.+)", r"\1 的 ΔW 元素"),
+    (r"(.+), (\d+%) zeros", r"\1，\2 为零"),
 ]
