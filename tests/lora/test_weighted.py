@@ -189,3 +189,15 @@ def test_unequal_ranks_refused_for_the_factor_mixes() -> None:
     with pytest.raises(LoralabError, match="'dare_ties' needs adapters of one rank"):
         add_weighted_adapter(ours, ["one", "two"], [1, 1], "x", combination_type="dare_ties",
                              density=0.5)
+
+
+def test_grouped_convolutions_are_refused_and_nothing_changes() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Conv2d(8, 4, 1))
+    cfg = AdapterConfig(r=4, lora_alpha=4, target_modules=["0", "1"])
+    inject_lora(model, cfg, adapter_name="one")
+    add_adapter(model, "two", cfg)
+    snap = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(LoralabError, match="grouped convolution '0' \\(groups=2\\)"):
+        add_weighted_adapter(model, ["one", "two"], [1.0, 1.0], "x", combination_type="cat")
+    assert snap.keys() == model.state_dict().keys()

@@ -200,6 +200,7 @@ def add_weighted_adapter(model: nn.Module, adapters: list[str], weights: list[fl
     if svd_driver is not None and any(p.device.type != "cuda" for p in model.parameters()):
         raise LoralabError(f"svd_driver={svd_driver!r} is only allowed on CUDA (a cuSOLVER "
                            "method); leave it None on a CPU model")
+    _check_layers(model, adapters)
     combination = "linear" if len(adapters) == 1 else combination_type
     if combination == "linear":
         density = None
@@ -217,6 +218,16 @@ def add_weighted_adapter(model: nn.Module, adapters: list[str], weights: list[fl
     state.active = active
     sync_active(model)
     mark_only_lora_trainable(model, bias=state.configs[active[0]].bias)
+
+
+def _check_layers(model: nn.Module, adapters: list[str]) -> None:
+    """Refuse a grouped convolution among the adapters' layers (its B holds r/groups
+    channels, which no combination's (A, B) fits)."""
+    for path, m in lora_layers(model).items():
+        groups = getattr(m.base, "groups", 1)
+        if groups > 1 and any(a in m.r for a in adapters):
+            raise LoralabError(f"add_weighted_adapter does not combine adapters on the grouped "
+                               f"convolution {path!r} (groups={groups})")
 
 
 def _fill(model: nn.Module, adapter_name: str, adapters: list[str], weights: list[float],
