@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from ..lm.dist import DistContext
     from ..results import ExperimentConfig, ExperimentResult, RunOptions
+    from ..results.study_plan import StudyConfig
 
 HELP = "full fine-tuning vs LoRA on a tiny LM (table, figures, samples, adapters)"
 
@@ -73,6 +74,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (created if missing; it may only hold what an "
                              "earlier finetune wrote there; default ./finetune_out)")
     add_json_option(parser)
+    _add_study_arguments(parser)
+    _add_run_options(parser)
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags: study, lrs."""
+    from ..choices import STUDIES
+
+    parser.add_argument("--study", choices=tuple(STUDIES), default=None,
+                        help="run a study instead of the experiment (methods full and lora; "
+                             "default ranks, steps and targets are the study's): "
+                             + "; ".join(f"{k}: {v}" for k, v in STUDIES.items()))
+    parser.add_argument("--lrs", type=_lr_list, default=None, metavar="LR,LR,..",
+                        help="the lr study's learning rates, each a finite number > 0 "
+                             "(default 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,1e-1; a --model: "
+                             "2e-5,2e-4,2e-3)")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Flags that change how the runs go, never their numbers (device, bf16, seed, cache,
+    threads, jobs, fsdp, grad-checkpointing, no-progress)."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA when present, else CPU (default auto)")
     parser.add_argument("--bf16", action="store_true",
@@ -113,25 +135,76 @@ def _method_list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
-def _config(args: argparse.Namespace) -> tuple[ExperimentConfig, RunOptions]:
-    """What to compute and how to run it, from the flags (each checks its fields)."""
+def _lr_list(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated learning rates such as ``1e-4,1e-3`` (each a finite
+    number > 0)."""
+    import math
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no learning rate; give e.g. "
+                                         "1e-4,1e-3,1e-2")
+    lrs = []
+    for p in parts:
+        try:
+            lr = float(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"learning rate {p!r} is not a number; give e.g. "
+                                             "1e-4,1e-3,1e-2") from None
+        if not (math.isfinite(lr) and lr > 0):
+            raise argparse.ArgumentTypeError(f"learning rate {p!r} is not allowed; each must "
+                                             "be a finite number > 0")
+        lrs.append(lr)
+    return tuple(lrs)
+
+
+def _config(args: argparse.Namespace
+            ) -> tuple[ExperimentConfig, RunOptions, StudyConfig | None]:
+    """What to compute and how to run it, from the flags (each checks its fields); with
+    ``--study``, the study and the config as it runs it (:meth:`StudyConfig.prepare`)."""
     from ..choices import DEFAULT_METHODS
     from ..results import ExperimentConfig, RunOptions
     from ..results.presets import PRESETS
 
     real = PRESETS[args.preset].real
+    study = _study(args)
     methods = args.methods or (real.methods if real else DEFAULT_METHODS)
     ranks = args.ranks or (real.ranks if real else (1, 2, 4, 8, 16))
     targets = args.targets or (real.targets if real else ("attn", "attn+mlp"))
+    steps = args.steps
+    if study is not None:
+        from ..results.study_plan import STUDY_RANKS, STUDY_STEPS
+
+        ranks = args.ranks or STUDY_RANKS[study.name]
+        if steps is None and real is None and args.model is None:
+            steps = STUDY_STEPS[study.name]
     config = ExperimentConfig(preset=args.preset, methods=tuple(methods),
                               ranks=tuple(ranks), targets=tuple(targets),
                               seed=args.seed, bf16=args.bf16, data=args.data,
-                              model=args.model, revision=args.revision, steps=args.steps,
+                              model=args.model, revision=args.revision, steps=steps,
                               batch=args.batch)
     options = RunOptions(device=args.device, cache_dir=args.cache, fsdp=args.fsdp,
                          grad_checkpointing=args.grad_checkpointing, jobs=args.jobs,
                          threads=args.threads)
-    return config, options
+    return config if study is None else study.prepare(config), options, study
+
+
+def _study(args: argparse.Namespace) -> StudyConfig | None:
+    """The ``--study`` asked for (checked), or ``None``; ``--lrs`` without ``--study lr``
+    and ``--methods`` with a study are refused."""
+    from ..errors import LoralabError
+
+    if args.study is None:
+        if args.lrs is not None:
+            raise LoralabError("--lrs is not allowed without --study lr; it is the lr "
+                               "study's grid")
+        return None
+    if args.methods is not None:
+        raise LoralabError(f"--methods is not allowed with --study {args.study}; a study "
+                           "runs full fine-tuning and LoRA")
+    from ..results.study_plan import StudyConfig
+
+    return StudyConfig(args.study, args.lrs)
 
 
 def _preflight(args: argparse.Namespace, config: ExperimentConfig,
@@ -175,7 +248,7 @@ def _inside(path: str | Path, folder: Path) -> bool:
 
 
 def _progress_bar(args: argparse.Namespace, dist: DistContext,
-                  config: ExperimentConfig) -> tqdm | None:
+                  config: ExperimentConfig, study: StudyConfig | None = None) -> tqdm | None:
     """A tqdm bar over every training step of the experiment (rank 0 only), or ``None``."""
     from ..experiment.driver import total_steps
 
@@ -183,12 +256,13 @@ def _progress_bar(args: argparse.Namespace, dist: DistContext,
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total_steps(config), unit="step", file=sys.stderr, dynamic_ncols=True,
+    return tqdm(total=total_steps(config, study), unit="step", file=sys.stderr,
+                dynamic_ncols=True,
                 desc="finetune")
 
 
 def _run_with_bar(config: ExperimentConfig, options: RunOptions, out: Path, dist: DistContext,
-                  bar: tqdm | None) -> ExperimentResult:
+                  bar: tqdm | None, study: StudyConfig | None = None) -> ExperimentResult:
     """Run the experiment, advancing ``bar``; on Ctrl-C say how to resume and re-raise."""
     from ..experiment.driver import run_experiment
     from ..experiment.resume import resume_hint
@@ -207,7 +281,7 @@ def _run_with_bar(config: ExperimentConfig, options: RunOptions, out: Path, dist
 
     try:
         return run_experiment(config, options, out_dir=out, dist=dist, progress=progress,
-                              on_plan=on_plan)
+                              on_plan=on_plan, study=study)
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -248,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio import output_files
     from ..lm.dist import init_distributed
 
-    config, options = _config(args)
+    config, options, study = _config(args)
     _preflight(args, config, options)
     from ..threads import set_threads
 
@@ -258,9 +332,9 @@ def run(args: argparse.Namespace) -> int:
     with (output_files({"--json": args.json}, "finetune") if main
           else contextlib.nullcontext()):
         dist, device = init_distributed(args.device, "fsdp" if args.fsdp else "ddp")
-        bar = _progress_bar(args, dist, config)
+        bar = _progress_bar(args, dist, config, study)
         out = Path(args.out)
-        result = _run_with_bar(config, options, out, dist, bar)
+        result = _run_with_bar(config, options, out, dist, bar, study)
         if dist.is_main:
             _report(result, args, out, device, dist)
     if dist.world_size > 1:

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show an earlier 'loralab finetune --out DIR' in chapter 7.5 "
                              "(its preset, methods and figures) instead of running the "
                              "experiment")
+    parser.add_argument("--study", action="append", default=None, metavar="DIR",
+                        dest="study_dirs",
+                        help="also show the study in an earlier 'loralab finetune --study "
+                             "NAME --out DIR' (table, figure, verdicts) in chapter 7.5; "
+                             "repeat for each study")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,12 +71,17 @@ def run(args: argparse.Namespace) -> int:
     config = ReportConfig(preset=args.preset, lang=args.lang, seed=args.seed,
                           hidden_size=args.hidden_size,
                           analyses=not args.no_analyses, finetune=not args.no_finetune,
-                          finetune_dir=args.finetune_dir)
+                          finetune_dir=args.finetune_dir,
+                          study_dirs=tuple(args.study_dirs or ()))
     check_report_dir(args.out)                       # fail before any computation
     if args.finetune_dir is not None:
         from ..report.methods import read_finetune_result
 
         read_finetune_result(args.finetune_dir)      # readable before any computation
+    if args.study_dirs:
+        from ..report.studies import read_study_results
+
+        read_study_results(tuple(args.study_dirs))   # each a study, before any computation
     bar = None
 
     def on_stage(name: str) -> None:

@@ -40,6 +40,7 @@ from ..lm.dist import DistContext, resolve_device
 from ..method_specs import METHOD_SPECS, full_run, method_spec
 from ..peak import measure_matmul_peak
 from ..results.finetune import ExperimentResult, MergeCheck, RunResult
+from ..results.study_plan import StudyConfig
 from ..threads import SMALL_NUMEL, largest_matrix_numel, run_layout
 from .analysis import analyse
 from .base import default_cache_dir, load_or_pretrain_base
@@ -52,6 +53,7 @@ from .methods import adapter_root, plain_adapter
 from .one_run import fine_tune
 from .outputs import write_outputs
 from .resume import COMMAND, STATE, ResumeFolder
+from .studies import study_result
 from .workload import Workload, load_workload
 
 __all__ = [
@@ -62,11 +64,23 @@ __all__ = [
 ]
 
 
-def total_steps(config: ExperimentConfig) -> int:
-    """Optimizer steps of the whole experiment (pretraining included), for a progress bar."""
+def total_steps(config: ExperimentConfig, study: StudyConfig | None = None) -> int:
+    """Optimizer steps of the whole experiment (pretraining included), for a progress bar;
+    with ``study``: of the study's runs."""
+    if study is not None:
+        config = study.prepare(config)
     spec = config.spec
+    plan = plan_runs(config) if study is None else study.runs(config, _sets(config))
     return spec.pretrain.steps + sum(
-        (spec.lora if r.method_spec.is_adapter else spec.full).steps for r in plan_runs(config))
+        (spec.lora if r.method_spec.is_adapter else spec.full).steps for r in plan)
+
+
+def _sets(config: ExperimentConfig) -> list[tuple[str, tuple[str, ...]]]:
+    """The config's target sets as a plan sees them before the model is loaded."""
+    from ..results.presets import parse_targets
+
+    return ([parse_targets(t) for t in config.targets] if config.model is None
+            else [(t, ()) for t in config.targets])
 
 
 def _steps_to_full(runs: list[RunResult]) -> None:
@@ -83,7 +97,8 @@ def _steps_to_full(runs: list[RunResult]) -> None:
 def run_experiment(config: ExperimentConfig | None = None, options: RunOptions | None = None,
                    *, out_dir: str | Path | None = None, dist: DistContext | None = None,
                    progress: Progress | None = None,
-                   on_plan: Callable[[list[str]], None] | None = None) -> ExperimentResult:
+                   on_plan: Callable[[list[str]], None] | None = None,
+                   study: StudyConfig | None = None) -> ExperimentResult:
     """Run the whole experiment ``config`` as ``options`` say (default: one after another on
     the default device); with ``out_dir`` also write every output there (rank 0).
 
@@ -93,11 +108,16 @@ def run_experiment(config: ExperimentConfig | None = None, options: RunOptions |
     training (:func:`loralab.experiment.base.check_cache`). ``progress(label, steps)`` is
     called as optimizer steps complete (for a progress bar whose total is
     :func:`total_steps`); ``on_plan(lines)`` once the data and base are loaded and the
-    memory estimate passed (rank 0). Returns the :class:`ExperimentResult`.
+    memory estimate passed (rank 0). ``study``: run that study's runs
+    (:class:`~loralab.results.study_plan.StudyConfig`) instead of the experiment's, and fill
+    ``result.study`` (:func:`loralab.experiment.studies.study_result`). Returns the
+    :class:`ExperimentResult`.
     """
     from .base import check_cache
 
     config = config or ExperimentConfig()
+    if study is not None:
+        config = study.prepare(config)
     options = options or RunOptions()
     check_plan(config, options)
     dist = dist or DistContext()
@@ -109,7 +129,7 @@ def run_experiment(config: ExperimentConfig | None = None, options: RunOptions |
     with claim as folder:
         dist.barrier()
         out = Path(out_dir) if out_dir is not None else None
-        return _run(config, ctx, out, folder, on_plan)
+        return _run(config, ctx, out, folder, on_plan, study)
 
 
 def memory_plan(config: ExperimentConfig, work: Workload, device: torch.device
@@ -195,8 +215,8 @@ def _train_side_by_side(pending: list[RunSpec], layout: tuple[int, int], work: W
 
 
 def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
-         folder: OutputFolder | None, on_plan: Callable[[list[str]], None] | None
-         ) -> ExperimentResult:
+         folder: OutputFolder | None, on_plan: Callable[[list[str]], None] | None,
+         study: StudyConfig | None = None) -> ExperimentResult:
     t0 = time.perf_counter()
     dist = ctx.dist
     work = load_workload(config, ctx)
@@ -205,7 +225,8 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
     plan_lines += [f"memory estimate: {m['describe']}" for m in memory]
     if config.model is not None:        # the labels of the model's own module names
         config = config.with_changes(targets=tuple(label for label, _ in work.target_sets))
-    plan = plan_runs(config, work.target_sets)
+    plan = (plan_runs(config, work.target_sets) if study is None
+            else study.runs(config, work.target_sets))
     with contextlib.ExitStack() as stack:
         resume = ResumeFolder.of(out, config).open(work.base_info.sha256, dist) \
             if out is not None else None
@@ -241,6 +262,8 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
     result.analysis.magnitude_direction = magnitude_direction(config, runs, work.target_sets)
     result.wall_s = time.perf_counter() - t0
     result.floor = experiment_floor(result, work, adapter_root(work.base))
+    if study is not None:
+        result.study = study_result(study, result)
     require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "
                    "lower the learning rate")                  # never printed nor saved
     if folder is not None and out is not None:

@@ -53,7 +53,7 @@ def _result(run: RunSpec, res: TrainResult, wall: float, model: nn.Module) -> Ru
         peak_memory_bytes=res.peak_memory_bytes, peak_memory_kind=res.peak_memory_kind,
         wall_s=wall, val_steps=res.val_steps, val_loss=res.val_loss,
         train_loss=res.train_loss, resumed_from=res.resumed_from,
-        base_weight_bytes=base_weight_bytes(model))
+        base_weight_bytes=base_weight_bytes(model), lr=run.lr)
 
 
 def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str
@@ -95,6 +95,8 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
     spec, base, ft, base_sha = config.spec, work.base, work.ft, work.base_info.sha256
     device, dist = ctx.device, ctx.dist
     tc = _with_seed(spec.lora if run.method_spec.is_adapter else spec.full, config.seed)
+    if run.lr is not None:                          # a study's run: its own learning rate
+        tc = replace(tc, lr=run.lr)
     model = build_run_model(base, run, config)
     done = resume.done(run) if resume is not None else None
     if done is not None and dist.broadcast_flag(done.is_file(), device):

@@ -2,7 +2,8 @@
 
     results.md, results.json, samples.txt,
     convergence.png, bridge.png, cost.png (with a full run), methods.png (with methods
-    beyond full, lora and rslora), magnitude_direction.png (with dora),
+    beyond full, lora and rslora), magnitude_direction.png (with dora), lr_study.png or
+    placement.png (a study's),
     adapters/<run>/adapter_config.json + adapter_model.safetensors   (PEFT format)
     adapters/loftq-*/loftq_base_weights.safetensors                  (LoftQ's Q weights)
 
@@ -22,14 +23,16 @@ from ..method_specs import full_run, method_spec
 from ..plots import save_png
 from ..plots.finetune import bridge_figure, convergence_figure, cost_figure
 from ..plots.methods import direction_figure, methods_figure
+from ..plots.studies import lr_figure, placement_figure
 from ..results.finetune import ExperimentResult
 from ..results.finetune_config import DEFAULT_METHODS
 from .methods import adapter_root
 from .tables import format_samples, format_tables
 
-__all__ = ["LOFTQ_BASE", "write_outputs"]
+__all__ = ["LOFTQ_BASE", "STUDY_FIGURES", "write_outputs"]
 
 LOFTQ_BASE = "loftq_base_weights.safetensors"   # beside a LoftQ run's adapter
+STUDY_FIGURES = {"lr": "lr_study.png", "placement": "placement.png"}   # a study's figure
 
 
 def _save_loftq_base(model: nn.Module, path: Path) -> None:
@@ -56,11 +59,15 @@ def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: P
         if specs[label].init == "loftq":       # its adapter belongs to Q(W), saved beside it
             _save_loftq_base(model, out / "adapters" / label / LOFTQ_BASE)
     save_png(convergence_figure(result), out / "convergence.png")
-    if full_run(result.runs) is not None:
+    lr_study = result.study is not None and result.study.name == "lr"
+    if full_run(result.runs) is not None and not lr_study:     # lr study: no one full run
         save_png(bridge_figure(result), out / "bridge.png")
         save_png(cost_figure(result), out / "cost.png")
     if set(result.config.methods) - set(DEFAULT_METHODS):
         save_png(methods_figure(result), out / "methods.png")
+    if result.study is not None:
+        draw = lr_figure if result.study.name == "lr" else placement_figure
+        save_png(draw(result.study), out / STUDY_FIGURES[result.study.name])
     md = result.analysis.magnitude_direction if result.analysis else None
     if md is not None:
         save_png(direction_figure(md), out / "magnitude_direction.png")

@@ -288,9 +288,13 @@ def _rslora_lines(result: ExperimentResult, a: Analysis, h: str, markdown: bool)
 
 
 def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
-    """All tables: runs, targets, truncation vs LoRA, ΔW spectra, amplification, rsLoRA."""
+    """All tables: a study's (:mod:`.study_tables`), runs, targets, truncation vs LoRA, ΔW
+    spectra, amplification, rsLoRA."""
+    from .study_tables import study_lines
+
     h = "### " if markdown else ""
-    lines = _runs_lines(result, h, markdown)
+    lines = study_lines(result, h, markdown)          # a study's table and verdicts first
+    lines += _runs_lines(result, h, markdown)
     lines += _forgetting_lines(result, h, markdown)
     a = result.analysis
     if a is None:

@@ -38,6 +38,8 @@ class ReportConfig:
         finetune: run the fine-tuning experiment (chapter 7.5).
         finetune_dir: show the results of an earlier ``loralab finetune --out DIR`` in
             chapter 7.5 instead of running the experiment (any preset or ``--methods``).
+        study_dirs: earlier ``loralab finetune --study NAME --out DIR`` folders whose
+            studies (table, figure, verdicts) chapter 7.5 shows too.
     """
 
     preset: Preset = "default"
@@ -47,6 +49,7 @@ class ReportConfig:
     analyses: bool = True
     finetune: bool = True
     finetune_dir: str | None = None
+    study_dirs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)

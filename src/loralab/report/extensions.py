@@ -23,6 +23,7 @@ from ..plots.merge_methods import merge_methods_figure
 from .data import Extension, ReportData
 from .figure_zh import localized_png as _png
 from .methods import method_figures, method_values, read_finetune_result
+from .studies import read_study_results, study_figures, study_values
 from .text import plain, t
 
 __all__ = ["LOWRANK_KEYS", "finetune_extension", "finetune_from_result", "lowrank_extensions",
@@ -197,13 +198,30 @@ def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extensio
         "targets": _targets(data, result), "merge": _merge(getattr(a, "merge_checks", [])),
         "samples": _samples(getattr(a, "samples", []), lang),
         **method_values(result, lang)}
+    studies = [result, *read_study_results(_other_dirs(data.config.study_dirs,
+                                                       data.config.finetune_dir))]
+    values["studies"] = study_values(studies, lang)
     figures = [(_png(pft.convergence_figure(result), font), t("ft_cap_conv", lang))]
-    if full is not None:
+    if full is not None and (result.study is None or result.study.name != "lr"):
         figures += [(_png(pft.bridge_figure(result), font), t("ft_cap_bridge", lang)),
                     (_png(pft.cost_figure(result), font), t("ft_cap_cost", lang))]
     figures += method_figures(result, lang, font)
+    figures += study_figures(studies, lang, font)
     _slider_lines(data, result)
     return Extension("finetune", values=values, figures=figures)
+
+
+def _other_dirs(dirs: tuple[str, ...], shown: str | None) -> tuple[str, ...]:
+    """``dirs`` less the folder the chapter already shows (``--finetune``)."""
+    import os
+
+    seen = {os.path.realpath(shown)} if shown is not None else set()
+    out = []
+    for d in dirs:
+        if os.path.realpath(d) not in seen:
+            seen.add(os.path.realpath(d))
+            out.append(d)
+    return tuple(out)
 
 
 def _targets(data: ReportData, result: ExperimentResult) -> dict | None:

@@ -191,4 +191,17 @@ FIGURE_ZH: list[tuple[str, str]] = [
     (r"exact Σ wᵢΔWᵢ", "精确和 Σ wᵢΔWᵢ"),
     (r"ΔW entries of (.+)", r"\1 的 ΔW 元素"),
     (r"(.+), (\d+%) zeros", r"\1，\2 为零"),
+    # plots/studies.py
+    (r"full fine-tuning: best (\S+)", r"全参微调：最优 \1"),
+    (r"LoRA r=(\d+): best (\S+), (.+)× full's", r"LoRA r=\1：最优 \2，为全参的 \3 倍"),
+    (r"learning rate \(log scale\)", "学习率（对数坐标）"),
+    (r"final val loss", "最终验证损失"),
+    (r"Final val loss against learning rate \(★ best; hollow ★: at the grid's edge\)",
+     "最终验证损失对学习率（★ 最优；空心 ★：在网格边缘）"),
+    (r"attention only", "仅注意力"),
+    (r"MLP only", "仅 MLP"),
+    (r"all linear layers", "全部线性层"),
+    (r"budget: all layers at r=(\d+)", r"预算：全部层 r=\1"),
+    (r"LoRA placement at matched trainable parameters\n\(on the bars: rank, trainable "
+     r"parameters\)", "相同可训练参数量下的 LoRA 放置\n（柱上：秩、可训练参数）"),
 ]

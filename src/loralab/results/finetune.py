@@ -14,6 +14,7 @@ from ..errors import LoralabError
 from ..fileio import to_jsonable
 from .finetune_config import ExperimentConfig, RunOptions, run_label
 from .floor import Floor
+from .study import StudyResult, study_from_dict
 
 __all__ = [
     "CONFIG_KEYS",
@@ -200,6 +201,7 @@ class RunResult:
     base_weight_bytes: int = 0                  # the frozen base's tensors (NF4: packed)
     direction_trace: list[dict] = field(default_factory=list)   # DoRA's view, traced runs
     general_val_loss: float | None = None       # a real-model preset's general text, after
+    lr: float | None = None                     # a study's run: its learning rate
 
     @property
     def trainable_percent(self) -> float:
@@ -247,6 +249,7 @@ class ExperimentResult:
     memory: list[dict] = field(default_factory=list)   # the plan's memory estimate per kind
     options: RunOptions = field(default_factory=RunOptions)
     floor: Floor | None = None        # the least wall time its FLOPs allow (results.floor)
+    study: StudyResult | None = None             # a study's curves/table and verdicts
 
     @property
     def base_val_loss(self) -> float:
@@ -274,6 +277,7 @@ class ExperimentResult:
             **(to_jsonable(self.analysis) if self.analysis is not None else {}),
             "wall_s": self.wall_s, "data": self.data, "memory_estimates": self.memory,
             "floor": self.floor.to_dict() if self.floor is not None else None,
+            **({"study": self.study.to_dict()} if self.study is not None else {}),
         }
 
 
@@ -341,7 +345,8 @@ def result_from_dict(data: dict) -> ExperimentResult:
                                 runs=runs, analysis=analysis, wall_s=data["wall_s"],
                                 data=data.get("data") or {},
                                 memory=data.get("memory_estimates") or [],
-                                floor=_floor_from_dict(data.get("floor")))
+                                floor=_floor_from_dict(data.get("floor")),
+                                study=study_from_dict(data.get("study")))
     except (KeyError, TypeError, AttributeError) as exc:
         raise LoralabError(f"not a loralab finetune result ({type(exc).__name__}: {exc}); "
                            "give a results.json written by 'loralab finetune'") from None

@@ -39,7 +39,7 @@ from .presets import CORPUS_VERSION, PRESETS, Preset, PresetSpec, parse_targets
 
 __all__ = ["ADAPTER_METHODS", "DEFAULT_METHODS", "LOFTQ_ITER", "LORAPLUS_RATIO", "METHODS",
            "METHOD_HELP", "QUANT_METHODS", "ExperimentConfig", "RunOptions", "RunSpec",
-           "plan_runs", "run_label"]
+           "lr_tag", "plan_runs", "run_label"]
 
 ADAPTER_METHODS: frozenset[str] = frozenset(m for m, s in METHOD_SPECS.items() if s.is_adapter)
 QUANT_METHODS: frozenset[str] = frozenset(m for m, s in METHOD_SPECS.items() if s.quantizes)
@@ -48,13 +48,15 @@ QUANT_METHODS: frozenset[str] = frozenset(m for m, s in METHOD_SPECS.items() if 
 @dataclass(frozen=True)
 class RunSpec:
     """One fine-tuning run: its ``method`` (:data:`METHODS`; what it does is the method's
-    record, :data:`~loralab.method_specs.METHOD_SPECS`) and, for an adapter, its rank and
-    targets."""
+    record, :data:`~loralab.method_specs.METHOD_SPECS`), for an adapter its rank and
+    targets, and in a study (:mod:`.study_plan`) its learning rate ``lr`` (``None``: the
+    preset's)."""
 
     method: Method
     rank: int | None = None
     targets: str = "all"
     modules: tuple[str, ...] = ()
+    lr: float | None = None          # a study's learning rate (None: the preset's)
 
     @property
     def method_spec(self) -> MethodSpec:
@@ -68,8 +70,16 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """File-safe name: ``full``, ``lora-r8-attn``, ``dora-r16-attn+mlp``."""
-        return self.method_spec.run_label(self.rank, self.targets)
+        """File-safe name: ``full``, ``lora-r8-attn``, ``dora-r16-attn+mlp``; a study's run
+        ends in its learning rate (:func:`lr_tag`): ``lora-r4-attn+mlp-lr0.003``."""
+        label = self.method_spec.run_label(self.rank, self.targets)
+        return label if self.lr is None else f"{label}-{lr_tag(self.lr)}"
+
+
+def lr_tag(lr: float) -> str:
+    """A learning rate as a run label's suffix (2 significant digits): ``0.003`` ->
+    ``lr0.003``, ``2e-05`` -> ``lr2e-05``."""
+    return f"lr{lr:.2g}"
 
 
 def run_label(method: str, rank: int | None = None, targets: str = "all") -> str:

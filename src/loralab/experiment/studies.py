@@ -1,0 +1,178 @@
+"""A study's numbers and verdicts, from the experiment's runs (Schulman et al. 2025).
+
+* **lr** (:func:`lr_curves`, :func:`lr_verdicts`): one curve of final val loss against
+  learning rate per kind of run (full, LoRA at each rank); each curve's best rate on the
+  grid and, between grid points, the vertex of the parabola through the best point and its
+  two neighbours in ``(x = log10 lr, loss)``::
+
+      x* = x1 − ½·[(x1−x0)²(y1−y2) − (x1−x2)²(y1−y0)] / [(x1−x0)(y1−y2) − (x1−x2)(y1−y0)]
+
+  The claim "LoRA's best rate ≈ 10× full fine-tuning's, nearly independent of the rank"
+  holds when every rank's ratio lies within half a decade of 10 (3.2 … 32) and the LoRA
+  bests span at most half a decade; a best at the grid's edge leaves it unresolved
+  ("partly").
+* **placement** (:func:`placement_rows`, :func:`placement_verdict`): at each parameter
+  budget, attention only against the MLP only and all linear layers; the claim (all layers
+  and the MLP do at least as well as attention only at equal counts) holds when both are
+  within :data:`TIE` of attention only or better at every budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..results.finetune import ExperimentResult, RunResult
+from ..results.study import LrCurve, PlacementRow, StudyResult
+from ..results.study_plan import PLACEMENT_SETS, StudyConfig, placement_ranks
+from ..results.verdict import Verdict
+
+__all__ = ["HALF_DECADE", "SOURCE", "TIE", "best_lr_fit", "lr_curves", "lr_verdicts",
+           "placement_rows", "placement_verdict", "study_floor_s", "study_result"]
+
+SOURCE = "Schulman and Thinking Machines 2025, LoRA Without Regret"
+HALF_DECADE = math.sqrt(10.0)
+TIE = 0.005          # placement: losses within 0.5 % count as a match
+
+
+def best_lr_fit(lrs: list[float], losses: list[float]) -> tuple[int, float]:
+    """``(i, lr*)``: the index of the least loss and the parabola's vertex in log10 lr
+    through it and its neighbours (module doc), kept between those neighbours; at an edge,
+    or when the three points are not convex, ``lr*`` is the grid's rate."""
+    i = min(range(len(losses)), key=losses.__getitem__)
+    if i == 0 or i == len(lrs) - 1:
+        return i, lrs[i]
+    x0, x1, x2 = (math.log10(v) for v in lrs[i - 1:i + 2])
+    y0, y1, y2 = losses[i - 1:i + 2]
+    den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    if den == 0:
+        return i, lrs[i]
+    x = x1 - 0.5 * ((x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)) / den
+    return i, 10 ** min(max(x, x0), x2)
+
+
+def lr_curves(runs: list[RunResult]) -> list[LrCurve]:
+    """One :class:`LrCurve` per kind of run (full first, then LoRA by rank), its points in
+    ascending learning rate (runs without ``lr`` are left out)."""
+    kinds: dict[tuple[str, int | None], list[RunResult]] = {}
+    for r in runs:
+        if r.lr is not None:
+            kinds.setdefault((r.method, r.rank), []).append(r)
+    curves = []
+    for (method, rank), group in sorted(kinds.items(), key=lambda kv: (kv[0][1] or 0)):
+        group = sorted(group, key=lambda r: r.lr or 0.0)
+        lrs = [float(r.lr or 0.0) for r in group]
+        losses = [r.final_val_loss for r in group]
+        i, fit = best_lr_fit(lrs, losses)
+        curves.append(LrCurve(label=method if rank is None else f"{method}-r{rank}",
+                              method=method, rank=rank, lrs=lrs, val_loss=losses,
+                              best_lr=lrs[i], best_lr_fit=fit, best_val_loss=losses[i],
+                              at_edge=len(lrs) > 1 and i in (0, len(lrs) - 1)))
+    return curves
+
+
+def _edge_note(curves: list[LrCurve]) -> str:
+    edges = [f"{c.label} at {c.best_lr:g}" for c in curves if c.at_edge]
+    return ("" if not edges else "the best sits at the grid's edge for " + ", ".join(edges)
+            + ", so the true best may lie outside the grid and the claim is unresolved there")
+
+
+def lr_verdicts(curves: list[LrCurve]) -> tuple[list[Verdict], dict[str, float]]:
+    """The two claims of the lr study judged on ``curves`` (module doc), and each LoRA
+    curve's ratio of its best rate (fitted) to full fine-tuning's."""
+    full = next((c for c in curves if c.method == "full"), None)
+    lora = [c for c in curves if c.method != "full"]
+    if full is None or not lora:
+        return [], {}
+    ratios = {c.label: c.best_lr_fit / full.best_lr_fit for c in lora}
+    note = _edge_note([full, *lora])
+    near = [k for k, v in ratios.items() if 10 / HALF_DECADE <= v <= 10 * HALF_DECADE]
+    word = ("holds" if len(near) == len(ratios) else "partly" if near else "does not hold")
+    why = ("" if word == "holds" else
+           f"the ratio lies within half a decade of 10 for {len(near)} of {len(ratios)} ranks")
+    if note:
+        word, why = "partly", "; ".join(x for x in (why, note) if x)
+    measured = {"full best": f"{full.best_lr_fit:.2g}",
+                **{f"{k} best": f"{c.best_lr_fit:.2g} ({ratios[k]:.1f}x)"
+                   for k, c in zip(ratios, lora, strict=True)}}
+    ratio_v = Verdict(study="lr", claim="LoRA's best learning rate is about 10x full "
+                      "fine-tuning's", source=SOURCE, word=word, measured=measured, reason=why)
+    bests = [c.best_lr_fit for c in lora]
+    spread = max(bests) / min(bests)
+    word = "holds" if spread <= HALF_DECADE else "partly" if spread <= 10 else "does not hold"
+    why = "" if word == "holds" else f"LoRA's best moves {spread:.1f}x across ranks"
+    lora_note = _edge_note(lora)
+    if lora_note:
+        word, why = "partly", "; ".join(x for x in (why, lora_note) if x)
+    rank_v = Verdict(study="lr", claim="LoRA's best learning rate barely depends on the rank "
+                     "(alpha fixed, scale alpha/r)", source=SOURCE, word=word,
+                     measured={"ranks": ", ".join(str(c.rank) for c in lora),
+                               "spread max/min": f"{spread:.2f}x"}, reason=why)
+    return [ratio_v, rank_v], ratios
+
+
+def placement_rows(result: ExperimentResult) -> list[PlacementRow]:
+    """Full fine-tuning, then per budget rank ``r_all`` the three placements with their
+    trainable parameters over the all-linear run's."""
+    full = next((r for r in result.runs if r.method == "full"), None)
+    by_label = {r.label: r for r in result.runs}
+    rows = []
+    if full is not None:
+        rows.append(PlacementRow(label=full.label, targets="all weights", rank=None,
+                                 budget_rank=None, trainable_params=full.trainable_params,
+                                 param_ratio=None, final_val_loss=full.final_val_loss))
+    for r_all in result.config.ranks:
+        ranks = placement_ranks(result.config.spec.model, r_all)
+        runs = {t: next(r for r in by_label.values() if r.method == "lora"
+                        and r.targets == t and r.rank == k) for t, k in ranks.items()}
+        budget = runs["attn+mlp"].trainable_params
+        rows += [PlacementRow(label=r.label, targets=t, rank=r.rank, budget_rank=r_all,
+                              trainable_params=r.trainable_params,
+                              param_ratio=r.trainable_params / budget,
+                              final_val_loss=r.final_val_loss) for t, r in runs.items()]
+    return rows
+
+
+def placement_verdict(rows: list[PlacementRow]) -> Verdict:
+    """All linear layers and the MLP only against attention only at every budget."""
+    budgets = sorted({r.budget_rank for r in rows if r.budget_rank is not None})
+    wins, measured = 0, {}
+    for b in budgets:
+        at = {r.targets: r for r in rows if r.budget_rank == b}
+        attn = at["attn"].final_val_loss
+        ok = all(at[t].final_val_loss <= attn * (1 + TIE) for t in PLACEMENT_SETS[1:])
+        wins += ok
+        measured[f"budget r={b} ({at['attn+mlp'].trainable_params:,} params)"] = ", ".join(
+            f"{t} {at[t].final_val_loss:.3f}" for t in PLACEMENT_SETS)
+    full = next((r for r in rows if r.budget_rank is None), None)
+    if full is not None:
+        measured["full fine-tuning"] = f"{full.final_val_loss:.3f}"
+    word = "holds" if wins == len(budgets) else "partly" if wins else "does not hold"
+    why = ("" if word == "holds" else f"MLP only and all layers reach attention only's loss "
+           f"(within {100 * TIE:.1f} %) at {wins} of {len(budgets)} budgets")
+    return Verdict(study="placement", claim="at equal trainable parameters, LoRA on all "
+                   "layers and on the MLP does at least as well as attention only",
+                   source=SOURCE, word=word, measured=measured, reason=why)
+
+
+def study_floor_s(result: ExperimentResult) -> float | None:
+    """Σ over runs of steps × step FLOPs / the matmul peak the run measured
+    (= steps × step time × MFU); ``None`` when a run has no MFU."""
+    spec, total = result.config.spec, 0.0
+    for r in result.runs:
+        steps = (spec.full if r.method == "full" else spec.lora).steps
+        if not math.isfinite(r.mfu) or not math.isfinite(r.step_time_s):
+            return None
+        total += steps * r.step_time_s * r.mfu
+    return total
+
+
+def study_result(study: StudyConfig, result: ExperimentResult) -> StudyResult:
+    """The study's table, verdicts and floor from ``result``'s runs."""
+    out = StudyResult(name=study.name, floor_s=study_floor_s(result), wall_s=result.wall_s)
+    if study.name == "lr":
+        out.curves = lr_curves(result.runs)
+        out.verdicts, out.ratios = lr_verdicts(out.curves)
+    else:
+        out.placement = placement_rows(result)
+        out.verdicts = [placement_verdict(out.placement)]
+    return out
