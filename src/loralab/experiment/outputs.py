@@ -59,8 +59,7 @@ def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: P
         if specs[label].init == "loftq":       # its adapter belongs to Q(W), saved beside it
             _save_loftq_base(model, out / "adapters" / label / LOFTQ_BASE)
     save_png(convergence_figure(result), out / "convergence.png")
-    lr_study = result.study is not None and result.study.name == "lr"
-    if full_run(result.runs) is not None and not lr_study:     # lr study: no one full run
+    if full_run(result.runs) is not None and result.study is None:   # a study: its own
         save_png(bridge_figure(result), out / "bridge.png")
         save_png(cost_figure(result), out / "cost.png")
     if set(result.config.methods) - set(DEFAULT_METHODS):

@@ -202,7 +202,7 @@ def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extensio
                                                        data.config.finetune_dir))]
     values["studies"] = study_values(studies, lang)
     figures = [(_png(pft.convergence_figure(result), font), t("ft_cap_conv", lang))]
-    if full is not None and (result.study is None or result.study.name != "lr"):
+    if full is not None and result.study is None:    # a study shows its own figure
         figures += [(_png(pft.bridge_figure(result), font), t("ft_cap_bridge", lang)),
                     (_png(pft.cost_figure(result), font), t("ft_cap_cost", lang))]
     figures += method_figures(result, lang, font)
