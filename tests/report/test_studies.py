@@ -10,11 +10,11 @@ import pytest
 
 from loralab.errors import LoralabError
 from loralab.experiment.studies import lr_curves, lr_verdicts, placement_verdict
+from loralab.report.studies import CLAIM_KEYS, read_study_results, study_figures, study_values
+from loralab.report.text import t
 from loralab.results import ExperimentResult, RunResult, result_from_dict
 from loralab.results.study import PlacementRow, StudyResult
 from loralab.results.verdict import VERDICT_WORDS_ZH
-from loralab.report.studies import CLAIM_KEYS, read_study_results, study_figures, study_values
-from loralab.report.text import t
 from tests.plots.conftest import results_json
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from loralab.errors import LoralabError
+from loralab.lm.model import TinyLM, TinyLMConfig
 from loralab.results import ExperimentConfig
 from loralab.results.study_plan import (
     DEFAULT_LRS,
@@ -17,7 +18,6 @@ from loralab.results.study_plan import (
     placement_ranks,
     set_width,
 )
-from loralab.lm.model import TinyLM, TinyLMConfig
 
 
 def _lora_params(model: TinyLMConfig, label: str, rank: int) -> int:

@@ -12,6 +12,8 @@ samples.txt, the figures (convergence.png, bridge.png, cost.png; methods.png and
 magnitude_direction.png when those methods ran) and adapters/<run>/ (PEFT format). --out may
 only hold what an earlier finetune wrote there (listed in its .loralab-manifest.json); that
 run's files not written again are removed, and a second run into the same folder is refused.
+--study lr (learning rates) or --study placement (attention, MLP, all layers at equal
+parameters) runs a study instead: its table and verdicts first, and its figure.
 
 Ctrl-C saves a checkpoint; the same command resumes. Under
 `torchrun --nproc_per_node=N -m loralab finetune ...` it trains with DDP (gloo on CPU,
@@ -296,9 +298,12 @@ def _run_with_bar(config: ExperimentConfig, options: RunOptions, out: Path, dist
 def _report(result: ExperimentResult, args: argparse.Namespace, out: Path,
             device: torch.device, dist: DistContext) -> None:
     """Print the tables, samples and what was saved; write ``--json``."""
+    from ..experiment.study_tables import study_lines
     from ..experiment.tables import format_samples, format_tables
     from ..fileio import atomic_write_json
 
+    for line in study_lines(result):                # a study's table and verdicts first
+        print(line)
     print(format_tables(result))
     print()
     print(format_samples(result))

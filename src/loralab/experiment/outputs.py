@@ -27,6 +27,7 @@ from ..plots.studies import lr_figure, placement_figure
 from ..results.finetune import ExperimentResult
 from ..results.finetune_config import DEFAULT_METHODS
 from .methods import adapter_root
+from .study_tables import study_lines
 from .tables import format_samples, format_tables
 
 __all__ = ["LOFTQ_BASE", "STUDY_FIGURES", "write_outputs"]
@@ -70,7 +71,9 @@ def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: P
     md = result.analysis.magnitude_direction if result.analysis else None
     if md is not None:
         save_png(direction_figure(md), out / "magnitude_direction.png")
-    atomic_write_text(out / "results.md", format_tables(result, markdown=True) + "\n\n```\n"
+    study = "\n".join(study_lines(result, "### ", markdown=True))    # a study's: first
+    atomic_write_text(out / "results.md", (study + "\n\n" if study else "")
+                      + format_tables(result, markdown=True) + "\n\n```\n"
                       + format_samples(result) + "\n```\n")
     atomic_write_text(out / "samples.txt", format_samples(result) + "\n")
     atomic_write_json(out / "results.json", result.to_dict())

@@ -1,4 +1,5 @@
-"""A study's tables and verdict lines (:func:`study_lines`), for the console and results.md.
+"""A study's tables and verdict lines (:func:`study_lines`), printed and written to results.md
+before the experiment's tables (:func:`.tables.format_tables`).
 
 The lr study: one row per curve, its final val loss at every learning rate of the grid, the
 best rate (grid, fitted), its ratio to full fine-tuning's, ``*`` where the best sits at

@@ -288,13 +288,9 @@ def _rslora_lines(result: ExperimentResult, a: Analysis, h: str, markdown: bool)
 
 
 def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
-    """All tables: a study's (:mod:`.study_tables`), runs, targets, truncation vs LoRA, ΔW
-    spectra, amplification, rsLoRA."""
-    from .study_tables import study_lines
-
+    """All tables: runs, targets, truncation vs LoRA, ΔW spectra, amplification, rsLoRA."""
     h = "### " if markdown else ""
-    lines = study_lines(result, h, markdown)          # a study's table and verdicts first
-    lines += _runs_lines(result, h, markdown)
+    lines = _runs_lines(result, h, markdown)
     lines += _forgetting_lines(result, h, markdown)
     a = result.analysis
     if a is None:

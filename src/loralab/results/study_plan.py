@@ -98,8 +98,9 @@ def placement_ranks(model: TinyLMConfig, rank_all: int) -> dict[str, int]:
 @dataclass(frozen=True)
 class StudyConfig:
     """Which study runs (``name``: :data:`STUDY_NAMES`) and the lr study's grid ``lrs``
-    (``None``: :data:`DEFAULT_LRS`, or :data:`REAL_LRS` on a ``--model``; stored sorted by
-    :meth:`plan`). Validated here; :meth:`check` checks it against an experiment's config."""
+    (``None``: :data:`DEFAULT_LRS`, or :data:`REAL_LRS` on a ``--model``, :meth:`grid`;
+    stored sorted). Validated here; :meth:`prepare` checks it against an experiment's
+    config and returns the config the study runs."""
 
     name: Study
     lrs: tuple[float, ...] | None = None
