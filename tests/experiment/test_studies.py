@@ -16,7 +16,6 @@ from loralab.experiment.studies import (
     lr_curves,
     lr_verdicts,
     placement_verdict,
-    study_floor_s,
 )
 from loralab.results import RunResult
 from loralab.results.study import PlacementRow
@@ -89,15 +88,6 @@ def test_placement_verdict_counts_the_budgets() -> None:
     assert placement_verdict(rows(4, 1.0, 2.0, 2.0)).word == "does not hold"
 
 
-def test_floor_is_steps_times_step_time_times_mfu() -> None:
-    class R:                      # only what the floor reads
-        config = type("C", (), {"spec": type("S", (), {
-            "full": type("T", (), {"steps": 10}), "lora": type("T", (), {"steps": 20})})})
-        runs = [_run("full", None, 1e-3, 1.0), _run("lora", 4, 1e-3, 1.0)]
-
-    assert study_floor_s(R()) == pytest.approx(10 * 0.1 * 0.5 + 20 * 0.1 * 0.5)
-
-
 # ---------------------------------------------------------------- end to end (quick preset)
 
 @pytest.fixture(scope="module")
@@ -121,6 +111,10 @@ def test_lr_and_placement_studies_end_to_end(cache: Path, tmp_path: Path, capsys
     assert [v["word"] for v in study["verdicts"]] == ["partly", "partly"]
     assert (out / "lr_study.png").is_file() and not (out / "bridge.png").exists()
     assert "Learning-rate study" in printed and "[partly]" in printed
+    f = data["floor"]                  # the study's floor is the experiment's: FLOPs / peak
+    flops = f["train_flops"] + f["evaluate_flops"] + f["analysis_flops"]
+    assert study["floor_s"] == pytest.approx(flops / f["peak_flops"])
+    assert study["wall_s"] == data["wall_s"]
     assert "Learning-rate study" in (out / "results.md").read_text()
     out = tmp_path / "pl"
     code = main(["finetune", "--preset", "quick", "--study", "placement", "--ranks", "4",

@@ -27,7 +27,7 @@ from ..results.study_plan import PLACEMENT_SETS, StudyConfig, placement_ranks
 from ..results.verdict import Verdict
 
 __all__ = ["HALF_DECADE", "SOURCE", "TIE", "best_lr_fit", "lr_curves", "lr_verdicts",
-           "placement_rows", "placement_verdict", "study_floor_s", "study_result"]
+           "placement_rows", "placement_verdict", "study_result"]
 
 SOURCE = "Schulman and Thinking Machines 2025, LoRA Without Regret"
 HALF_DECADE = math.sqrt(10.0)
@@ -154,21 +154,12 @@ def placement_verdict(rows: list[PlacementRow]) -> Verdict:
                    source=SOURCE, word=word, measured=measured, reason=why)
 
 
-def study_floor_s(result: ExperimentResult) -> float | None:
-    """Σ over runs of steps × step FLOPs / the matmul peak the run measured
-    (= steps × step time × MFU); ``None`` when a run has no MFU."""
-    spec, total = result.config.spec, 0.0
-    for r in result.runs:
-        steps = (spec.full if r.method == "full" else spec.lora).steps
-        if not math.isfinite(r.mfu) or not math.isfinite(r.step_time_s):
-            return None
-        total += steps * r.step_time_s * r.mfu
-    return total
-
-
 def study_result(study: StudyConfig, result: ExperimentResult) -> StudyResult:
-    """The study's table, verdicts and floor from ``result``'s runs."""
-    out = StudyResult(name=study.name, floor_s=study_floor_s(result), wall_s=result.wall_s)
+    """The study's table and verdicts from ``result``'s runs, its wall time and FLOP floor
+    the experiment's (:func:`loralab.experiment.floor.experiment_floor`, set before)."""
+    floor = result.floor.floor_s if result.floor is not None else math.nan
+    out = StudyResult(name=study.name, floor_s=floor if math.isfinite(floor) else None,
+                      wall_s=result.wall_s)
     if study.name == "lr":
         out.curves = lr_curves(result.runs)
         out.verdicts, out.ratios = lr_verdicts(out.curves)

@@ -67,8 +67,8 @@ def study_lines(result: ExperimentResult, h: str = "", markdown: bool = False) -
     lines = (_lr_lines if s.name == "lr" else _placement_lines)(s, h, markdown)
     lines += verdict_lines(s.verdicts, h, markdown)
     floor = ("" if s.floor_s is None else
-             f"; FLOP floor {s.floor_s:.1f} s (Σ steps × step FLOPs / the matmul peak each "
-             f"run measured), {s.wall_s / s.floor_s:.1f}x")
+             f"; FLOP floor {s.floor_s:.1f} s (the experiment's, below), "
+             f"{s.wall_s / s.floor_s:.1f}x")
     lines += ["", f"study {s.name}: {len(result.runs)} runs, wall time {s.wall_s:.1f} s"
               f"{floor}"]
     return lines

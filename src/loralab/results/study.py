@@ -59,9 +59,9 @@ class PlacementRow:
 class StudyResult:
     """A study's table, its verdicts, and its time beside its FLOP floor.
 
-    ``floor_s``: Σ over runs of (steps × step FLOPs) / the matmul peak each run measured,
-    i.e. the study's training at 100 % of one process's peak; ``wall_s``: the whole
-    experiment's wall time (base, training, analysis, outputs).
+    ``floor_s``: the experiment's FLOP floor (:class:`~loralab.results.floor.Floor`: its
+    training, evaluation and analysis FLOPs over the matmul peak measured in the run);
+    ``wall_s``: the experiment's wall time (base, training, analysis), the floor's too.
     """
 
     name: str
