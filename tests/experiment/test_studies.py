@@ -62,6 +62,12 @@ def test_the_papers_picture_holds() -> None:
     assert ratios == pytest.approx({"lora-r1": 10.0, "lora-r4": 10.0, "lora-r16": 10.0})
 
 
+def test_one_rank_judges_only_the_ratio() -> None:
+    verdicts, ratios = lr_verdicts(_curves(1e-3, {4: 1e-2}))
+    assert [v.claim for v in verdicts] == ["LoRA's best learning rate is about 10x full "
+                                           "fine-tuning's"] and list(ratios) == ["lora-r4"]
+
+
 def test_equal_best_rates_do_not_hold_and_moving_ones_are_named() -> None:
     verdicts, ratios = lr_verdicts(_curves(3e-3, {1: 3e-3, 4: 3e-3}))
     assert verdicts[0].word == "does not hold" and ratios["lora-r1"] == pytest.approx(1.0)

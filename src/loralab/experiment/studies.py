@@ -77,8 +77,9 @@ def _edge_note(curves: list[LrCurve]) -> str:
 
 
 def lr_verdicts(curves: list[LrCurve]) -> tuple[list[Verdict], dict[str, float]]:
-    """The two claims of the lr study judged on ``curves`` (module doc), and each LoRA
-    curve's ratio of its best rate (fitted) to full fine-tuning's."""
+    """The two claims of the lr study judged on ``curves`` (module doc; the rank's claim only
+    with two ranks or more), and each LoRA curve's ratio of its best rate (fitted) to full
+    fine-tuning's."""
     full = next((c for c in curves if c.method == "full"), None)
     lora = [c for c in curves if c.method != "full"]
     if full is None or not lora:
@@ -96,6 +97,8 @@ def lr_verdicts(curves: list[LrCurve]) -> tuple[list[Verdict], dict[str, float]]
                    for k, c in zip(ratios, lora, strict=True)}}
     ratio_v = Verdict(study="lr", claim="LoRA's best learning rate is about 10x full "
                       "fine-tuning's", source=SOURCE, word=word, measured=measured, reason=why)
+    if len(lora) < 2:                    # one rank: nothing to say about the rank
+        return [ratio_v], ratios
     bests = [c.best_lr_fit for c in lora]
     spread = max(bests) / min(bests)
     word = "holds" if spread <= HALF_DECADE else "partly" if spread <= 10 else "does not hold"
