@@ -114,7 +114,7 @@ def test_lr_and_placement_studies_end_to_end(cache: Path, tmp_path: Path, capsys
     study = data["study"]
     assert [c["label"] for c in study["curves"]] == ["full", "lora-r2"]
     assert all(c["at_edge"] for c in study["curves"])          # two points: an edge each
-    assert [v["word"] for v in study["verdicts"]] == ["partly", "partly"]
+    assert [v["word"] for v in study["verdicts"]] == ["partly"]    # one rank: the ratio
     assert (out / "lr_study.png").is_file() and not (out / "bridge.png").exists()
     assert "Learning-rate study" in printed and "[partly]" in printed
     f = data["floor"]                  # the study's floor is the experiment's: FLOPs / peak

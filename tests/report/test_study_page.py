@@ -32,6 +32,7 @@ def studies() -> list[ExperimentResult]:
     lr = result_from_dict(results_json())
     lr.runs = [_run("full", None, g, v) for g, v in ((1e-4, 2.0), (1e-3, 1.5), (1e-2, 2.5))]
     lr.runs += [_run("lora", 4, g, v) for g, v in ((1e-4, 3.0), (1e-3, 2.0), (1e-2, 1.7))]
+    lr.runs += [_run("lora", 16, g, v) for g, v in ((1e-4, 3.1), (1e-3, 1.9), (1e-2, 1.8))]
     curves = lr_curves(lr.runs)
     verdicts, ratios = lr_verdicts(curves)
     lr.study = StudyResult(name="lr", curves=curves, verdicts=verdicts, ratios=ratios,

@@ -28,6 +28,21 @@ CLAIM_KEYS: dict[str, str] = {
 }
 
 
+def _claim(key: str, lang: str) -> str:
+    """The catalogue's sentence of a claim (each key named here, for the catalogue test)."""
+    return {"st_claim_ratio": lambda: t("st_claim_ratio", lang),
+            "st_claim_rank": lambda: t("st_claim_rank", lang),
+            "st_claim_placement": lambda: t("st_claim_placement", lang)}[key]()
+
+
+def _title(name: str, lang: str) -> str:
+    return t("st_title_lr", lang) if name == "lr" else t("st_title_placement", lang)
+
+
+def _caption(name: str, lang: str) -> str:
+    return t("st_cap_lr", lang) if name == "lr" else t("st_cap_placement", lang)
+
+
 def read_study_results(folders: tuple[str, ...]) -> list[ExperimentResult]:
     """Each folder's result (:func:`~.methods.read_finetune_result`), which must hold a
     study; one clear line otherwise."""
@@ -44,7 +59,7 @@ def read_study_results(folders: tuple[str, ...]) -> list[ExperimentResult]:
 def _verdict(v: Verdict, lang: str) -> dict:
     key = CLAIM_KEYS.get(v.claim)
     return {"word": VERDICT_WORDS_ZH[v.word] if lang == "zh" else v.word,
-            "ok": v.word == "holds", "claim": t(key, lang) if key else v.claim,
+            "ok": v.word == "holds", "claim": _claim(key, lang) if key else v.claim,
             "source": v.source,
             "measured": "; ".join(f"{k}: {x}" for k, x in v.measured.items()),
             "reason": v.reason}
@@ -77,7 +92,7 @@ def study_values(results: list[ExperimentResult], lang: str) -> list[dict]:
             continue
         head, rows = _rows(result)
         floor = "—" if s.floor_s is None else f"{s.floor_s:.1f}"
-        out.append({"title": t(f"st_title_{s.name}", lang), "head": head, "rows": rows,
+        out.append({"title": _title(s.name, lang), "head": head, "rows": rows,
                     "verdicts": [_verdict(v, lang) for v in s.verdicts],
                     "time": t("st_time", lang, runs=len(result.runs), wall=f"{s.wall_s:.1f}",
                               floor=floor, preset=result.config.preset)})
@@ -93,5 +108,5 @@ def study_figures(results: list[ExperimentResult], lang: str, font: str | None
         if s is None:
             continue
         draw = lr_figure if s.name == "lr" else placement_figure
-        out.append((_png(draw(s), font), t(f"st_cap_{s.name}", lang)))
+        out.append((_png(draw(s), font), _caption(s.name, lang)))
     return out
