@@ -34,7 +34,7 @@ from .targets import find_targets, lora_kind, saved_module_paths
 from .tied import input_path, tie_names, tie_saved, tied_heads
 from .tokens import plan_tokens, token_key, token_wrappers
 
-__all__ = ["load_adapter", "read_adapter"]
+__all__ = ["expected_keys", "load_adapter", "read_adapter"]
 
 Where = tuple[str, str]          # ("factor", "<layer path>:<A|B|bias>") or ("param", path)
 
@@ -224,10 +224,10 @@ def _check_kinds(model: nn.Module, config: AdapterConfig, targets: list[str], ad
             raise LoralabError(f"module {name!r}: {why}")
 
 
-def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor],
-          adapter: str) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]],
-                                 list[ParamTarget]]:
-    """Check everything; return the LoRA paths, the saved modules and {key: (where, t)}."""
+def _targets(model: nn.Module, config: AdapterConfig, adapter: str
+             ) -> tuple[list[str], list[str], list[str], list[ParamTarget]]:
+    """The LoRA module paths the adapter fills (those having it, or those the config
+    selects), the saved modules' paths, the tied heads and the ``target_parameters``."""
     layers = lora_layers(model)
     saved, shared = tie_saved(model, config, saved_module_paths(model, config, list(layers)))
     had = any(adapter in m.r for m in layers.values())
@@ -237,9 +237,31 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
         model, config, skip=[*layers, *saved, *shared], allow_lora=True)
     targets, heads = (having, list(tied_heads(model))) if had else tie_names(model, config,
                                                                               found)
-    saved = [*saved, *shared]
     params = find_param_targets(model, config.target_parameters) \
         if config.target_parameters else []
+    return targets, [*saved, *shared], heads, params
+
+
+def expected_keys(model: nn.Module, config: AdapterConfig | Any, adapter: str = "default"
+                  ) -> tuple[list[str], list[str], dict[str, tuple[int, ...]], set[str]]:
+    """What an adapter file with ``config`` must hold to load into ``model`` (which is not
+    changed): ``(targets, saved, {key: shape}, required)``: the LoRA module paths, the saved
+    modules' paths, every key the file may hold with the shape the model wants, and the keys
+    it must hold. Raises :class:`LoralabError` when the config selects no module."""
+    config = as_adapter_config(config)
+    targets, saved, heads, params = _targets(model, config, adapter)
+    expected, required = _expected(model, config, targets, saved, adapter)
+    _param_expected(model, config, params, adapter, expected, required)
+    expected.update(_head_keys(model, config, heads, adapter))
+    return targets, saved, {k: shape for k, (_, shape) in expected.items()}, required
+
+
+def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tensor],
+          adapter: str) -> tuple[list[str], list[str], dict[str, tuple[Where, torch.Tensor]],
+                                 list[ParamTarget]]:
+    """Check everything; return the LoRA paths, the saved modules and {key: (where, t)}."""
+    layers = lora_layers(model)
+    targets, saved, heads, params = _targets(model, config, adapter)
     _check_kinds(model, config, targets, adapter)
     check_vocab(tensors, embedding_slots(model, set(layers) | set(targets)))
     expected, required = _expected(model, config, targets, saved, adapter)
