@@ -200,7 +200,9 @@ def analyse_keys(model: nn.Module, config: AdapterConfig, tensors: dict[str, tor
     try:
         targets, saved, expected, required = expected_keys(model, config)
     except LoralabError as exc:
-        raise LoralabError(f"the base does not match the adapter: {exc}") from None
+        first = min(tensors, default="(none)")
+        raise LoralabError(f"the base does not match the adapter: its first key {first!r} has "
+                           f"no module there ({exc})") from None
     out = KeyAnalysis(saved=saved)
     out.keys = _key_rows(model, tensors, expected, required)
     if tensors and not any(k.status == "used" for k in out.keys):

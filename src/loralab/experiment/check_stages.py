@@ -184,7 +184,7 @@ def logit_stages(base: nn.Module, folder: str | os.PathLike[str], config: Adapte
         load_adapter(model, folder)
         ref = _logits(model, ids)
         tol = REL_TOL * max(1.0, float(ref.abs().max()))
-        rows = [_row("loaded", _diff(ref, z_base), None, "the adapter's effect on the logits")]
+        rows = [_row("loaded", _diff(ref, z_base), None)]
         if config.init.splits_base:
             rows.append(_plain(base, folder, config, ids, ref, tol))
         merge_rows, merged = _merge_stages(model, ids, ref, tol)

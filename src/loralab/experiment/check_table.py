@@ -81,8 +81,9 @@ def format_check(report: CheckReport) -> str:
     else:
         lines.append("findings: none; the adapter on this base is what was trained")
     hits = [s for s in report.limits if s.applies]
-    lines.append(f"serving limits that apply ({len(hits)} of {len(report.limits)} known; all "
-                 "in --json):")
+    servers = ", ".join(dict.fromkeys(s.server for s in report.limits))
+    lines.append(f"serving limits ({servers}): {len(hits)} of the {len(report.limits)} known "
+                 f"apply{':' if hits else ''} (all, with sources, in --json)")
     for s in hits:
         lines.append(f"  {s.server}: {s.fact}; {s.advice} [{s.source}]")
     return "\n".join(lines)
