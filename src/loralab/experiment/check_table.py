@@ -83,7 +83,7 @@ def format_check(report: CheckReport) -> str:
     hits = [s for s in report.limits if s.applies]
     servers = ", ".join(dict.fromkeys(s.server for s in report.limits))
     lines.append(f"serving limits ({servers}): {len(hits)} of the {len(report.limits)} known "
-                 f"apply{':' if hits else ''} (all, with sources, in --json)")
+                 f"apply (all, with sources, in --json){':' if hits else ''}")
     for s in hits:
         lines.append(f"  {s.server}: {s.fact}; {s.advice} [{s.source}]")
     return "\n".join(lines)
