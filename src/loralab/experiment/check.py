@@ -47,8 +47,9 @@ class CheckInputs:
 
 def prepare_check(adapter: str | os.PathLike[str], model: str, text: str | None = None,
                   cache_dir: str | os.PathLike[str] | None = None) -> CheckInputs:
-    """Read and check every input (each problem one :class:`LoralabError`, nothing changed
-    or written): the adapter folder, the base ``model``, the sample ``text`` (default
+    """Read and check every input (each problem one
+    :class:`~loralab.errors.LoralabError`, nothing changed or written): the adapter folder,
+    the base ``model``, the sample ``text`` (default
     :data:`~loralab.experiment.check_stages.SAMPLE_TEXT`), and that the base fits the
     adapter at all."""
     from ..lm.hf_model import load_causal_lm
@@ -106,5 +107,5 @@ def run_check(inputs: CheckInputs) -> CheckReport:
 def check_adapter(adapter: str | os.PathLike[str], model: str, text: str | None = None,
                   cache_dir: str | os.PathLike[str] | None = None) -> CheckReport:
     """:func:`prepare_check` then :func:`run_check`: the adapter at ``adapter`` against the
-    base ``model``. ``report.ok`` when nothing makes it differ from what was trained."""
+    base ``model``. ``CheckReport.ok`` when nothing makes it differ from what was trained."""
     return run_check(prepare_check(adapter, model, text, cache_dir))

@@ -2,7 +2,7 @@
 
 Each :class:`~loralab.results.check.ServerLimit` states a fact as its source states it, with
 the source's URL; only facts found in the source are listed (checked when this was written:
-vLLM's ``LoRAConfig`` and ``PEFTHelper`` API pages, llama.cpp's ``convert_lora_to_gguf.py``).
+vLLM's ``LoRAConfig`` and ``PEFTHelper`` API pages, llama.cpp's ``convert_lora_to_gguf``).
 A tool's newer release may lift a limit: the URL is where to look. :func:`server_limits`
 marks each one that applies to the adapter at hand; a limit is never a finding (it does not
 change what the adapter computes on its base), it is what to know before serving it.

@@ -16,7 +16,7 @@
   it applies to this adapter.
 
 Rounding (a float32 merge, 4-bit requantization) is a :class:`StageRow` with its size, never a
-:class:`Finding`. ``report.ok`` is "no findings": ``loralab check`` exits 0, else 1.
+:class:`Finding`. ``CheckReport.ok`` is "no findings": ``loralab check`` exits 0, else 1.
 """
 
 from __future__ import annotations
