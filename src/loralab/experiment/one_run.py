@@ -103,7 +103,7 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
         result, check = _restore(run, model, done, base_sha)
         ctx.tick(f"{run.label} (done before)", tc.steps)
         return model, result, check
-    _checkpointing(model, ctx.options.grad_checkpointing)
+    _checkpointing(model, ctx.options.grad_checkpointing, run.method_spec.is_adapter)
     dist.shard(model, device)                       # FSDP: before the optimizer is built
     tracker = None if dist.sharded else _tracker(run, model, base, config, tc,
                                                  work.target_sets)
@@ -121,7 +121,8 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
                     checkpoint=str(resume.checkpoint(run))
                     if resume is not None and not dist.sharded else None,
                     run_key=f"{config.key()}:{base_sha[:16]}:{run.label}", on_step=on_step,
-                    param_groups=param_groups(model, run, tc), peak_flops=ctx.peak_flops)
+                    param_groups=param_groups(model, run, tc), peak_flops=ctx.peak_flops,
+                    first_step_guard=_audit(model, run, dist.sharded))
     except LoralabError as exc:
         raise LoralabError(f"run {run.label}: {exc}") from None
     wall = time.perf_counter() - t0
@@ -144,15 +145,32 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
     return model, result, check
 
 
-def _checkpointing(model: nn.Module, on: bool) -> None:
-    """Gradient checkpointing on ``model`` (the tiny LM's, or transformers' own)."""
+def _audit(model: nn.Module, run: RunSpec, sharded: bool) -> object | None:
+    """The gradient audit of an adapter run's first step
+    (:class:`~loralab.lora.audit.GradientGuard`): the run stops with its one-line message
+    when an adapter parameter did not learn, instead of training nothing. Not under FSDP
+    (its parameters are shards)."""
+    from ..lora.audit import GradientGuard
+
+    return GradientGuard(model) if run.method_spec.is_adapter and not sharded else None
+
+
+def _checkpointing(model: nn.Module, on: bool, adapter: bool = False) -> None:
+    """Gradient checkpointing on ``model`` (the tiny LM's, or transformers' own); for an
+    adapter on a transformers model also its input gradients (``enable_input_require_grads``,
+    which a transformers older than 4.35 does not switch on itself: without it a reentrant
+    checkpoint passes no gradient to the adapters inside it)."""
     if not on:
         return
-    enable = getattr(getattr(model, "hf", model), "gradient_checkpointing_enable", None)
+    hf = getattr(model, "hf", model)
+    enable = getattr(hf, "gradient_checkpointing_enable", None)
     if not callable(enable):
         raise LoralabError(f"--grad-checkpointing is not allowed for {type(model).__name__}; "
                            "it has no gradient_checkpointing_enable")
     enable()
+    inputs = getattr(hf, "enable_input_require_grads", None)
+    if adapter and callable(inputs) and getattr(hf, "_require_grads_hook", None) is None:
+        inputs()
 
 
 def _unshard(model: nn.Module, base: nn.Module, run: RunSpec, config: ExperimentConfig,

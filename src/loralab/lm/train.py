@@ -312,7 +312,8 @@ def train(model: nn.Module, data: LMData, config: TrainConfig, *,
           bf16: bool = False, checkpoint: str | None = None, run_key: str = "",
           on_step: Callable[[int, float], None] | None = None,
           param_groups: list[dict] | None = None,
-          peak_flops: float | None = None) -> TrainResult:
+          peak_flops: float | None = None,
+          first_step_guard: contextlib.AbstractContextManager | None = None) -> TrainResult:
     """Train ``model``'s trainable parameters in place; return the measurements.
 
     ``checkpoint`` is a path prefix: if ``<prefix>.json`` / ``.safetensors`` exist and match
@@ -324,6 +325,9 @@ def train(model: nn.Module, data: LMData, config: TrainConfig, *,
     thread count and device, bf16 when ``bf16`` (:func:`~loralab.peak.measure_matmul_peak`,
     cached per process). On a CPU it first asks ``malloc`` to keep freed blocks
     (:func:`loralab.heap.keep_freed_memory`): each step reuses the last one's pages.
+    ``first_step_guard``: a context entered around the first step this call runs (forward,
+    backward, optimizer step), e.g. :class:`loralab.lora.audit.GradientGuard`, which raises
+    when an adapter parameter did not learn.
     """
     dist = dist or DistContext()
     device, params, optimizer = _setup(model, config, dist, device, param_groups)
@@ -341,7 +345,9 @@ def train(model: nn.Module, data: LMData, config: TrainConfig, *,
     activations = 0
     with _StopFlag() as stop:
         for step in range(start, config.steps):
-            loss, seconds, saved = loop.step(step, measure=step == start)
+            guard = first_step_guard if step == start else None
+            with guard if guard is not None else contextlib.nullcontext():
+                loss, seconds, saved = loop.step(step, measure=step == start)
             if step == start:
                 activations = saved
             result.step_times.append(seconds)
