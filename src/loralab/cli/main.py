@@ -26,7 +26,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 # Order is the order shown by `loralab --help`.
 COMMANDS: tuple[str, ...] = (
     "demo", "pseudo", "svd", "spectrum", "heatmap", "fit", "quant", "shrink", "finetune",
-    "check", "report",
+    "check", "advise", "report",
 )
 
 

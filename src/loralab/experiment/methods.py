@@ -39,7 +39,8 @@ def _adapter_config(run: RunSpec, config: ExperimentConfig, conv1d: bool = False
     return AdapterConfig(
         r=run.rank, lora_alpha=config.lora_alpha, target_modules=list(run.modules),
         use_rslora=spec.rslora, use_dora=spec.dora, init_lora_weights=init,
-        fan_in_fan_out=conv1d,
+        fan_in_fan_out=conv1d, rank_pattern=dict(run.rank_pattern),
+        alpha_pattern=dict(run.alpha_pattern),
         loftq_config={"loftq_bits": spec.base_bits, "loftq_iter": LOFTQ_ITER}
         if spec.init == "loftq" else {})
 

@@ -50,13 +50,17 @@ class RunSpec:
     """One fine-tuning run: its ``method`` (:data:`METHODS`; what it does is the method's
     record, :data:`~loralab.method_specs.METHOD_SPECS`), for an adapter its rank and
     targets, and in a study (:mod:`.study_plan`) its learning rate ``lr`` (``None``: the
-    preset's)."""
+    preset's); ``rank_pattern`` / ``alpha_pattern``: PEFT's per-module r and α as
+    ``((module path, value), ...)`` (``loralab advise``'s pattern; empty: ``rank`` and α
+    everywhere)."""
 
     method: Method
     rank: int | None = None
     targets: str = "all"
     modules: tuple[str, ...] = ()
     lr: float | None = None          # a study's learning rate (None: the preset's)
+    rank_pattern: tuple[tuple[str, int], ...] = ()
+    alpha_pattern: tuple[tuple[str, float], ...] = ()
 
     @property
     def method_spec(self) -> MethodSpec:
@@ -71,9 +75,11 @@ class RunSpec:
     @property
     def label(self) -> str:
         """File-safe name: ``full``, ``lora-r8-attn``, ``dora-r16-attn+mlp``; a study's run
-        ends in its learning rate (:func:`lr_tag`): ``lora-r4-attn+mlp-lr0.003``."""
+        ends in its learning rate (:func:`lr_tag`): ``lora-r4-attn+mlp-lr0.003``; a run with
+        a rank pattern ends in ``-pattern``."""
         label = self.method_spec.run_label(self.rank, self.targets)
-        return label if self.lr is None else f"{label}-{lr_tag(self.lr)}"
+        label = label if self.lr is None else f"{label}-{lr_tag(self.lr)}"
+        return f"{label}-pattern" if self.rank_pattern else label
 
 
 def lr_tag(lr: float) -> str:
