@@ -149,8 +149,8 @@ def check_advice(work: Workload, config: ExperimentConfig, advice: Advice,
     uniform = RunSpec("lora", advice.uniform_rank, label, modules)
     pattern = replace(uniform, rank_pattern=tuple(advice.rank_pattern.items()),
                       alpha_pattern=tuple(advice.alpha_pattern.items()))
-    _, u, _ = fine_tune(uniform, work, config, ctx, None)
-    _, a, _ = fine_tune(pattern, work, config, ctx, None)
+    _, u, _ = fine_tune(uniform, work, config, ctx, None, merge=False)
+    _, a, _ = fine_tune(pattern, work, config, ctx, None, merge=False)
     return AdviceCheck(uniform_rank=advice.uniform_rank, uniform_params=u.trainable_params,
                        advised_params=a.trainable_params, uniform_val_loss=u.final_val_loss,
                        advised_val_loss=a.final_val_loss,

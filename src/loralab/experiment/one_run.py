@@ -86,11 +86,12 @@ def _restore(run: RunSpec, model: nn.Module, done: Path, base_sha: str
 
 
 def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunContext,
-              resume: ResumeFolder | None) -> tuple[nn.Module, RunResult, MergeCheck | None]:
+              resume: ResumeFolder | None, *, merge: bool = True
+              ) -> tuple[nn.Module, RunResult, MergeCheck | None]:
     """Train one run on ``work``'s base and data, or restore it when ``resume`` holds it
-    finished; a LoRA or rsLoRA run's merge check (:func:`~.analysis.merge_check`) is made
-    here, beside its training (side by side with the other runs' when they run in
-    parallel). The run's utilisation divides by ``ctx.peak_flops`` (``None``: measured by
+    finished; a LoRA or rsLoRA run's merge check (:func:`~.analysis.merge_check`; not with
+    ``merge=False``) is made here, beside its training (side by side with the other runs'
+    when they run in parallel). The run's utilisation divides by ``ctx.peak_flops`` (``None``: measured by
     :func:`~loralab.lm.train.train`)."""
     spec, base, ft, base_sha = config.spec, work.base, work.ft, work.base_info.sha256
     device, dist = ctx.device, ctx.dist
@@ -134,7 +135,7 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
         result.general_val_loss = general_loss(model, work.general, config, ctx)
     result.direction_trace = tracker.points if tracker is not None else []
     check = None
-    if run.method_spec.sweep:
+    if merge and run.method_spec.sweep:
         check = merge_check(model.eval(), base, ft, ctx, val_loss=result.final_val_loss,
                             max_batches=tc.eval_batches)
         check.label = run.label
