@@ -91,8 +91,8 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
     """Train one run on ``work``'s base and data, or restore it when ``resume`` holds it
     finished; a LoRA or rsLoRA run's merge check (:func:`~.analysis.merge_check`; not with
     ``merge=False``) is made here, beside its training (side by side with the other runs'
-    when they run in parallel). The run's utilisation divides by ``ctx.peak_flops`` (``None``: measured by
-    :func:`~loralab.lm.train.train`)."""
+    when they run in parallel). Utilisation divides by ``ctx.peak_flops`` (``None``: measured
+    by :func:`~loralab.lm.train.train`)."""
     spec, base, ft, base_sha = config.spec, work.base, work.ft, work.base_info.sha256
     device, dist = ctx.device, ctx.dist
     tc = _with_seed(spec.lora if run.method_spec.is_adapter else spec.full, config.seed)
