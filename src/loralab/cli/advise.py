@@ -88,7 +88,8 @@ def _format(advice: object) -> str:
                   f"  advised pattern: {c.advised_params:,} trainable "
                   f"({c.param_ratio - 1:+.1%}), val loss {c.advised_val_loss:.4f}",
                   f"  {verdict} ({c.advised_val_loss - c.uniform_val_loss:+.4f})"]
-    lines.append(f"wall time {advice.wall_s:.1f} s (probe {advice.probe_wall_s:.1f} s)")
+    lines.append(f"wall time {advice.wall_s:.1f} s (loading the base and the probe: "
+                 f"{advice.probe_wall_s:.1f} s)")
     return "\n".join(lines)
 
 
