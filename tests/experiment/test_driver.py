@@ -247,6 +247,36 @@ def test_result_round_trips_through_json(experiment) -> None:
         result_from_dict({"config": {}})
 
 
+def test_forgetting_and_intruders_for_every_run(experiment) -> None:
+    from loralab.results.verdict import VERDICT_WORDS
+
+    result, out = experiment
+    a, before = result.analysis, result.base.general_val_loss
+    assert before is not None and a.forgetting is not None and a.intruders is not None
+    assert [p.label for p in a.forgetting.points] == [r.label for r in result.runs]
+    for p, r in zip(a.forgetting.points, result.runs, strict=True):
+        assert p.forgetting == r.general_val_loss - before
+        assert p.target_val_loss == r.final_val_loss
+    s = a.intruders
+    assert {r.label for r in s.rows} == {r.label for r in result.runs}   # full, lora, rslora
+    for row in s.rows:                    # counts grow with ε and stay within top-k
+        assert all(0 <= c <= s.top_k for c in row.mean_counts)
+        assert row.mean_counts == sorted(row.mean_counts)
+        assert row.at_epsilon == row.mean_counts[row.epsilons.index(s.epsilon)]
+    for m in s.maps:
+        sim = np.array(m.similarity)
+        assert sim.shape[0] == s.top_k and ((sim >= 0) & (sim <= 1 + 1e-6)).all()
+    first = s.lambda_sweep[0]
+    run = result.run(first.label)
+    assert first.lam == 1.0 and first.target_val_loss == run.final_val_loss
+    assert [p.lam for p in s.lambda_sweep] == [1.0, 0.75, 0.5, 0.25]
+    for v in (a.forgetting.verdict, s.verdict):
+        assert v.word in VERDICT_WORDS
+    text = (out / "results.md").read_text()
+    assert "Verdicts" in text and "Intruder dimensions" in text
+    assert (out / "forgetting.png").stat().st_size > 0 and (out / "intruders.png").is_file()
+
+
 def test_figures_are_figures(experiment) -> None:
     from matplotlib.figure import Figure
 
@@ -305,6 +335,9 @@ def test_cli_runs_and_writes_json(cache, tmp_path: Path, capsys) -> None:
     (["--targets", "attn", "x_proj"], "target module 'x_proj' is not allowed"),
     (["--device", "tpu"], "invalid choice: 'tpu'"),
     (["--threads", "-1"], "--threads -1 is not allowed"),
+    (["--intruder-epsilon", "0"], "epsilon=0.0 is not allowed"),
+    (["--intruder-lambdas", "0.5,1.5"], "lambda=1.5 is not allowed"),
+    (["--intruder-top-k", "65"], "--intruder-top-k 65 is not allowed"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(run_cli,
                                               argv: list[str], message: str, tmp_path: Path,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from ..lm.dist import DistContext
     from ..results import ExperimentConfig, ExperimentResult, RunOptions
+    from ..results.intruders import IntruderSettings
     from ..results.study_plan import StudyConfig
 
 HELP = "full fine-tuning vs LoRA on a tiny LM (table, figures, samples, adapters)"
@@ -120,7 +121,22 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute activations in the backward: less memory, more time, "
                              "the same numbers")
+    _add_late_arguments(parser)
+
+
+def _add_late_arguments(parser: argparse.ArgumentParser) -> None:
+    """The last flags: the progress bar; the intruder analysis's top-k, ε and λs."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--intruder-top-k", type=positive_int, default=10, metavar="K",
+                        help="intruder dimensions: the top K singular vectors of each "
+                             "fine-tuned matrix compared with the pretrained ones (default "
+                             "10, PEFT's; at most each matrix's rank)")
+    parser.add_argument("--intruder-epsilon", type=float, default=0.5, metavar="EPS",
+                        help="a top vector whose best |cos| with the pretrained ones is below "
+                             "EPS is an intruder; in (0, 1] (default 0.5, PEFT's)")
+    parser.add_argument("--intruder-lambdas", type=_float_list, default=(0.75, 0.5, 0.25),
+                        metavar="L,L,..", help="the mitigation's scales of the intruder "
+                        "directions, each in (0, 1] (default 0.75,0.5,0.25; 0.75 is PEFT's)")
 
 
 def _method_list(text: str) -> tuple[str, ...]:
@@ -135,6 +151,34 @@ def _method_list(text: str) -> tuple[str, ...]:
             raise argparse.ArgumentTypeError(f"method {p!r} is not allowed; choose from "
                                              f"{', '.join(METHODS)}")
     return tuple(dict.fromkeys(parts))
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated numbers such as ``0.75,0.5`` (ranges: the config)."""
+    try:
+        out = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers; give e.g. "
+                                         "0.75,0.5") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no number; give e.g. 0.75,0.5")
+    return out
+
+
+def _intruder_settings(args: argparse.Namespace, config: ExperimentConfig
+                       ) -> IntruderSettings:
+    """The intruder analysis's settings from the flags, checked (a tiny LM's matrices: top-k
+    at most d_model; a transformers model's: once loaded)."""
+    from ..errors import LoralabError
+    from ..results.intruders import IntruderSettings
+
+    s = IntruderSettings(top_k=args.intruder_top_k, epsilon=args.intruder_epsilon,
+                         lambdas=tuple(args.intruder_lambdas))
+    d = config.spec.model.d_model
+    if config.model is None and s.top_k > d:
+        raise LoralabError(f"--intruder-top-k {s.top_k} is not allowed; the {config.preset} "
+                           f"preset's matrices have rank at most d_model={d}")
+    return s
 
 
 def _lr_list(text: str) -> tuple[float, ...]:
@@ -264,7 +308,8 @@ def _progress_bar(args: argparse.Namespace, dist: DistContext,
 
 
 def _run_with_bar(config: ExperimentConfig, options: RunOptions, out: Path, dist: DistContext,
-                  bar: tqdm | None, study: StudyConfig | None = None) -> ExperimentResult:
+                  bar: tqdm | None, study: StudyConfig | None = None,
+                  intruders: IntruderSettings | None = None) -> ExperimentResult:
     """Run the experiment, advancing ``bar``; on Ctrl-C say how to resume and re-raise."""
     from ..experiment.driver import run_experiment
     from ..experiment.resume import resume_hint
@@ -283,7 +328,7 @@ def _run_with_bar(config: ExperimentConfig, options: RunOptions, out: Path, dist
 
     try:
         return run_experiment(config, options, out_dir=out, dist=dist, progress=progress,
-                              on_plan=on_plan, study=study)
+                              on_plan=on_plan, study=study, intruders=intruders)
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -328,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
     from ..lm.dist import init_distributed
 
     config, options, study = _config(args)
+    intruders = _intruder_settings(args, config)
     _preflight(args, config, options)
     from ..threads import set_threads
 
@@ -339,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
         dist, device = init_distributed(args.device, "fsdp" if args.fsdp else "ddp")
         bar = _progress_bar(args, dist, config, study)
         out = Path(args.out)
-        result = _run_with_bar(config, options, out, dist, bar, study)
+        result = _run_with_bar(config, options, out, dist, bar, study, intruders)
         if dist.is_main:
             _report(result, args, out, device, dist)
     if dist.world_size > 1:

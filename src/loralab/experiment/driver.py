@@ -39,7 +39,8 @@ from ..fileio import OutputFolder, output_folder, require_finite
 from ..lm.dist import DistContext, resolve_device
 from ..method_specs import METHOD_SPECS, full_run, method_spec
 from ..peak import measure_matmul_peak
-from ..results.finetune import ExperimentResult, MergeCheck, RunResult
+from ..results.finetune import Analysis, ExperimentResult, MergeCheck, RunResult
+from ..results.intruders import IntruderSettings
 from ..results.study_plan import StudyConfig
 from ..threads import SMALL_NUMEL, largest_matrix_numel, run_layout
 from .analysis import analyse
@@ -48,6 +49,8 @@ from .config import ExperimentConfig, RunOptions, RunSpec, check_plan, plan_runs
 from .context import Progress, RunContext
 from .direction import magnitude_direction
 from .floor import experiment_floor
+from .forgetting import forgetting_study
+from .intruders import check_top_k, intruder_study
 from .jobs import at_once, can_fork, run_side_by_side
 from .methods import adapter_root, plain_adapter
 from .one_run import fine_tune
@@ -98,7 +101,8 @@ def run_experiment(config: ExperimentConfig | None = None, options: RunOptions |
                    *, out_dir: str | Path | None = None, dist: DistContext | None = None,
                    progress: Progress | None = None,
                    on_plan: Callable[[list[str]], None] | None = None,
-                   study: StudyConfig | None = None) -> ExperimentResult:
+                   study: StudyConfig | None = None,
+                   intruders: IntruderSettings | None = None) -> ExperimentResult:
     """Run the whole experiment ``config`` as ``options`` say (default: one after another on
     the default device); with ``out_dir`` also write every output there (rank 0).
 
@@ -110,7 +114,9 @@ def run_experiment(config: ExperimentConfig | None = None, options: RunOptions |
     :func:`total_steps`); ``on_plan(lines)`` once the data and base are loaded and the
     memory estimate passed (rank 0). ``study``: run that study's runs
     (:class:`~loralab.results.study_plan.StudyConfig`) instead of the experiment's, and fill
-    ``result.study`` (:func:`loralab.experiment.studies.study_result`). Returns the
+    ``result.study`` (:func:`loralab.experiment.studies.study_result`). ``intruders``: the intruder
+    analysis's top-k, ε and λs (default PEFT's: 10, 0.5, 0.75 and below; :mod:`.intruders`).
+    Returns the
     :class:`ExperimentResult`.
     """
     from .base import check_cache
@@ -119,7 +125,13 @@ def run_experiment(config: ExperimentConfig | None = None, options: RunOptions |
     if study is not None:
         config = study.prepare(config)
     options = options or RunOptions()
+    intruders = intruders or IntruderSettings()
     check_plan(config, options)
+    if config.model is None:             # every tiny-LM matrix has rank bound d_model
+        from ..lowrank.intruder import check_intruder_args
+
+        d = config.spec.model.d_model
+        check_intruder_args(intruders.top_k, shape=(d, d))
     dist = dist or DistContext()
     ctx = RunContext(options=options, device=resolve_device(options.device, dist.local_rank),
                      dist=dist, progress=progress)
@@ -129,7 +141,7 @@ def run_experiment(config: ExperimentConfig | None = None, options: RunOptions |
     with claim as folder:
         dist.barrier()
         out = Path(out_dir) if out_dir is not None else None
-        return _run(config, ctx, out, folder, on_plan, study)
+        return _run(config, ctx, out, folder, on_plan, study, intruders)
 
 
 def memory_plan(config: ExperimentConfig, work: Workload, device: torch.device
@@ -214,12 +226,28 @@ def _train_side_by_side(pending: list[RunSpec], layout: tuple[int, int], work: W
     return {r.label for r in pending}
 
 
+def _analyse(result: ExperimentResult, work: Workload, models: dict[str, nn.Module],
+             ctx: RunContext, checks: dict[str, MergeCheck], intruders: IntruderSettings
+             ) -> Analysis:
+    """Every analysis of the trained ``models``: :func:`.analysis.analyse`, DoRA's view, the
+    forgetting and intruder studies (evaluations only)."""
+    a = analyse(result, work, models, ctx, merge_checks=checks)
+    a.magnitude_direction = magnitude_direction(result.config, result.runs, work.target_sets)
+    result.analysis = a                            # the studies read the analysis so far
+    a.forgetting = forgetting_study(result, work.source)
+    a.intruders = intruder_study(result, work, models, ctx, intruders)
+    return a
+
+
 def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
          folder: OutputFolder | None, on_plan: Callable[[list[str]], None] | None,
-         study: StudyConfig | None = None) -> ExperimentResult:
+         study: StudyConfig | None = None, intruders: IntruderSettings | None = None
+         ) -> ExperimentResult:
     t0 = time.perf_counter()
     dist = ctx.dist
     work = load_workload(config, ctx)
+    check_top_k(work.base, tuple(dict.fromkeys(m for _, ms in work.target_sets for m in ms)),
+                intruders)
     plan_lines = [f"data: {work.data_info['summary']}"] if work.data_info else []
     memory = memory_plan(config, work, ctx.device)
     plan_lines += [f"memory estimate: {m['describe']}" for m in memory]
@@ -258,8 +286,7 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
                               world_size=dist.world_size, base=work.base_info, runs=runs,
                               data=work.data_info, memory=memory,
                               out_dir=str(out) if out is not None else None)
-    result.analysis = analyse(result, work, models, ctx, merge_checks=checks)
-    result.analysis.magnitude_direction = magnitude_direction(config, runs, work.target_sets)
+    result.analysis = _analyse(result, work, models, ctx, checks, intruders)
     result.wall_s = time.perf_counter() - t0
     result.floor = experiment_floor(result, work, adapter_root(work.base))
     if study is not None:

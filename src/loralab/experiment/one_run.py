@@ -131,7 +131,7 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
         model = _unshard(model, base, run, config, ctx)
     result = _result(run, res, wall, model)
     result.initial_val_loss = initial
-    if work.general is not None:                     # what the run forgot (real models)
+    if work.general is not None:                     # what the run forgot
         result.general_val_loss = general_loss(model, work.general, config, ctx)
     result.direction_trace = tracker.points if tracker is not None else []
     check = None

@@ -22,6 +22,7 @@ from ..lora import save_adapter
 from ..method_specs import full_run, method_spec
 from ..plots import save_png
 from ..plots.finetune import bridge_figure, convergence_figure, cost_figure
+from ..plots.forgetting import forgetting_figure, intruder_figure
 from ..plots.methods import direction_figure, methods_figure
 from ..plots.studies import lr_figure, placement_figure
 from ..results.finetune import ExperimentResult
@@ -71,6 +72,11 @@ def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: P
     md = result.analysis.magnitude_direction if result.analysis else None
     if md is not None:
         save_png(direction_figure(md), out / "magnitude_direction.png")
+    a = result.analysis
+    if a is not None and a.forgetting is not None:
+        save_png(forgetting_figure(a.forgetting, a.intruders), out / "forgetting.png")
+    if a is not None and a.intruders is not None:
+        save_png(intruder_figure(a.intruders), out / "intruders.png")
     study = "\n".join(study_lines(result, "### ", markdown=True))    # a study's: first
     atomic_write_text(out / "results.md", (study + "\n\n" if study else "")
                       + format_tables(result, markdown=True) + "\n\n```\n"

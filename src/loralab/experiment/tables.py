@@ -12,37 +12,10 @@ from ..choices import DEFAULT_METHODS
 from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
 from ..results.finetune import Amplification, Analysis, ExperimentResult, MergeCheck, RunResult
 from ..results.headline import headline_runs
+from .forgetting_tables import study_lines as forgetting_lines
+from .textable import _f, _table, _titled, human_bytes
 
 __all__ = ["format_samples", "format_tables", "human_bytes", "task_name"]
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def _table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        return out + ["| " + " | ".join(r) + " |" for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
-
-
-def _f(x: float | None, spec: str = ".3f") -> str:
-    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:{spec}}"
-
-
-def _titled(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
-    """A blank line, ``title``, a blank line, then the table."""
-    return ["", title, "", *_table(header, rows, markdown)]
 
 
 def _runs_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
@@ -244,8 +217,9 @@ def _over_layers(values: list, spec: str, summary: bool) -> str:
 
 
 def _forgetting_lines(result: ExperimentResult, h: str, markdown: bool) -> list[str]:
-    """A real-model preset: each run's loss on the target text and on the held-out general
-    text, against the base's (the increase on the general text is what the run forgot)."""
+    """Each run's loss on the target text and on the source domain (the tiny LM's held-out
+    pretraining English, a real-model preset's held-out general text), against the base's
+    (the increase on the source domain is what the run forgot)."""
     base = result.base
     if base.general_val_loss is None:
         return []
@@ -257,9 +231,12 @@ def _forgetting_lines(result: ExperimentResult, h: str, markdown: bool) -> list[
         rows.append([r.label, _f(r.final_val_loss),
                      f"{r.final_val_loss - base.finetune_val_loss:+.3f}",
                      _f(r.general_val_loss), "—" if forgot is None else f"{forgot:+.3f}"])
-    general = result.data.get("general", "the general text") if result.data else "it"
-    return _titled(f"{h}Learning and forgetting: the target text against {general} (held out)",
-                   ["run", "target val loss", "learned (vs base)", "general val loss",
+    study = getattr(getattr(result, "analysis", None), "forgetting", None)
+    general = (study.source if study is not None else
+               f"{result.data.get('general', 'the general text')} (held out)"
+               if result.data else "the source domain")
+    return _titled(f"{h}Learning and forgetting: the target text against {general}",
+                   ["run", "target val loss", "learned (vs base)", "source val loss",
                     "forgot (vs base)"], rows, markdown)
 
 
@@ -304,6 +281,7 @@ def format_tables(result: ExperimentResult, markdown: bool = False) -> str:
     lines += _methods_lines(result, h, markdown)
     lines += _quant_lines(result, h, markdown)
     lines += _direction_lines(a, h, markdown)
+    lines += forgetting_lines(a, h, markdown)
     lines += _memory_lines(result, h, markdown)
     if result.floor is not None:            # the time the arithmetic allows, beside the wall
         lines += ["", f"{h}Time" if markdown else "Time", "", result.floor.line()]

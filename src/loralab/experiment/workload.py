@@ -35,8 +35,11 @@ from ..results.presets import parse_targets
 from .base import load_or_pretrain_base
 from .context import RunContext
 
-__all__ = ["Workload", "general_loss", "layer_paths", "load_workload", "resolve_targets",
-           "weight_out_in"]
+__all__ = ["TINY_SOURCE", "Workload", "general_loss", "layer_paths", "load_workload",
+           "resolve_targets", "weight_out_in"]
+
+
+TINY_SOURCE = "the pretraining English (held out)"
 
 
 @dataclass
@@ -51,7 +54,10 @@ class Workload:
     target_sets: list[tuple[str, tuple[str, ...]]]
     task: str                                      # "pig-latin" or "text"
     data_info: dict = field(default_factory=dict)
-    general: LMData | None = None                  # a real-model preset's general text
+    general: LMData | None = None                  # the source domain: what forgetting is
+    #                                                measured on (tiny LM: its pretraining
+    #                                                English; a real preset: its general text)
+    source: str = ""                               # the source domain's name
 
 
 def layer_paths(model: nn.Module, module: str) -> list[str]:
@@ -150,9 +156,11 @@ def _tiny(config: ExperimentConfig, ctx: RunContext) -> Workload:
     pre = build_data("pretrain", tok, t, n_train=spec.n_pretrain_lines,
                      n_val=spec.n_val_lines, seed=config.seed)
     base, base_info = load_or_pretrain_base(config, pre, ft, ctx)
+    base_info.general_val_loss = general_loss(base, pre, config, ctx)
     sets = [parse_targets(x) for x in config.targets]
     return Workload(base, base_info, tok, ft, sets,
-                    "pig-latin" if config.data is None else "text", _with_block(info, ft))
+                    "pig-latin" if config.data is None else "text", _with_block(info, ft),
+                    general=pre, source=TINY_SOURCE)
 
 
 def _data_info(corpus: Any, summary: str, tokenizer: str) -> dict:
@@ -257,7 +265,8 @@ def _hf(config: ExperimentConfig, ctx: RunContext) -> Workload:
         info = {**info, "general": config.spec.real.general}
     return Workload(wrapper, base_info, tok, ft, sets,
                     "pig-latin" if config.data is None else "text", _with_block(info, ft),
-                    general=general)
+                    general=general,
+                    source=f"{config.spec.real.general} (held out)" if general else "")
 
 
 def _general_data(config: ExperimentConfig, options: RunOptions, tok: Any, block: int
@@ -279,8 +288,9 @@ def _general_data(config: ExperimentConfig, options: RunOptions, tok: Any, block
 
 def general_loss(model: nn.Module, general: LMData, config: ExperimentConfig,
                  ctx: RunContext) -> float:
-    """Mean next-token loss on the general text's first fixed windows (the same windows for
-    the base and every run)."""
+    """Mean next-token loss on the source domain's fixed val windows (a real-model preset:
+    the general text's first ``general_batches``; the tiny LM: every held-out window of its
+    pretraining English), the same windows for the base and every run."""
     real = config.spec.real
     batches = real.general_batches if real is not None else None
     return evaluate(model, general, 16, batches, device=ctx.device, dist=ctx.dist,

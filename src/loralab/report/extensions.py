@@ -22,6 +22,7 @@ from ..plots import lowrank as plr
 from ..plots.merge_methods import merge_methods_figure
 from .data import Extension, ReportData
 from .figure_zh import localized_png as _png
+from .forgetting import study_values as forgetting_values
 from .methods import method_figures, method_values, read_finetune_result
 from .studies import read_study_results, study_figures, study_values
 from .text import plain, t
@@ -197,7 +198,7 @@ def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extensio
                   f"{r.optimizer_state_bytes / 2**10:,.0f} KiB"] for r in result.runs],
         "targets": _targets(data, result), "merge": _merge(getattr(a, "merge_checks", [])),
         "samples": _samples(getattr(a, "samples", []), lang),
-        **method_values(result, lang)}
+        **method_values(result, lang), "forgetting": forgetting_values(result, lang)}
     studies = [result, *read_study_results(_other_dirs(data.config.study_dirs,
                                                        data.config.finetune_dir))]
     values["studies"] = study_values(studies, lang)

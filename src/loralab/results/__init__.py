@@ -35,7 +35,9 @@ from .finetune import (
     result_from_dict,
 )
 from .finetune_config import ExperimentConfig, RunOptions, RunSpec, plan_runs, run_label
+from .forgetting import Forgetting, ForgettingPoint
 from .headline import HEADLINE_RANK, headline_rank, headline_run, headline_runs
+from .intruders import IntruderMap, IntruderRow, Intruders, IntruderSettings, LambdaPoint
 from .presets import PRESETS, Preset, PresetSpec, parse_targets
 from .verdict import VERDICT_WORDS, Verdict, verdict_from_dict
 
@@ -51,6 +53,13 @@ __all__ = [
     "DemoResult",
     "ExperimentConfig",
     "ExperimentResult",
+    "Forgetting",
+    "ForgettingPoint",
+    "IntruderMap",
+    "IntruderRow",
+    "IntruderSettings",
+    "Intruders",
+    "LambdaPoint",
     "LayerSpectrum",
     "LoraConfig",
     "MDPoint",

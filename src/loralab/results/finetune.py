@@ -14,6 +14,8 @@ from ..errors import LoralabError
 from ..fileio import to_jsonable
 from .finetune_config import ExperimentConfig, RunOptions, run_label
 from .floor import Floor
+from .forgetting import Forgetting, forgetting_from_dict
+from .intruders import Intruders, intruders_from_dict
 from .study import StudyResult, study_from_dict
 
 __all__ = [
@@ -168,6 +170,8 @@ class Analysis:
     targets: Targets | None            # LoRA r≈8 on the last target set (the headline)
     targets_by_set: list[Targets]      # the same for every target set, then rsLoRA r≈8
     magnitude_direction: MagnitudeDirection | None = None
+    forgetting: Forgetting | None = None          # learning against forgetting, per run
+    intruders: Intruders | None = None            # intruder dimensions, the λ mitigation
 
 
 @dataclass
@@ -200,7 +204,9 @@ class RunResult:
     steps_to_full_loss: int | None = None       # first val step at or below full FT's final
     base_weight_bytes: int = 0                  # the frozen base's tensors (NF4: packed)
     direction_trace: list[dict] = field(default_factory=list)   # DoRA's view, traced runs
-    general_val_loss: float | None = None       # a real-model preset's general text, after
+    general_val_loss: float | None = None       # the source domain's val loss, after: the
+    #                                             tiny LM's held-out pretraining English, a
+    #                                             real-model preset's general text
     lr: float | None = None                     # a study's run: its learning rate
 
     @property
@@ -225,7 +231,8 @@ class BaseInfo:
     pretrain_wall_s: float
     pretrain_history: dict = field(default_factory=dict)
     sha256: str = ""
-    general_val_loss: float | None = None   # a real-model preset's general text, before
+    general_val_loss: float | None = None   # the source domain's val loss, before (as
+    #                                         RunResult.general_val_loss)
 
 
 @dataclass
@@ -339,7 +346,9 @@ def result_from_dict(data: dict) -> ExperimentResult:
             pig_latin_word_rate=data["pig_latin_word_rate"],
             targets=Targets(**data["targets"]) if data.get("targets") else None,
             targets_by_set=[Targets(**x) for x in data["targets_by_set"]],
-            magnitude_direction=_md_from_dict(data.get("magnitude_direction")))
+            magnitude_direction=_md_from_dict(data.get("magnitude_direction")),
+            forgetting=forgetting_from_dict(data.get("forgetting")),
+            intruders=intruders_from_dict(data.get("intruders")))
         return ExperimentResult(config=config, options=options, device=data["device"],
                                 world_size=data["world_size"], base=BaseInfo(**data["base"]),
                                 runs=runs, analysis=analysis, wall_s=data["wall_s"],
@@ -347,6 +356,6 @@ def result_from_dict(data: dict) -> ExperimentResult:
                                 memory=data.get("memory_estimates") or [],
                                 floor=_floor_from_dict(data.get("floor")),
                                 study=study_from_dict(data.get("study")))
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, LoralabError) as exc:
         raise LoralabError(f"not a loralab finetune result ({type(exc).__name__}: {exc}); "
                            "give a results.json written by 'loralab finetune'") from None

@@ -1,0 +1,61 @@
+"""The studies' verdicts: each word from hand-made numbers; Spearman against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loralab.experiment.verdicts import forgetting_verdict, intruder_verdict, spearman
+from loralab.results.forgetting import Forgetting, ForgettingPoint
+from loralab.results.intruders import EPSILON_GRID, IntruderRow, Intruders, LambdaPoint
+
+
+def test_spearman_matches_numpy_ranks():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    assert spearman(list(x), list(y)) == pytest.approx(np.corrcoef(rx, ry)[0, 1])
+    assert spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+
+
+def _forgetting(lora: list[tuple[float, float]]) -> Forgetting:
+    pts = [ForgettingPoint("full", "full", None, 1.0, 3.0, 1.0)]
+    pts += [ForgettingPoint(f"lora-r{i}", "lora", i, t, 2.0 + f, f)
+            for i, (t, f) in enumerate(lora, 1)]
+    return Forgetting("src", 2.0, 2.0, pts)
+
+
+@pytest.mark.parametrize("lora, word", [
+    ([(1.5, 0.2), (1.2, 0.5)], "holds"),          # every LoRA run learns less, forgets less
+    ([(1.5, 1.2), (1.2, 1.5)], "partly"),         # learns less, forgets more
+    ([(0.9, 1.2), (0.8, 1.5)], "does not hold"),  # learns more, forgets more
+])
+def test_forgetting_verdict_words(lora, word):
+    v = forgetting_verdict(_forgetting(lora), None)
+    assert v.word == word and (word == "holds" or v.reason)
+
+
+def _intruders(full: float, low: float, high: float, gain: float) -> Intruders:
+    rows = [IntruderRow(label, m, r, "attn", 4, list(EPSILON_GRID), [k] * 9, k)
+            for label, m, r, k in (("full", "full", None, full), ("lora-r1", "lora", 1, low),
+                                   ("lora-r16", "lora", 16, high))]
+    sweep = [LambdaPoint("lora-r1", 1.0, 0, 2.0, 3.0, 1.0),
+             LambdaPoint("lora-r1", 0.75, 4, 2.01, 3.0 - gain, 1.0 - gain)]
+    return Intruders(10, 0.5, ["x"], rows, [], sweep)
+
+
+@pytest.mark.parametrize("args, word", [
+    ((0.0, 2.0, 1.0, 0.1), "holds"),
+    ((0.0, 1.0, 2.0, 0.1), "partly"),             # fewer at low rank
+    ((3.0, 1.0, 2.0, -0.1), "does not hold"),     # full has more; mitigation forgets more
+])
+def test_intruder_verdict_words(args, word):
+    v = intruder_verdict(_intruders(*args), with_full=True)
+    assert v.word == word and (word == "holds" or v.reason)
+
+
+def test_a_sweep_that_scaled_nothing_is_no_evidence():
+    study = _intruders(0.0, 0.0, 0.0, 1e-6)                 # no intruder, float noise only
+    study.lambda_sweep[1].intruders = 0
+    v = intruder_verdict(study, with_full=True)
+    assert v.word == "does not hold" and "mitigation" not in v.reason
