@@ -243,11 +243,9 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
          folder: OutputFolder | None, on_plan: Callable[[list[str]], None] | None,
          study: StudyConfig | None = None, intruders: IntruderSettings | None = None
          ) -> ExperimentResult:
-    t0 = time.perf_counter()
-    dist = ctx.dist
+    t0, dist = time.perf_counter(), ctx.dist
     work = load_workload(config, ctx)
-    check_top_k(work.base, tuple(dict.fromkeys(m for _, ms in work.target_sets for m in ms)),
-                intruders)
+    check_top_k(work.base, work.target_sets, intruders or IntruderSettings())
     plan_lines = [f"data: {work.data_info['summary']}"] if work.data_info else []
     memory = memory_plan(config, work, ctx.device)
     plan_lines += [f"memory estimate: {m['describe']}" for m in memory]

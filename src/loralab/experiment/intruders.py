@@ -64,8 +64,11 @@ def analysed_layers(base: nn.Module, modules: tuple[str, ...]) -> list[str]:
     return sorted(keep, key=lambda p: (_block(p), modules.index(p.rsplit(".", 1)[-1])))
 
 
-def check_top_k(base: nn.Module, modules: tuple[str, ...], settings: IntruderSettings) -> None:
-    """``top_k`` at most the rank bound ``min(d_out, d_in)`` of every targeted matrix."""
+def check_top_k(base: nn.Module, target_sets: list[tuple[str, tuple[str, ...]]],
+                settings: IntruderSettings) -> None:
+    """``top_k`` at most the rank bound ``min(d_out, d_in)`` of every analysed matrix of the
+    target sets ``[(label, module names)]``."""
+    modules = tuple(dict.fromkeys(m for _, ms in target_sets for m in ms))
     for path in analysed_layers(base, modules):
         check_intruder_args(settings.top_k, shape=tuple(_oi(base.get_submodule(path)).shape))
 
