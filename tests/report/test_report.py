@@ -284,6 +284,19 @@ def test_extension_chapters_show_their_results(data_ext, small_experiment):
         assert f"{fit.learned_error / fit.optimal_error:.4f}" in page
 
 
+def test_fine_tuning_chapter_shows_memory_beside_its_plan_and_wall_beside_the_floor(
+        data_ext, small_experiment):
+    page = render_report(data_ext)
+    plan = {m["method"]: m["total"] for m in small_experiment.memory}
+    for run in small_experiment.runs:
+        kind = "full" if run.method == "full" else "lora"
+        assert (f"{run.peak_memory_bytes / 2**30:.2f} GiB "
+                f"({plan[kind] / 2**30:.2f} GiB)") in page
+    f = small_experiment.floor
+    assert f.wall_s == small_experiment.wall_s and f.ratio >= 1.0
+    assert f"{f.wall_s / 60:.1f} min of wall time" in page and f"{f.ratio:.2f}× that floor" in page
+
+
 def test_slider_gets_a_fine_tuning_line_at_the_trained_ranks(data_ext, small_experiment):
     lora = {r.rank: r for r in small_experiment.runs if r.method == "lora"}
     assert set(data_ext.slider_extra) == set(lora) == {2, 8}

@@ -16,10 +16,11 @@ import torch
 from .. import lowrank as lr
 from ..experiment import ExperimentConfig, ExperimentResult, run_experiment, total_steps
 from ..experiment.merge_study import merge_study
-from ..method_specs import full_run, runs_of
+from ..method_specs import full_run, method_spec, runs_of
 from ..plots import finetune as pft
 from ..plots import lowrank as plr
 from ..plots.merge_methods import merge_methods_figure
+from ..results.finetune import RunResult
 from .data import Extension, ReportData
 from .figure_zh import localized_png as _png
 from .forgetting import study_values as forgetting_values
@@ -195,7 +196,9 @@ def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extensio
                  "targets": ", ".join(result.config.targets)} if result.data else None,
         "rows": [[r.label, f"{r.trainable_params:,} ({r.trainable_percent:.2f}%)",
                   f"{r.final_val_loss:.3f}", f"{1000 * r.step_time_s:.1f}",
-                  f"{r.optimizer_state_bytes / 2**10:,.0f} KiB"] for r in result.runs],
+                  f"{r.optimizer_state_bytes / 2**10:,.0f} KiB", _memory_cell(result, r)]
+                 for r in result.runs],
+        "time": _time(result),
         "targets": _targets(data, result), "merge": _merge(getattr(a, "merge_checks", [])),
         "samples": _samples(getattr(a, "samples", []), lang),
         **method_values(result, lang), "forgetting": forgetting_values(result, lang)}
@@ -210,6 +213,27 @@ def finetune_from_result(data: ReportData, result: ExperimentResult) -> Extensio
     figures += study_figures(studies, lang, font)
     _slider_lines(data, result)
     return Extension("finetune", values=values, figures=figures)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _memory_cell(result: ExperimentResult, run: RunResult) -> str:
+    """The run's measured peak, and the plan's estimate for its kind made before training."""
+    kind = method_spec(run.method).estimate_as
+    plan = next((m["total"] for m in result.memory if m.get("method") == kind), None)
+    return _gib(run.peak_memory_bytes) + (f" ({_gib(plan)})" if plan else "")
+
+
+def _time(result: ExperimentResult) -> dict | None:
+    """Wall time, and the floor its FLOPs allow at the matmul peak measured in the run."""
+    f = result.floor
+    if f is None or not f.floor_s > 0:
+        return None
+    return {"wall": f"{f.wall_s / 60:.1f}", "floor": f"{f.floor_s / 60:.1f}",
+            "tflop": f"{f.flops / 1e12:.1f}", "peak": f"{f.peak_flops / 1e9:.0f}",
+            "ratio": f"{f.ratio:.2f}", "device": result.device}
 
 
 def _other_dirs(dirs: tuple[str, ...], shown: str | None) -> tuple[str, ...]:
