@@ -1,7 +1,9 @@
 """``load_adapter``: a PEFT-format adapter folder into a model, all checks first.
 
 Every check (config fields, key set, shapes against the layers the model *has* or will get,
-dtypes, finite values) runs before the model is touched, so a failed load leaves it exactly
+dtypes, finite values *in the dtype the layer will hold them in*: a float64 ``1e300`` that
+would become ``inf`` in a float32 factor, or a ``1e-300`` that would become ``0``, is refused;
+an update ``s·B A`` beyond the layer's range) runs before the model is touched, so a failed load leaves it exactly
 as it was. ``adapter_model.bin`` (a pickle) is never read.
 """
 
@@ -18,9 +20,11 @@ from safetensors.torch import load as st_load
 from torch import nn
 
 from ..errors import LoralabError
+from ..fileio.tensors import checked_cast, dtype_name
 from .adapters import CONFIG_NAME, WEIGHTS_NAME
 from .config import AdapterConfig, as_adapter_config, config_from_peft
-from .full_weights import check_vocab, embedding_slots, holder
+from .destinations import Where, check_updates, destination, target_dtype
+from .full_weights import check_vocab, embedding_slots
 from .inject import inject_lora, kind_refusal, mark_only_lora_trainable, set_module
 from .keys import PARTS, Part, is_embedding, lora_key, peft_layer_path, peft_param_key
 from .layer import LoRALayer, base_module
@@ -36,7 +40,6 @@ from .tokens import plan_tokens, token_key, token_wrappers
 
 __all__ = ["expected_keys", "load_adapter", "read_adapter"]
 
-Where = tuple[str, str]          # ("factor", "<layer path>:<A|B|bias>") or ("param", path)
 
 
 def read_adapter(folder: str | os.PathLike[str]) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
@@ -278,9 +281,10 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
                                f"expects {shape}")
         if not t.is_floating_point():
             raise LoralabError(f"adapter key {key!r} has dtype {t.dtype}; expected a float")
-        if not bool(torch.isfinite(t).all()):
-            raise LoralabError(f"adapter key {key!r} has {int((~torch.isfinite(t)).sum())} "
-                               "NaN/Inf entries; refusing to load a broken adapter")
+        dtype = target_dtype(model, where, saved, adapter)   # what the layer will hold
+        t = checked_cast(t, dtype, f"adapter key {key!r}",
+                         f"the model holds it as {dtype_name(dtype)}; refusing to load a "
+                         "broken adapter")
         plan[key] = (where, t)
     for name in targets:   # the file's config and its own tensors must agree on each rank
         a_key = next(k for k, (w, _) in expected.items() if w == ("factor", f"{name}:A"))
@@ -290,33 +294,12 @@ def _plan(model: nn.Module, config: AdapterConfig, tensors: dict[str, torch.Tens
             raise LoralabError(f"adapter key {a_key!r} has shape "
                                f"{tuple(plan[a_key][1].shape)} but the config's r={r} for "
                                f"{name!r} expects {shape}")
+    check_updates(model, config, targets, expected, plan)
     missing = sorted(k for k in required if k not in plan)
     if missing:
         raise LoralabError(f"adapter has no key {missing[0]!r} (expected shape "
                            f"{expected[missing[0]][1]}); {len(missing)} key(s) missing in all")
     return targets, saved, plan, params
-
-
-def _destination(model: nn.Module, where: Where, saved: list[str], adapter: str
-                 ) -> torch.Tensor:
-    kind, spec = where
-    if kind == "factor":
-        name, part = spec.rsplit(":", 1)
-        layer = model.get_submodule(name)
-        if part == "magnitude":
-            return layer.lora_magnitude_vector[adapter]
-        a, b = layer.factors(adapter)
-        return {"A": a, "B": b}.get(part) if part != "bias" else layer.lora_bias_param(adapter)
-    if kind == "tied":                 # a view of the embedding's factor: writes it
-        head, part = spec.rsplit(":", 1)
-        return model.get_submodule(head).factors(adapter)[part == "B"]
-    if kind == "tokens":
-        return model.get_submodule(spec).trainable_tokens_delta[adapter]
-    path, _, key = spec.partition(".module.")
-    if path in saved and key:
-        return model.get_submodule(path).module.state_dict(keep_vars=True)[key]
-    owner, _, leaf = spec.rpartition(".")
-    return getattr(holder(model.get_submodule(owner)), leaf)
 
 
 def _init_config(model: nn.Module, config: AdapterConfig, targets: list[str]) -> AdapterConfig:
@@ -353,8 +336,8 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike[str],
         if not isinstance(model.get_submodule(path), TrainedCopy):
             set_module(model, path, TrainedCopy(model.get_submodule(path)))
     with torch.no_grad():
-        for where, t in plan.values():
-            dest = _destination(model, where, saved, adapter_name)
+        for where, t in plan.values():          # t is already in the destination's dtype
+            dest = destination(model, where, saved, adapter_name)
             dest.copy_(t.to(device=dest.device, dtype=dest.dtype))
         for tok in token_wrappers(model).values():   # the rows as loaded (a full table too)
             tok.refresh_original(adapter_name)

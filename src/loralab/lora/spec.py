@@ -15,13 +15,19 @@ from dataclasses import dataclass, field
 from ..errors import LoralabError
 from .init_option import InitOption, parse_init
 
-__all__ = ["LayerSpec", "as_layer_spec", "check_alpha", "check_layer_args"]
+__all__ = ["MAX_ALPHA", "LayerSpec", "as_layer_spec", "check_alpha", "check_layer_args"]
+
+MAX_ALPHA = 1e6      # the CLI's --alpha bound too: a larger α makes s·B A overflow float32
 
 
 def check_alpha(name: str, a: object) -> None:
-    """``a`` a finite number > 0 (α, or a value of ``alpha_pattern``)."""
+    """``a`` a finite number in ``(0, MAX_ALPHA]`` (α, or a value of ``alpha_pattern``):
+    ``lora_alpha=1e308`` would scale every update to inf."""
     if isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a) or a <= 0:
         raise LoralabError(f"{name}={a!r} is not allowed; it must be a finite number > 0")
+    if a > MAX_ALPHA:
+        raise LoralabError(f"{name}={a!r} is not allowed; it must be at most {MAX_ALPHA:g} (the "
+                           "update is scaled by α/r: a larger α turns the outputs into inf/NaN)")
 
 
 def check_layer_args(r: object, lora_alpha: object, lora_dropout: object, use_rslora: object,

@@ -83,11 +83,12 @@ def as_matrix(w: Any, *, name: str = "matrix") -> torch.Tensor:
     return t
 
 
-def check_range(t: torch.Tensor, *, name: str = "matrix") -> None:
+def check_range(t: torch.Tensor, *, name: str = "matrix", advice: str | None = None) -> None:
     """Refuse a finite matrix whose norm would overflow (or whose squares would underflow)
     in its own dtype: ``‖W‖_F`` and ``Σ σ_i²`` must stay representable, so the largest
     entry times ``sqrt(m·n)`` must lie within ``sqrt(tiny)·100 .. sqrt(max)/100`` of the
-    dtype. An all-zero matrix is fine (every error of it is 0)."""
+    dtype. An all-zero matrix is fine (every error of it is 0). ``advice`` replaces the
+    default advice (``--dtype float64`` unless the matrix is float64 already)."""
     import torch
 
     lo, hi = torch.aminmax(t.detach())
@@ -96,8 +97,9 @@ def check_range(t: torch.Tensor, *, name: str = "matrix") -> None:
         return
     info = torch.finfo(t.dtype)
     dtype = str(t.dtype).removeprefix("torch.")
-    advice = "use --dtype float64, or scale the matrix" if t.dtype != torch.float64 \
-        else "scale the matrix"
+    if advice is None:
+        advice = "use --dtype float64, or scale the matrix" if t.dtype != torch.float64 \
+            else "scale the matrix"
     bound = big * math.sqrt(t.numel())
     if bound > math.sqrt(info.max) / 100:
         raise LoralabError(f"overflow: {name} has entries up to {big:.3g}, so its norm (up to "

@@ -8,7 +8,10 @@ float32 by :mod:`loralab.fileio.gguf`: the weight the model computes with). Ever
 one :class:`~loralab.errors.LoralabError` line: a missing file or key (the message lists the
 keys), a path that is not a regular file (a FIFO or a device is refused before it is
 opened), a file that is not valid ``.npy``/``.safetensors``, a tensor that is not 2-D, empty,
-complex or non-numeric, NaN/Inf entries, or values whose norm would overflow the dtype.
+complex or non-numeric, NaN/Inf entries, entries that the cast to ``--dtype`` would turn into
+inf or 0 (checked after the cast, :func:`loralab.fileio.tensors.checked_cast`: a float64
+``1e-300`` is never silently read as float32 ``0``), or values whose norm would overflow the
+dtype. float8 tensors are read through their exact float32 values.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LoralabError
 from ..fileio import check_input_file
+from ..fileio.tensors import checked_cast
 from .matrices import as_matrix
 
 if TYPE_CHECKING:
@@ -223,8 +227,8 @@ def load_matrix(spec: str, *, dtype: str = "float32") -> LoadedMatrix:
             row, col = (int(v) for v in np.argwhere(bad)[0])
             raise LoralabError(f"input {label!r} has {int(bad.sum())} NaN/Inf entries (first "
                                f"at row {row}, column {col}); only finite values are allowed")
-        with np.errstate(over="ignore"):                            # checked just below
-            tensor = torch.from_numpy(arr.astype(np.dtype(dtype)))  # native order, a copy
+        wide = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)  # ints: exact
+        raw = torch.from_numpy(arr.astype(wide.newbyteorder("=")))  # native order, a copy
     else:
         if fmt == ".gguf":
             key, raw, source = _load_gguf(path, key)
@@ -234,12 +238,7 @@ def load_matrix(spec: str, *, dtype: str = "float32") -> LoadedMatrix:
         label = f"{path}:{key}"
         if raw.is_complex():
             raise LoralabError(f"input {label!r} is complex; only real matrices are allowed")
-        if raw.is_floating_point() and not bool(torch.isfinite(raw).all()):
-            raise LoralabError(f"input {label!r} has {int((~torch.isfinite(raw)).sum())} "
-                               "NaN/Inf entries; only finite values are allowed")
-        tensor = raw.to(getattr(torch, dtype))
-    if 0 not in tensor.shape and not bool(torch.isfinite(tensor).all()):
-        raise LoralabError(f"input {label!r} has values beyond the {dtype} range; use "
-                           "--dtype float64")
+    advice = "use --dtype float64" if dtype != "float64" else "scale the matrix"
+    tensor = checked_cast(raw, getattr(torch, dtype), f"input {label!r}", advice)
     tensor = as_matrix(tensor, name=f"input {label!r}")
     return LoadedMatrix(tensor=tensor, path=str(path), key=key, source_dtype=source)

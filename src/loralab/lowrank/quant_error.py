@@ -18,10 +18,13 @@ import torch
 
 from ..errors import LoralabError
 from ..quantizer import loftq, quantized
-from .matrices import as_matrix, check_ranks
+from ..fileio.tensors import checked_cast
+from .matrices import as_matrix, check_range, check_ranks
 from .theory import gaussian_singular_values
 
 __all__ = ["QuantAnalysis", "QuantRow", "analyze_quant"]
+
+_IN_FLOAT32 = "quant computes in float32 whatever --dtype says (as NF4/int8 do); scale the matrix"
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class QuantAnalysis:
         """``{"quant_error", "rows": [{"rank", "iters", "residual"}], ...}``."""
         return {"matrix": self.label, "shape": list(self.shape), "bits": self.bits,
                 "frobenius_norm": self.frobenius_norm, "quant_error": self.quant_error,
-                "relative_quant_error": self.quant_error / self.frobenius_norm,
+                "relative_quant_error": (self.quant_error / self.frobenius_norm
+                                         if self.frobenius_norm > 0 else None),  # W = 0: n/a
                 "rows": [asdict(r) for r in self.rows],
                 "error_singular_values": self.error_singular_values,
                 "random_singular_values": self.random_singular_values}
@@ -63,7 +67,13 @@ class QuantAnalysis:
 def analyze_quant(w: Any, ranks: Any, *, bits: int = 4, iters: int = 5,
                   label: str = "W") -> QuantAnalysis:
     """Quantize ``w: (m, n)`` to ``bits``, then LoftQ at each rank for 1..``iters`` rounds."""
-    w = as_matrix(w, name=label).float()
+    w = as_matrix(w, name=label)
+    # the quantizers compute in float32: check the matrix they will see, after the cast
+    w = checked_cast(w, torch.float32, label, _IN_FLOAT32)
+    check_range(w, name=label, advice=_IN_FLOAT32)
+    if not bool(w.any()):
+        raise LoralabError(f"{label} is all zeros: Q(0) = 0 exactly, so there is no quantization "
+                           "error for LoftQ to win back; give a non-zero matrix")
     shape = (int(w.shape[0]), int(w.shape[1]))
     ranks = check_ranks(ranks, shape)
     if isinstance(iters, bool) or not isinstance(iters, int) or not 1 <= iters <= 100:

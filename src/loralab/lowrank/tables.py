@@ -44,7 +44,8 @@ def format_svd(analysis: SvdAnalysis) -> str:
     for i, r in enumerate(sw.ranks):
         rnd = analysis.random[i]
         row = (f"{r:>5}  {f'{rnd.delta_norm:,.1f} ({rnd.theory:,.1f} ± {rnd.theory_std:,.1f})':>30}"
-               f"  {sw.optimal_error[i]:>15,.4f}  {sw.relative_error[i]:>8.2%}  "
+               f"  {sw.optimal_error[i]:>15,.4f}  "
+               f"{_ratio(sw.optimal_error[i], sw.frobenius_norm, '.2%'):>8}  "
                f"{sw.spectral_error[i]:>18,.4f}")
         lines.append(row + (f"  {theory[r]:>21,.4f}" if theory is not None else ""))
     lines += ["", "The seed's 'error' is the size of a random update; it falls as 1/√r only "
@@ -137,9 +138,11 @@ def format_spectrum(comparison: SpectrumComparison) -> str:
         kept = [sp.cumulative_energy[r - 1] if r <= len(sp.cumulative_energy) else 1.0
                 for r in ranks]
         shape = f"{sp.shape[0]}×{sp.shape[1]}"
+        zero = sp.frobenius_norm == 0                      # no energy: shares are n/a
         lines.append(f"{sp.label[:34]:<34} {shape:>12} {sp.frobenius_norm:>12,.5g}  "
-                     + "  ".join(f"{sp.energy_ranks[k]:>8}" for k in keys) + "  "
-                     + "  ".join(f"{e:>7.1%}" for e in kept))
+                     + "  ".join(f"{'n/a' if zero else sp.energy_ranks[k]:>8}" for k in keys)
+                     + "  " + "  ".join(f"{'n/a' if zero else format(e, '.1%'):>7}"
+                                        for e in kept))
     gauss = [sp for sp in spectra if sp.gaussian]
     if gauss:
         sp = gauss[0]
@@ -161,12 +164,12 @@ def format_quant(a: QuantAnalysis) -> str:
     lines = [f"loralab quant: {a.bits}-bit {a.label} {a.shape[0]}×{a.shape[1]}, "
              f"‖W‖_F = {a.frobenius_norm:,.4g}",
              f"QLoRA start (B = 0): ‖W − Q(W)‖_F = {a.quant_error:,.4g} "
-             f"({a.quant_error / a.frobenius_norm:.4f} of ‖W‖_F)", "",
+             f"({_ratio(a.quant_error, a.frobenius_norm, '.4f')} of ‖W‖_F)", "",
              "LoftQ residual ‖W − Q − s·B A‖_F / ‖W‖_F after each round:",
              f"{'rank':>6}  " + "  ".join(f"{'t=' + str(t):>8}" for t in iters)]
     for r in ranks:
-        lines.append(f"{r:>6}  " + "  ".join(f"{a.residual(r, t) / a.frobenius_norm:>8.4f}"
-                                              for t in iters))
+        lines.append(f"{r:>6}  " + "  ".join(
+            f"{_ratio(a.residual(r, t), a.frobenius_norm, '.4f'):>8}" for t in iters))
     top, rand = a.error_singular_values[0], a.random_singular_values[0]
     lines += ["", f"largest singular value of W − Q(W): {top:,.4g}, against {rand:,.4g} for a "
               "random matrix of its shape and RMS (close: the error is noise-like, and rank r "
@@ -188,7 +191,8 @@ def format_heatmap(h: HeatmapAnalysis) -> str:
              f"(ratio {_ratio(sweep.frobenius_norm, w0_norm, '.3f')})"
              + (f"; shown as {block}×{block} block means" if block > 1 else ""), "",
              f"{'rank':>5}  {'‖ΔW − [ΔW]_r‖_F':>17}  {'of ‖ΔW‖_F':>9}  {'of ‖W0‖_F':>9}"]
-    for r, err, rel in zip(sweep.ranks, sweep.optimal_error, sweep.relative_error, strict=True):
-        lines.append(f"{r:>5}  {err:>17,.5g}  {rel:>9.2%}  {_ratio(err, w0_norm, '.2%'):>9}")
+    for r, err in zip(sweep.ranks, sweep.optimal_error, strict=True):
+        lines.append(f"{r:>5}  {err:>17,.5g}  {_ratio(err, sweep.frobenius_norm, '.2%'):>9}  "
+                     f"{_ratio(err, w0_norm, '.2%'):>9}")
     return "\n".join(lines)
 
