@@ -9,7 +9,6 @@ says (in the layer's dtype), or refused with the model unchanged*.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import tempfile

@@ -3,8 +3,8 @@
 Every check (config fields, key set, shapes against the layers the model *has* or will get,
 dtypes, finite values *in the dtype the layer will hold them in*: a float64 ``1e300`` that
 would become ``inf`` in a float32 factor, or a ``1e-300`` that would become ``0``, is refused;
-an update ``s·B A`` beyond the layer's range) runs before the model is touched, so a failed load leaves it exactly
-as it was. ``adapter_model.bin`` (a pickle) is never read.
+an update ``s·B A`` beyond the layer's range) runs before the model is touched, so a failed
+load leaves it exactly as it was. ``adapter_model.bin`` (a pickle) is never read.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from ..errors import LoralabError
-from ..quantizer import loftq, quantized
 from ..fileio.tensors import checked_cast
+from ..quantizer import loftq, quantized
 from .matrices import as_matrix, check_range, check_ranks
 from .theory import gaussian_singular_values
 
