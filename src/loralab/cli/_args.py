@@ -17,6 +17,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_STEPS",
     "MAX_THREADS",
+    "add_force_option",
     "add_json_option",
     "alpha_float",
     "finite_float",
@@ -135,3 +136,12 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     """``--json PATH``: also write the numbers as JSON."""
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the numbers to this JSON file")
+    add_force_option(parser)
+
+
+def add_force_option(parser: argparse.ArgumentParser, what: str = "--out or --json") -> None:
+    """``--force``: replace an existing output file that loralab did not write."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace an existing {what} file that loralab did not write "
+                             "(without it such a file is never replaced: the command refuses "
+                             "before any work, naming the file)")

@@ -68,7 +68,7 @@ def claim_outputs(args: argparse.Namespace, command: str) -> Iterator[None]:
     from ..plots import check_figure_path
 
     check_figure_path(args.out)
-    with output_files({"--out": args.out, "--json": args.json}, command):
+    with output_files({"--out": args.out, "--json": args.json}, command, force=args.force):
         yield
 
 

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         check_figure_path(figure)
     d = args.hidden_size
     check_matrix_memory((d, d), copies=6, what=f"a {d} × {d} {args.dtype} W0 and its SVD")
-    with output_files({"--out": figure, "--json": args.json}, "demo"):
+    with output_files({"--out": figure, "--json": args.json}, "demo", force=args.force):
         result = simulate_lora(config, seed=args.seed, dtype=args.dtype, plot_path=figure)
         if args.json:
             atomic_write_json(args.json, result.to_dict())

@@ -263,8 +263,12 @@ def _preflight(args: argparse.Namespace, config: ExperimentConfig,
     from ..experiment.base import base_path, check_cache
     from ..experiment.config import check_plan
     from ..experiment.resume import check_out_dir
-    from ..fileio import check_distinct, check_output_file
+    from ..fileio import check_distinct, check_output_file, check_replaceable
     from ..lm.dist import resolve_device
+
+    if not str(args.out).strip():                 # as demo and report refuse it
+        raise LoralabError("--out '' is empty; give the output folder's name, e.g. "
+                           "--out finetune")
 
     check_plan(config, options)
     out = Path(args.out)
@@ -278,6 +282,7 @@ def _preflight(args: argparse.Namespace, config: ExperimentConfig,
                            "what finetune writes there; give a path outside it")
     if args.json:
         check_output_file(args.json, flag="--json")
+        check_replaceable(args.json, f"--json {str(args.json)!r}", force=args.force)
     check_out_dir(out)
     try:
         resolve_device(args.device)
@@ -380,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))   # torchrun: share the cores
     set_threads(args.threads, processes=local)
     main = int(os.environ.get("RANK", "0")) == 0
-    with (output_files({"--json": args.json}, "finetune") if main
+    with (output_files({"--json": args.json}, "finetune", force=args.force) if main
           else contextlib.nullcontext()):
         dist, device = init_distributed(args.device, "fsdp" if args.fsdp else "ddp")
         bar = _progress_bar(args, dist, config, study)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import positive_int, seed_int, thread_count
+from ._args import add_force_option, positive_int, seed_int, thread_count
 
 STAGES = {"demo": "the seed demo", "slider": "the rank explorer (one heatmap per rank)",
           "analyses": "the low-rank analyses (chapter 7.1-7.4)",
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="report", metavar="DIR",
                         help="folder to write index.html into; created, or replaced if it "
                              "holds only a previous report (default ./report)")
+    add_force_option(parser, "--out DIR/index.html")
     parser.add_argument("--seed", type=seed_int, default=42, help="random seed (default 42)")
     parser.add_argument("--hidden-size", type=positive_int, default=512, metavar="D",
                         help="d of the seed demo and the rank explorer (default 512, the "
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                           analyses=not args.no_analyses, finetune=not args.no_finetune,
                           finetune_dir=args.finetune_dir,
                           study_dirs=tuple(args.study_dirs or ()))
-    check_report_dir(args.out)                       # fail before any computation
+    check_report_dir(args.out, force=args.force)     # fail before any computation
     if args.finetune_dir is not None:
         from ..report.methods import read_finetune_result
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    path = build_report(config, args.out, data=data)
+    path = build_report(config, args.out, data=data, force=args.force)
     total = time.perf_counter() - start
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in data.seconds.items())
     size = path.stat().st_size

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import LoralabError
 from ..fileio import atomic_write_text, check_output_folder
 from ..lm.dist import DistContext
 from ..results.finetune_config import ExperimentConfig, RunSpec
@@ -84,11 +86,32 @@ class ResumeFolder:
             top.rmdir()
 
 
+_STATE_FILE = re.compile(r"[0-9a-f]{12}/(base\.json|[\w.+-]+\.ckpt\.(json|safetensors)|"
+                         r"[\w.+-]+\.done\.safetensors|\.[^/]+\.tmp)")
+
+
+def _foreign_state(out: Path) -> list[str]:
+    """Files under ``out/.resume`` that are not resume state (its layout is above)."""
+    top = out / STATE
+    if not top.is_dir():
+        return [STATE] if top.exists() or top.is_symlink() else []
+    return sorted(p.relative_to(out).as_posix() for p in top.rglob("*")
+                  if (p.is_file() or p.is_symlink() or not p.is_dir())
+                  and not _STATE_FILE.fullmatch(p.relative_to(top).as_posix()))
+
+
 def check_out_dir(out: str | Path) -> None:
     """Before any work, creating nothing: ``out`` may hold only what an earlier finetune
-    wrote there (and its resume state), and no run may be writing there
+    wrote there (and its resume state, whose every file must have a resume state's name:
+    a user's file there is never mixed in or deleted), and no run may be writing there
     (:func:`loralab.fileio.check_output_folder`)."""
     check_output_folder(out, COMMAND, state=(STATE,))
+    foreign = _foreign_state(Path(out))
+    if foreign:
+        raise LoralabError(f"--out {str(out)!r} holds {len(foreign)} file(s) in its resume "
+                           f"folder that are not loralab's resume state (e.g. {foreign[0]!r}); "
+                           "loralab never mixes in or deletes other files: move them out, or "
+                           "give a new folder")
 
 
 def resume_hint(exc: KeyboardInterrupt, out: str | Path, config: ExperimentConfig) -> str:

@@ -7,6 +7,10 @@
 * :mod:`.outputs`: the one rule (see its docstring): outputs of one command never collide, a
   folder output holds only what the same command wrote there (its manifest), the files of an
   earlier run not written again are removed, and a lock keeps two runs apart.
+* :mod:`.owned`: which existing files loralab wrote (a record of each file's SHA-256 beside
+  it); any other file is replaced only with ``--force``.
+* :mod:`.tensors`: a tensor read from a file, checked after the cast to the dtype it is used
+  in.
 * :mod:`.lock`: the lock file (``O_CREAT | O_EXCL``, held with ``flock``).
 """
 
@@ -35,6 +39,7 @@ from .outputs import (
     output_folder,
     same_file,
 )
+from .owned import check_replaceable, record_written, written_by_loralab
 
 __all__ = [
     "LOCK_NAME",
@@ -50,10 +55,13 @@ __all__ = [
     "check_output_dir",
     "check_output_file",
     "check_output_folder",
+    "check_replaceable",
     "find_non_finite",
     "output_files",
     "output_folder",
+    "record_written",
     "require_finite",
     "same_file",
     "to_jsonable",
+    "written_by_loralab",
 ]

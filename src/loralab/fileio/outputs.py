@@ -4,7 +4,8 @@
   --json x``, ``a.png`` and ``./a.png``, a symlink or hard link) are refused before any work:
   :func:`check_distinct`.
 * **A file output** (``--out fig.png``, ``--json r.json``) may replace a regular file of that
-  name, never a folder, FIFO or device; while the command runs it holds a lock file beside
+  name that loralab wrote (its record beside it, :mod:`.owned`; any other file only with
+  ``--force``), never a folder, FIFO or device; while the command runs it holds a lock file beside
   each one (``.<name>.loralab-lock``), so two runs cannot interleave their PNG and JSON:
   :func:`output_files`.
 * **A folder output** (``finetune --out DIR``) may only hold files the same command wrote
@@ -32,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import LoralabError
 from .atomic import atomic_write_text, check_output_dir, check_output_file
 from .lock import OutputLock, lock_is_held
+from .owned import check_replaceable, file_sha256, record_written
 
 __all__ = ["LOCK_NAME", "MANIFEST_NAME", "OutputFolder", "check_distinct",
            "check_output_folder", "output_files", "output_folder", "same_file"]
@@ -70,13 +72,16 @@ def _lock_path(path: Path) -> Path:
 
 @contextlib.contextmanager
 def output_files(outputs: dict[str, str | os.PathLike[str] | None],
-                 command: str) -> Iterator[None]:
-    """Check the file outputs (distinct, writable, regular) and hold a lock beside each
-    while the block runs; refuse when another run holds one."""
+                 command: str, *, force: bool = False) -> Iterator[None]:
+    """Check the file outputs (distinct, writable, regular, and either new or written by
+    loralab: a user's file only with ``force``) and hold a lock beside each while the block
+    runs; refuse when another run holds one. When the block ends well, each file written is
+    recorded as loralab's (:mod:`loralab.fileio.owned`)."""
     check_distinct(outputs)
     items = {flag: Path(p) for flag, p in outputs.items() if p is not None}
     for flag, path in items.items():
         check_output_file(path, flag=flag)
+        check_replaceable(path, f"{flag} {str(path)!r}", force=force)
     held: list[OutputLock] = []
     try:
         for flag, path in sorted(items.items(), key=lambda kv: str(_lock_path(kv[1]))):
@@ -84,9 +89,38 @@ def output_files(outputs: dict[str, str | os.PathLike[str] | None],
             lock.acquire(command)
             held.append(lock)
         yield
+        for path in items.values():
+            record_written(path)
     finally:
         for lock in reversed(held):
             lock.release()
+
+
+def _manifest_data(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _recorded(folder: Path) -> dict[str, str]:
+    """``{file: sha256}`` as the manifest records them (``{}`` for an older manifest)."""
+    sums = _manifest_data(folder).get("sha256")
+    return {k: v for k, v in sums.items() if isinstance(v, str)} \
+        if isinstance(sums, dict) else {}
+
+
+def _unproven(folder: Path, files: list[str]) -> list[str]:
+    """Listed files on disk whose bytes are not those the manifest's checksum records (a
+    hand-written manifest, or a file changed since): they are the user's, never removed."""
+    sums = _recorded(folder)
+    out = []
+    for name in files:
+        path = folder / name
+        if path.is_file() and not path.is_symlink() and sums.get(name) != file_sha256(path):
+            out.append(name)
+    return out
 
 
 def _manifest(folder: Path, command: str) -> list[str]:
@@ -116,17 +150,19 @@ def _manifest(folder: Path, command: str) -> list[str]:
     return list(files)
 
 
-def _foreign(folder: Path, allowed: set[str], state: Iterable[str]) -> list[str]:
-    """Every file under ``folder`` that is neither listed, nor bookkeeping, nor state."""
+def _foreign(folder: Path, allowed: set[str], state: Iterable[str], own: bool) -> list[str]:
+    """Every file under ``folder`` that is neither listed, nor bookkeeping, nor state.
+    Without a manifest (``own`` false) only the lock counts as bookkeeping: a ``.loralab-*``
+    entry in a folder no run recorded is not provably a killed run's, so it is the user's."""
     found = []
     for root, dirs, files in os.walk(folder):
         rel = Path(root).relative_to(folder)
         top = rel == Path(".")
         links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
         dirs[:] = [d for d in dirs if d not in links
-                   and not (top and (d in state or d.startswith(_OWN)))]
+                   and not (top and (d in state or (own and d.startswith(_OWN))))]
         for name in (*files, *links):
-            if top and name.startswith(_OWN):
+            if top and (name == LOCK_NAME or (own and name.startswith(_OWN))):
                 continue
             path = (rel / name).as_posix()
             if path not in allowed:
@@ -152,7 +188,13 @@ def check_output_folder(folder: str | os.PathLike[str], command: str, *,
     if holder is not None:
         raise OutputLock(path / LOCK_NAME, what)._busy(holder)
     files = _manifest(path, command)
-    foreign = _foreign(path, set(files), tuple(state))
+    changed = _unproven(path, files)
+    if changed:
+        raise LoralabError(f"{what}: its manifest lists {changed[0]!r}, but that file is not "
+                           "the one loralab wrote there (no checksum, or another one); "
+                           "loralab never overwrites or deletes other files: give a new "
+                           "folder, or move that file out")
+    foreign = _foreign(path, set(files), tuple(state), own=(path / MANIFEST_NAME).exists())
     if foreign:
         whose = "no loralab run recorded writing" if not files else \
             f"an earlier 'loralab {command}' did not write"
@@ -171,16 +213,20 @@ class OutputFolder:
         self._staged: list[Path] = []
 
     def staging(self) -> Path:
-        """A fresh folder inside this one to write the run's outputs into."""
+        """A fresh folder inside this one to write the run's outputs into (a manifest is
+        written first when there is none, so a killed run's staging is provably its own)."""
+        if not (self.path / MANIFEST_NAME).exists():
+            self._write_manifest(list(self.old), complete=False, sums={})
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f"{_STAGING}{os.getpid()}-"))
         self._staged.append(tmp)
         return tmp
 
-    def _write_manifest(self, files: list[str], complete: bool) -> None:
+    def _write_manifest(self, files: list[str], complete: bool,
+                        sums: dict[str, str]) -> None:
         atomic_write_text(self.path / MANIFEST_NAME, json.dumps({
             "format": _FORMAT, "command": self.command, "complete": complete,
-            "written": time.strftime("%Y-%m-%d %H:%M:%S"), "files": sorted(files)},
-            indent=2) + "\n")
+            "written": time.strftime("%Y-%m-%d %H:%M:%S"), "files": sorted(files),
+            "sha256": {f: sums[f] for f in sorted(files) if f in sums}}, indent=2) + "\n")
 
     def commit(self, staged: Path) -> list[str]:
         """Move every file of ``staged`` into place, remove the earlier run's files not
@@ -190,21 +236,26 @@ class OutputFolder:
         a folder whose every file is still recorded."""
         new = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*")
                      if p.is_file() or p.is_symlink())
-        self._write_manifest(sorted(set(self.old) | set(new)), complete=False)
+        sums = _recorded(self.path)
+        proven = {n for n in self.old if n in sums}       # checked before the run began
+        sums.update({n: file_sha256(staged / n) for n in new if not (staged / n).is_symlink()})
+        self._write_manifest(sorted(set(self.old) | set(new)), complete=False, sums=sums)
         for name in new:
             dest = self.path / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged / name, dest)
         for name in sorted(set(self.old) - set(new)):
             dest = self.path / name
+            if name not in proven or not dest.is_file() or dest.is_symlink() \
+                    or file_sha256(dest) != sums.get(name):
+                continue                                  # not provably loralab's: kept
             with contextlib.suppress(FileNotFoundError):
-                if dest.is_symlink() or dest.is_file():
-                    dest.unlink()
+                dest.unlink()
             for parent in dest.parents:
                 if parent == self.path or not parent.is_dir() or any(parent.iterdir()):
                     break
                 parent.rmdir()
-        self._write_manifest(new, complete=True)
+        self._write_manifest(new, complete=True, sums=sums)
         self.old, self.files = new, new
         return new
 
@@ -231,17 +282,21 @@ def output_folder(folder: str | os.PathLike[str], command: str, *,
         lock.acquire(command)
         try:
             old = check_output_folder(path, command, state=state, flag=flag, _locked=True)
+            claimed = OutputFolder(path, command, old)
             for entry in path.iterdir():               # a killed run's staging / temp files
                 if entry.name.startswith(_OWN) and entry.name not in (LOCK_NAME, MANIFEST_NAME):
                     if entry.is_dir() and not entry.is_symlink():
                         shutil.rmtree(entry)
                     else:
                         entry.unlink()
-            claimed = OutputFolder(path, command, old)
             try:
                 yield claimed
             finally:
                 claimed.discard_staging()
+                if created and claimed.files is None:   # nothing published: leave nothing
+                    with contextlib.suppress(OSError):
+                        if {p.name for p in path.iterdir()} <= {MANIFEST_NAME, LOCK_NAME}:
+                            (path / MANIFEST_NAME).unlink()
         finally:
             lock.release()
     finally:

@@ -23,6 +23,7 @@ which is listed in ``modules_to_save`` so that PEFT and loralab load it back. No
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -164,6 +165,32 @@ def config_for(model: nn.Module, saved: list[str], a: str = "default") -> Adapte
                                   if m.lora_alpha[a] != alpha})
 
 
+_MARK = "loralab_adapter_config_sha256"     # safetensors metadata: the config written with it
+
+
+def _written_by_loralab(folder: Path) -> bool:
+    """Whether ``folder``'s two files are a pair loralab wrote: the safetensors header
+    records the SHA-256 of the ``adapter_config.json`` beside it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as fh:
+            mark = (fh.metadata() or {}).get(_MARK)
+        text = (folder / CONFIG_NAME).read_bytes()
+    except Exception:  # missing, unreadable or not safetensors: not provably ours
+        return False
+    return mark == hashlib.sha256(text).hexdigest()
+
+
+def _check_replaceable(folder: Path, overwrite: bool) -> None:
+    """Refuse to replace adapter files loralab did not write, unless ``overwrite``."""
+    present = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if (folder / n).exists()]
+    if present and not overwrite and not _written_by_loralab(folder):
+        raise LoralabError(f"{str(folder / present[0])!r} exists and loralab did not write it "
+                           "(or it changed since); a user's file is never replaced: save into "
+                           "another folder, or pass overwrite=True")
+
+
 def _write(folder: Path, blob: bytes, text: str) -> None:
     if folder.exists():
         check_output_dir(folder)
@@ -184,13 +211,16 @@ def _files(model: nn.Module, a: str, save_embedding_layers: SaveEmbeddings = "au
         name = getattr(model, "name_or_path", None)
         config = replace(config, base_model_name_or_path=name or None)
     tensors.update(embedding_tensors(model, config, save_embedding_layers, a))
-    blob = st_save(tensors, metadata={"format": "pt"})
-    return blob, json.dumps(config_to_peft(config), indent=2, sort_keys=True) + "\n"
+    text = json.dumps(config_to_peft(config), indent=2, sort_keys=True) + "\n"
+    mark = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    blob = st_save(tensors, metadata={"format": "pt", _MARK: mark})
+    return blob, text
 
 
 def save_adapter(model: nn.Module, folder: str | os.PathLike[str],
                  adapter_name: str | None = None, *,
-                 save_embedding_layers: SaveEmbeddings = "auto") -> Path:
+                 save_embedding_layers: SaveEmbeddings = "auto",
+                 overwrite: bool = False) -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``.
 
     ``adapter_name``: that adapter's files go into ``folder``; ``None``: every adapter, in
@@ -200,8 +230,10 @@ def save_adapter(model: nn.Module, folder: str | os.PathLike[str],
     was resized; see :mod:`loralab.lora.full_weights`). The files are
     PEFT's: ``peft.PeftModel.from_pretrained(base, folder)`` rebuilds the same model. A new
     folder appears whole or not at all; in an existing folder each file is replaced
-    atomically and other files are kept. Every adapter is checked before any is written.
-    Returns the folder.
+    atomically and other files are kept; an existing ``adapter_config.json`` or
+    ``adapter_model.safetensors`` that loralab did not write (the safetensors header records
+    the SHA-256 of the config saved with it) is replaced only with ``overwrite=True``. Every
+    adapter is checked before any is written. Returns the folder.
     """
     layers = lora_layers(model)
     if not layers:
@@ -217,6 +249,8 @@ def save_adapter(model: nn.Module, folder: str | os.PathLike[str],
     where = {a: dest if adapter_name is not None or a == "default" else dest / a
              for a in names}
     files = {a: _files(model, a, save_embedding_layers) for a in names}   # checks first
+    for a in names:
+        _check_replaceable(where[a], overwrite)
     for a in names:
         _write(where[a], *files[a])
     return dest

@@ -116,14 +116,30 @@ def render_report(data: ReportData) -> str:
     return render_page(data)
 
 
-def check_report_dir(out: str | os.PathLike[str]) -> Path:
+GENERATOR = '<meta name="generator" content="loralab report">'
+
+
+def _is_report(page: Path) -> bool:
+    """Whether ``page`` is a loralab report (its head names loralab as the generator)."""
+    try:
+        with open(page, "rb") as fh:
+            return GENERATOR.encode() in fh.read(4096)
+    except OSError:
+        return False
+
+
+def check_report_dir(out: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Check ``out`` can receive a report before any work is done.
 
     ``out`` may be missing (its parent must then exist and be writable) or a folder holding
-    only a previous report (it is replaced as a whole). Anything else raises
-    :class:`LoralabError`, so a report never replaces a folder of other files."""
+    only a previous report (it is replaced as a whole): an ``index.html`` whose head says
+    loralab generated it; a user's own ``index.html`` is replaced only with ``force``.
+    Anything else raises :class:`LoralabError`, so a report never replaces a folder of other
+    files."""
     from ..fileio import check_output_dir
 
+    if not str(out).strip():
+        raise LoralabError("--out '' is empty; give the report's folder, e.g. --out report")
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
     if path.exists():
@@ -137,12 +153,17 @@ def check_report_dir(out: str | os.PathLike[str]) -> Path:
             raise LoralabError(f"output folder {str(path)!r} holds files that are not a "
                                f"loralab report (e.g. {others[0]!r}); give a new or empty "
                                "folder")
+        page = path / "index.html"
+        if page.exists() and not force and not _is_report(page):
+            raise LoralabError(f"--out {str(path)!r}: its {str(page)!r} exists and is not a "
+                               "loralab report; a user's file is never replaced: give a new "
+                               "folder, or add --force to replace it")
     check_output_dir(parent)
     return path
 
 
 def build_report(config: ReportConfig | None = None, out: str | os.PathLike[str] = "report",
-                 *, data: ReportData | None = None) -> Path:
+                 *, data: ReportData | None = None, force: bool = False) -> Path:
     """Compute (unless ``data`` is given), render and write ``out/index.html`` atomically.
 
     Returns the path of ``index.html``. ``out`` is checked first (see
@@ -150,7 +171,7 @@ def build_report(config: ReportConfig | None = None, out: str | os.PathLike[str]
     """
     from ..fileio import atomic_dir, atomic_write_text
 
-    out_path = check_report_dir(out)
+    out_path = check_report_dir(out, force=force)
     if data is None:
         data = collect_report(config)
     start = time.perf_counter()
