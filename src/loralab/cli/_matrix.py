@@ -151,11 +151,20 @@ def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None,
 
 
 def write_outputs(args: argparse.Namespace, fig: Any, data: Any) -> None:
-    """Save the figure (PNG, PDF or SVG by suffix), and the JSON when asked (both
-    atomically), and say where."""
+    """Save the JSON when asked, then the figure (PNG, PDF or SVG by suffix), both
+    atomically, and say where. A figure that cannot be drawn is one line saying why, after
+    the numbers are saved (printed above, and in the JSON)."""
+    from ..errors import LoralabError
     from ..fileio import atomic_write_json
     from ..plots import save_figure
 
-    print(f"\nsaved {save_figure(fig, args.out)}")
-    if args.json:
-        print(f"saved {atomic_write_json(args.json, data)}")
+    saved = str(atomic_write_json(args.json, data)) if args.json else None
+    try:
+        figure = save_figure(fig, args.out)
+    except (ValueError, OverflowError) as exc:     # matplotlib: e.g. nothing to log-scale
+        where = f"saved in {saved} and printed above" if saved else "printed above"
+        raise LoralabError(f"the figure {str(args.out)!r} could not be drawn ({exc}); the "
+                           f"numbers are {where}") from None
+    print(f"\nsaved {figure}")
+    if saved:
+        print(f"saved {saved}")

@@ -239,6 +239,14 @@ def _analyse(result: ExperimentResult, work: Workload, models: dict[str, nn.Modu
     return a
 
 
+def _drop_unused(kind: type[BaseException] | None, resume: ResumeFolder) -> bool:
+    """On an error (not a Ctrl-C, which keeps what a rerun resumes): remove a resume state
+    that holds nothing to resume. Never swallows the error."""
+    if kind is not None and issubclass(kind, Exception):
+        resume.drop_if_unused()
+    return False
+
+
 def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
          folder: OutputFolder | None, on_plan: Callable[[list[str]], None] | None,
          study: StudyConfig | None = None, intruders: IntruderSettings | None = None
@@ -263,6 +271,8 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
                               f"({layout[1]} thread{'s' if layout[1] > 1 else ''} each)")
         if on_plan is not None and dist.is_main:
             on_plan(plan_lines)
+        if resume is not None and out is not None and dist.is_main:
+            stack.push(lambda kind, exc, tb, state=resume: _drop_unused(kind, state))
         fresh: set[str] = set()
         if layout[0] > 1:
             if resume is None:                     # the runs meet in a folder all can write

@@ -78,6 +78,12 @@ class ResumeFolder:
         dist.barrier()
         return self
 
+    def drop_if_unused(self) -> None:
+        """After a failed run: remove this state when it holds nothing to resume (only its
+        ``base.json`` stamp), so a refused run leaves nothing behind in ``--out``."""
+        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {"base.json"}:
+            self.drop()
+
     def drop(self) -> None:
         """Remove this state (its outputs are written), and ``.resume`` once empty."""
         shutil.rmtree(self.path, ignore_errors=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,31 @@ def save_checkpoint(prefix: str | os.PathLike[str], model: nn.Module,
     })
 
 
+def _check_progress(meta: dict, where: str, max_step: int | None) -> None:
+    """``step`` an integer in ``0..max_step`` and ``history`` lists of finite numbers: a
+    checkpoint saying ``"step": -5`` is refused, never resumed with other numbers."""
+    step, history = meta.get("step"), meta.get("history", {})
+    top = max_step if max_step is not None else float("inf")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= top:
+        allowed = f"0..{max_step}" if max_step is not None else "an integer >= 0"
+        raise LoralabError(f"{where} says step {step!r}, which is not a step of this run "
+                           f"({allowed}); delete it to start over")
+    ok = isinstance(history, dict) and all(
+        isinstance(v, list) and all(not isinstance(x, bool) and isinstance(x, int | float)
+                                    and math.isfinite(x) for x in v) for v in history.values())
+    if not ok:
+        raise LoralabError(f"{where} holds a history that is not lists of finite numbers; "
+                           "delete it to start over")
+
+
 def load_checkpoint(prefix: str | os.PathLike[str], model: nn.Module,
-                    optimizer: torch.optim.Optimizer, run_key: str) -> dict[str, Any] | None:
+                    optimizer: torch.optim.Optimizer, run_key: str,
+                    max_step: int | None = None) -> dict[str, Any] | None:
     """Restore a checkpoint saved by :func:`save_checkpoint`; ``None`` if there is none.
 
     Returns ``{"step", "history"}``. Raises :class:`LoralabError` (model untouched) when the
-    files are corrupt, belong to another run (``run_key`` differs) or do not fit the model.
+    files are corrupt, belong to another run (``run_key`` differs), do not fit the model, or
+    say a step outside ``0..max_step`` (or a history that is not finite numbers).
     """
     from safetensors.torch import load
 
@@ -161,6 +181,7 @@ def load_checkpoint(prefix: str | os.PathLike[str], model: nn.Module,
     if meta.get("run_key") != run_key:
         raise LoralabError(f"{where} belongs to another run ({meta.get('run_key')!r}, expected "
                            f"{run_key!r}); delete it to start over")
+    _check_progress(meta, where, max_step)
     if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
         raise LoralabError(f"{where} is corrupt: its tensor file does not match; "
                            "delete it to start over")

@@ -168,8 +168,9 @@ def _check_causal(config: Any, name: str) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+    """``Type: message`` on one line (a multi-line message joined, at most 300 characters)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _load_config(transformers: Any, source: str, name: str, revision: str | None,
@@ -177,8 +178,8 @@ def _load_config(transformers: Any, source: str, name: str, revision: str | None
     try:
         return transformers.AutoConfig.from_pretrained(source, revision=revision,
                                                        local_files_only=local)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        msg = _first_line(exc)
+    except Exception as exc:  # noqa: BLE001 (transformers and huggingface_hub raise many types:
+        msg = _first_line(exc)   # a string where a number belongs is a validation error)
         if re.search(r"model[ _]type|Unrecognized", msg):
             msg = (f"this transformers ({transformers.__version__}) does not know its "
                    f"model_type ({msg})")
@@ -208,12 +209,24 @@ def _load_weights(transformers: Any, source: str, name: str, config: Any,
     log.disable_progress_bar()
     try:
         return transformers.AutoModelForCausalLM.from_pretrained(source, config=config, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 (safetensors, torch and transformers raise many)
         raise LoralabError(f"--model {name}: its weights could not be loaded "
-                           f"({_first_line(exc)})") from None
+                           f"({_first_line(exc)}); if a file is truncated or corrupt, save or "
+                           "download the model again") from None
     finally:
         if was_enabled:
             log.enable_progress_bar()
+
+
+def _check_finite_weights(hf: nn.Module, name: str) -> None:
+    """Refuse a model whose weights hold NaN/Inf: its loss would be NaN from the first step,
+    which is the file's fault, not the learning rate's."""
+    for pname, p in hf.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            bad = int((~torch.isfinite(p)).sum())
+            raise LoralabError(f"--model {name}: its weight {pname!r} holds {bad} NaN/Inf "
+                               "values; the model's files are broken (no learning rate can "
+                               "train it): save or download the model again")
 
 
 def load_causal_lm(name_or_path: str, *, revision: str | None = None,
@@ -261,6 +274,7 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
     if quantize_4bit:
         kwargs["quantization_config"] = _quantization(transformers, dtype)
     hf = _load_weights(transformers, source, name, config, kwargs)
+    _check_finite_weights(hf, name)
     if quantize_4bit:
         from ..quantizer import keep_float_compute
 

@@ -226,7 +226,8 @@ def _resume(checkpoint: str | None, model: nn.Module, optimizer: torch.optim.Opt
             run_key: str, result: TrainResult) -> int:
     """The first step to run: 0, or the step of a matching checkpoint, whose weights and
     optimizer state are then loaded and whose history is copied into ``result``."""
-    state = None if checkpoint is None else load_checkpoint(checkpoint, model, optimizer, run_key)
+    state = None if checkpoint is None else load_checkpoint(checkpoint, model, optimizer, run_key,
+                                                            max_step=result.steps)
     if state is None:
         return 0
     start = state["step"]

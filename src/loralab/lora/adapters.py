@@ -210,6 +210,11 @@ def _files(model: nn.Module, a: str, save_embedding_layers: SaveEmbeddings = "au
     if config.base_model_name_or_path is None:
         name = getattr(model, "name_or_path", None)
         config = replace(config, base_model_name_or_path=name or None)
+    for key, t in tensors.items():         # a NaN factor is never written without a word
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise LoralabError(f"adapter {a!r}: {key!r} holds {int((~torch.isfinite(t)).sum())} "
+                               "NaN/Inf values (training diverged?); refusing to save a broken "
+                               "adapter")
     tensors.update(embedding_tensors(model, config, save_embedding_layers, a))
     text = json.dumps(config_to_peft(config), indent=2, sort_keys=True) + "\n"
     mark = hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -294,6 +294,22 @@ class LoRALayer(nn.Module):
             exact = self.dora_factor(name, norm, exact.ndim) * exact
         return exact
 
+    def _check_restorable(self, exact: torch.Tensor, names: list[str]) -> None:
+        """Refuse a merge that unmerge could not undo: an update so much larger than ``W0``
+        that ``W0`` vanishes when ``W0 + ΔW`` is rounded to the base's dtype (what unmerge
+        would give back, ``round(W0 + ΔW) − ΔW``, is compared with ``W0``)."""
+        w0 = self.read_weight()
+        rounded = wide(exact.to(self.base.weight.dtype))
+        restored = rounded - sum(self.delta_weight(n) for n in names)
+        lost = float((restored.double() - w0.double()).abs().max())
+        scale = float(w0.abs().max())
+        if lost > 0.5 * scale:                        # W0 mostly gone, not a rounding
+            dtype = str(self.base.weight.dtype).removeprefix("torch.")
+            raise LoralabError(f"merging would destroy W0: the update reaches "
+                               f"{float(exact.abs().max()):.3g} while W0 is at most {scale:.3g}, "
+                               f"so in {dtype} W0 is lost to rounding (unmerge would give it back "
+                               f"wrong by up to {lost:.3g}); keep the adapter unmerged")
+
     @torch.no_grad()
     def merge(self, warn: bool = True, adapter_names: list[str] | None = None) -> float:
         """Merge the active adapters (or ``adapter_names``) into the base weight.
@@ -324,6 +340,8 @@ class LoRALayer(nn.Module):
                 new_bias is not None and not bool(torch.isfinite(new_bias).all())):
             raise LoralabError("the LoRA update has NaN/Inf entries (training diverged?); "
                                "refusing to merge it into the base weights")
+        if not any(self.use_dora[n] for n in names) and self.base.weight.is_floating_point():
+            self._check_restorable(exact, names)          # (a quantized base re-quantizes)
         self.merge_error = self.write_weight(exact)
         if new_bias is not None and b is not None:
             b.copy_(new_bias)

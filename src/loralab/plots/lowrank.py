@@ -273,10 +273,13 @@ def _draw_fit_curves(ax: Axes, ax_ratio: Axes, result: FitResult) -> None:
     for fit, c in zip(result.fits, colors, strict=True):
         steps = np.arange(len(fit.history))
         ratio = f"{fit.ratio:.4f}" if math.isfinite(fit.ratio) else "n/a (floor 0)"
-        ax.plot(steps, np.array(fit.history) / norm, color=c,
+        hist = np.array(fit.history) / norm if norm > 0 else np.zeros(len(fit.history))
+        ax.plot(steps, np.where(hist > 0, hist, np.nan), color=c,   # 0 has no log: not drawn
                 label=f"r = {fit.rank}: learned / optimal = {ratio}")
-        ax.axhline(fit.optimal_error / norm, color=c, ls="--", lw=1)
-    ax.set_yscale("log")
+        if fit.optimal_error > 0:
+            ax.axhline(fit.optimal_error / norm, color=c, ls="--", lw=1)
+    positive = norm > 0 and any(v > 0 for f in result.fits for v in f.history)
+    ax.set_yscale("log" if positive else "linear")
     lows = [v for f in result.fits for v in (min(f.history), f.optimal_error) if v > 0]
     if lows and norm > 0:       # lowest curve at 30 % of the height: room for the legend
         lo, top = min(lows) / norm, 1.15
@@ -296,6 +299,8 @@ def _draw_fit_curves(ax: Axes, ax_ratio: Axes, result: FitResult) -> None:
     finite = [x for x in ratios if math.isfinite(x)] or [1.0]
     ax_ratio.set_ylim(min(0.998, min(finite) - 0.002), max(1.02, max(finite) * 1.005))
     _rank_axis(ax_ratio, ranks)
+    if not any(math.isfinite(x) for x in ratios):   # every floor 0 (full rank): no points,
+        ax_ratio.set_xlim(min(ranks) / 2, max(ranks) * 2)   # so the log axis needs limits
     ax_ratio.set_xlabel("rank r")
     ax_ratio.set_ylabel("final error / optimal error")
     ax_ratio.set_title(f"After {result.fits[0].steps} steps: how close to the optimum")

@@ -35,9 +35,39 @@ def check_finetune_dir(folder: str | Path) -> Path:
     return path
 
 
+def _check_complete(folder: Path, path: Path) -> None:
+    """The folder's manifest (when it has one) says its run finished, and ``results.json``
+    is the file that run wrote (its checksum); else the command that repairs it."""
+    from ..fileio import MANIFEST_NAME
+    from ..fileio.owned import file_sha256
+
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return                                     # an older run, or a copied folder
+    except (OSError, ValueError):
+        manifest = None
+    fix = (f"rerun the same 'loralab finetune --out {str(folder)}' command, which finishes "
+           "it, then build the report again")
+    if not isinstance(manifest, dict):
+        raise LoralabError(f"--finetune {str(folder)!r}: its manifest cannot be read; {fix}")
+    if manifest.get("complete") is not True:
+        raise LoralabError(f"--finetune {str(folder)!r}: its last run did not finish (the "
+                           "manifest says complete: false), so its files may mix two runs; "
+                           f"{fix}")
+    sums = manifest.get("sha256")
+    if isinstance(sums, dict) and "results.json" in sums \
+            and sums["results.json"] != file_sha256(path):
+        raise LoralabError(f"--finetune {str(folder)!r}: results.json changed since loralab "
+                           f"wrote it (its checksum differs); {fix}")
+
+
 def read_finetune_result(folder: str | Path) -> ExperimentResult:
-    """The :class:`ExperimentResult` an earlier ``loralab finetune --out folder`` wrote."""
+    """The :class:`ExperimentResult` an earlier ``loralab finetune --out folder`` wrote,
+    verified: a finished run (its manifest), unchanged (its checksum), every number a
+    finite number (:func:`loralab.results.validate.check_numbers`)."""
     path = check_finetune_dir(folder)
+    _check_complete(Path(folder), path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -45,7 +75,10 @@ def read_finetune_result(folder: str | Path) -> ExperimentResult:
                            f"({type(exc).__name__}); rerun 'loralab finetune'") from None
     if not isinstance(data, dict):
         raise LoralabError(f"--finetune: {str(path)!r} is not a loralab finetune result")
-    return result_from_dict(data)
+    try:
+        return result_from_dict(data)
+    except LoralabError as exc:
+        raise LoralabError(f"--finetune: {str(path)!r}: {exc}") from None
 
 
 def method_values(result: ExperimentResult, lang: str) -> dict:

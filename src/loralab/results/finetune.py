@@ -17,6 +17,7 @@ from .floor import Floor
 from .forgetting import Forgetting, forgetting_from_dict
 from .intruders import Intruders, intruders_from_dict
 from .study import StudyResult, study_from_dict
+from .validate import check_numbers
 
 __all__ = [
     "CONFIG_KEYS",
@@ -349,13 +350,19 @@ def result_from_dict(data: dict) -> ExperimentResult:
             magnitude_direction=_md_from_dict(data.get("magnitude_direction")),
             forgetting=forgetting_from_dict(data.get("forgetting")),
             intruders=intruders_from_dict(data.get("intruders")))
-        return ExperimentResult(config=config, options=options, device=data["device"],
-                                world_size=data["world_size"], base=BaseInfo(**data["base"]),
-                                runs=runs, analysis=analysis, wall_s=data["wall_s"],
-                                data=data.get("data") or {},
-                                memory=data.get("memory_estimates") or [],
-                                floor=_floor_from_dict(data.get("floor")),
-                                study=study_from_dict(data.get("study")))
+        result = ExperimentResult(config=config, options=options, device=data["device"],
+                                  world_size=data["world_size"],
+                                  base=BaseInfo(**data["base"]), runs=runs, analysis=analysis,
+                                  wall_s=data["wall_s"], data=data.get("data") or {},
+                                  memory=data.get("memory_estimates") or [],
+                                  floor=_floor_from_dict(data.get("floor")),
+                                  study=study_from_dict(data.get("study")))
     except (KeyError, TypeError, AttributeError, LoralabError) as exc:
         raise LoralabError(f"not a loralab finetune result ({type(exc).__name__}: {exc}); "
                            "give a results.json written by 'loralab finetune'") from None
+    try:                            # a string where a loss belongs, a NaN loss: refused here
+        check_numbers(result)
+    except LoralabError as exc:
+        raise LoralabError(f"not a loralab finetune result: {exc}; give a results.json "
+                           "written by 'loralab finetune' (rerun it)") from None
+    return result
