@@ -13,6 +13,7 @@ A helper at the bottom of the layers (no torch import), shared by the memory che
 
 from __future__ import annotations
 
+import math
 import os
 
 from .errors import LoralabError
@@ -53,11 +54,16 @@ def available_memory() -> int | None:
     """Bytes this process can still allocate (``None`` when the system does not say)."""
     found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
     if "LORALAB_MEMORY_LIMIT" in os.environ:          # tests and shared machines
+        text = os.environ["LORALAB_MEMORY_LIMIT"]
         try:
-            found.append(int(float(os.environ["LORALAB_MEMORY_LIMIT"])))
+            limit = float(text)
         except ValueError:
-            raise LoralabError(f"LORALAB_MEMORY_LIMIT={os.environ['LORALAB_MEMORY_LIMIT']!r}"
-                               " is not a number of bytes") from None
+            raise LoralabError(f"LORALAB_MEMORY_LIMIT={text!r} is not a number of bytes") \
+                from None
+        if not (math.isfinite(limit) and limit >= 1):    # 0 would refuse every size, and
+            raise LoralabError(f"LORALAB_MEMORY_LIMIT={text!r} is not allowed; give a number "
+                               "of bytes >= 1 (e.g. 2e9), or unset it")  # blame the flags
+        found.append(int(limit))
     return min(found) if found else None
 
 

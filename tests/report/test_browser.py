@@ -94,3 +94,18 @@ def test_report_in_chromium(browser, tmp_path, lang, analyses):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page.close()
     assert problems == []
+
+
+def test_display_formulas_show_no_scroll_arrows(browser, tmp_path):
+    """Chromium drew small scroll arrows beside the display formulas: tall glyphs overflowed
+    the MathML block's box, which had ``overflow-x: auto`` (so a vertical scroller too). No
+    block formula may now overflow its box either way at a desktop width."""
+    index = build_report(ReportConfig(preset="quick", hidden_size=64, lang="en",
+                                      analyses=False, finetune=False), tmp_path / "r")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(index.as_uri(), wait_until="load")
+    boxes = page.evaluate("""() => Array.from(document.querySelectorAll('math[display=block]'))
+        .map(m => [m.scrollWidth - m.clientWidth, m.scrollHeight - m.clientHeight])""")
+    page.close()
+    assert len(boxes) > 5
+    assert [b for b in boxes if b[0] > 0 or b[1] > 0] == []

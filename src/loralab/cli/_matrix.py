@@ -121,9 +121,11 @@ def check_memory(args: argparse.Namespace, shape: tuple[int, int], copies: int,
 
 
 def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None,
-                     copies: int = 8) -> Matrix:
-    """Load ``--input`` or generate ``kind`` (default ``--kind``) from ``--seed``, after
-    checking that ``copies`` float64 arrays of its shape fit in memory."""
+                     copies: int = 8, input_dtype: str | None = None) -> Matrix:
+    """Load ``--input`` (in ``input_dtype`` when given, else ``--dtype``: a command that
+    computes in its own dtype checks the range there) or generate ``kind`` (default
+    ``--kind``) from ``--seed``, after checking that ``copies`` float64 arrays of its shape
+    fit in memory."""
     import torch
 
     from ..errors import LoralabError
@@ -136,7 +138,7 @@ def matrix_from_args(args: argparse.Namespace, *, kind: str | None = None,
         from ..lm.gguf import resolve_matrix_spec
         from ..lowrank.matrixio import load_matrix
 
-        loaded = load_matrix(resolve_matrix_spec(args.input), dtype=args.dtype)
+        loaded = load_matrix(resolve_matrix_spec(args.input), dtype=input_dtype or args.dtype)
         check_memory(args, tuple(loaded.tensor.shape), copies, source="the input's")
         return Matrix(loaded.tensor, loaded.label, gaussian=False)
     kind = kind or getattr(args, "kind", "gaussian")

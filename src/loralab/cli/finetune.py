@@ -305,11 +305,9 @@ def _progress_bar(args: argparse.Namespace, dist: DistContext,
 
     if not dist.is_main or args.no_progress:
         return None
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
-    return tqdm(total=total_steps(config, study), unit="step", file=sys.stderr,
-                dynamic_ncols=True,
-                desc="finetune")
+    return progress_bar(total_steps(config, study), desc="finetune", file=sys.stderr)
 
 
 def _run_with_bar(config: ExperimentConfig, options: RunOptions, out: Path, dist: DistContext,

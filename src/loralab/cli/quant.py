@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import positive_int
+from ._args import int_in
 from ._matrix import add_matrix_arguments, add_output_arguments
 
 HELP = "NF4/int8 error of a matrix, what LoftQ's rank-r adapter wins back, its spectrum"
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, choices=(4, 8), default=4,
                         help="4 (NF4, blocks of 64, QLoRA's base) or 8 (per-row absmax); "
                              "default 4")
-    parser.add_argument("--iters", type=positive_int, default=5, metavar="T",
+    parser.add_argument("--iters", type=int_in(1, 100, "--iters"), default=5, metavar="T",
                         help="LoftQ rounds, 1..100 (default 5): each row is shown after "
                              "every round")
     add_output_arguments(parser, "quant.png")
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.bits == 4:
         bnb()                                  # say how to install it before any work
     with claim_outputs(args, "quant"):
-        matrix = matrix_from_args(args, copies=10)
+        matrix = matrix_from_args(args, copies=10, input_dtype="float64")  # checked as float32
+
         a = analyze_quant(matrix.tensor, args.ranks, bits=args.bits, iters=args.iters,
                           label=matrix.label)
         data = a.to_dict()

@@ -91,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     def on_steps(label: str, steps: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            from tqdm import tqdm
+            from ._progress import progress_bar
 
-            bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
+            bar = progress_bar(total, file=sys.stderr)
         bar.set_description(label, refresh=False)
         bar.update(steps)
 

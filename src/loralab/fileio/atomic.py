@@ -113,7 +113,10 @@ def check_input_file(file: str | os.PathLike[str], *, what: str = "input file") 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it to ``path``."""
     dest = check_output_file(path)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    except OSError as exc:                     # a full disk, a folder gone read-only
+        raise _write_error(dest, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -121,11 +124,20 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, LoralabError):
+            raise _write_error(dest, exc) from None
         raise
     return dest
+
+
+def _write_error(dest: Path, exc: OSError) -> LoralabError:
+    """``cannot write 'path': No space left on device``: the OS's reason, with the path."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return LoralabError(f"cannot write {str(dest)!r}: {reason}; nothing was written there "
+                        "(an existing file is as it was)")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -32,7 +32,8 @@ def check_matrix_memory(shape: tuple[int, int], *, copies: int, what: str,
     if free is None or need <= _USABLE * free:
         return need
     fits = int(math.isqrt(int(_USABLE * free / (copies * 8))))
-    hint = (f"at most {flag} {fits:,} fits" if square
+    hint = (f"at most {flag} {fits:,} fits" if square and fits >= 1
+            else "not even a 1 × 1 matrix fits: free some memory" if fits < 1
             else f"at most about {int(_USABLE * free / (copies * 8)):,} entries (m × n) fit")
     raise LoralabError(f"out of memory: {what} needs about {format_bytes(need)}, and this "
                        f"machine has {format_bytes(free)} free; {hint}")

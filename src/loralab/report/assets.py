@@ -46,7 +46,8 @@ th { background:var(--soft); }
 td.num, th.num { text-align:right; font-variant-numeric: tabular-nums; }
 td.num { white-space:nowrap; }
 tr.active td { background:#e8f1fa; }
-math[display="block"] { margin:.7rem 0; font-size:1.15em; overflow-x:auto; }
+math[display="block"] { margin:.35rem 0; font-size:1.15em; overflow-x:auto; overflow-y:hidden;
+  padding:.5em 0; }   /* Chromium: tall glyphs overflow the line box, which drew scroll arrows */
 figure { margin:1rem 0 1.4rem; }
 figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:4px; }
 figcaption { color:var(--muted); font-size:.92rem; margin-top:.3rem; }
