@@ -275,3 +275,45 @@ def test_cached_decoding_refuses_a_context_beyond_the_model(saved):
     wrapper = HFCausalLM(tiny_llama()).eval()
     with pytest.raises(LoralabError, match="sequence length 65 is not allowed"):
         wrapper.decode_step(torch.zeros(1, 65, dtype=torch.long))
+
+
+def _broken_copy(saved, tmp_path, name: str):
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(saved["llama"][0], folder)
+    return folder
+
+
+def test_a_config_with_a_string_where_a_number_belongs_is_one_line(saved, tmp_path):
+    """It was a bare StrictDataclassFieldValidationError ('internal error')."""
+    import json
+
+    folder = _broken_copy(saved, tmp_path, "strcfg")
+    config = json.loads((folder / "config.json").read_text())
+    config["hidden_size"] = "32"
+    (folder / "config.json").write_text(json.dumps(config))
+    msg = _error(str(folder))
+    assert "its config.json could not be read" in msg and "hidden_size" in msg
+    assert "\n" not in msg
+
+
+def test_a_truncated_weights_file_is_one_line(saved, tmp_path):
+    folder = _broken_copy(saved, tmp_path, "trunc")
+    blob = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    msg = _error(str(folder))
+    assert "its weights could not be loaded" in msg and "truncated or corrupt" in msg
+
+
+def test_nan_weights_are_blamed_on_the_file_not_the_learning_rate(saved, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _broken_copy(saved, tmp_path, "nanw")
+    tensors = load_file(folder / "model.safetensors")
+    key = sorted(k for k in tensors if k.endswith("q_proj.weight"))[0]
+    tensors[key][0, 0] = float("nan")
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    msg = _error(str(folder))
+    assert f"its weight {key!r} holds 1 NaN/Inf values" in msg
+    assert "learning rate can" in msg and "lower the learning rate" not in msg
