@@ -5,15 +5,14 @@ the weights, the tokenizer files; works offline) or a Hugging Face hub id (``gpt
 ``owner/name``; online, or offline when it is in the hub cache), and returns
 ``(HFCausalLM, tokenizer)``. Every bad input is one :class:`~loralab.errors.LoralabError`
 naming the value and what is allowed, raised before any weight is read where it can be: a
-folder without ``config.json``, without weights or without a tokenizer, a model that is not a
-causal LM (BERT for masked LM, T5, ...), a name that is neither a folder nor reachable on the
-hub (offline: "not found locally and the network is unreachable"), ``revision`` with a local
-folder. The hub is asked once, with a short timeout (:data:`HUB_TIMEOUT_S`), never for long.
-
-:func:`hf_token_ids` tokenises documents for :class:`~loralab.lm.corpus.LMData`;
-:func:`module_names` lists the short names LoRA can target (``c_attn, c_proj, c_fc`` for GPT-2,
-``q_proj, …, down_proj`` for Llama). transformers is the optional extra ``hf``
-(``pip install "loralab[hf]"``) and is imported only inside the functions.
+folder without ``config.json``, weights or tokenizer, a model that is not a causal LM (BERT,
+T5, ...), a name neither a folder nor on the hub (offline: "not found locally and the network
+is unreachable"), ``revision`` with a local folder; after it, a bad ``config.json``, a
+truncated weights file and NaN/Inf weights. The hub is asked once, with a short timeout
+(:data:`HUB_TIMEOUT_S`). :func:`hf_token_ids` tokenises documents for
+:class:`~loralab.lm.corpus.LMData`; :func:`module_names` lists the short names LoRA can target
+(``c_attn, c_proj, c_fc`` for GPT-2, ``q_proj, …, down_proj`` for Llama). transformers is the
+optional extra ``hf`` (``pip install "loralab[hf]"``), imported only inside the functions.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import LoralabError
+from .checkpoint import non_finite
 from .hub import HUB_TIMEOUT_S, hub_source
 
 __all__ = ["HF_HINT", "HUB_TIMEOUT_S", "HFCausalLM", "hf_token_ids", "load_causal_lm",
@@ -168,8 +168,7 @@ def _check_causal(config: Any, name: str) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """``Type: message`` on one line (a multi-line message joined, at most 300 characters)."""
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split())          # one line, at most 300 characters
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
@@ -183,8 +182,7 @@ def _load_config(transformers: Any, source: str, name: str, revision: str | None
         if re.search(r"model[ _]type|Unrecognized", msg):
             msg = (f"this transformers ({transformers.__version__}) does not know its "
                    f"model_type ({msg})")
-        raise LoralabError(f"--model {name}: its config.json could not be read: {msg}") \
-            from None
+        raise LoralabError(f"--model {name}: its config.json could not be read: {msg}") from None
 
 
 def _dtype_kw(transformers: Any) -> str:
@@ -218,17 +216,6 @@ def _load_weights(transformers: Any, source: str, name: str, config: Any,
             log.enable_progress_bar()
 
 
-def _check_finite_weights(hf: nn.Module, name: str) -> None:
-    """Refuse a model whose weights hold NaN/Inf: its loss would be NaN from the first step,
-    which is the file's fault, not the learning rate's."""
-    for pname, p in hf.named_parameters():
-        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
-            bad = int((~torch.isfinite(p)).sum())
-            raise LoralabError(f"--model {name}: its weight {pname!r} holds {bad} NaN/Inf "
-                               "values; the model's files are broken (no learning rate can "
-                               "train it): save or download the model again")
-
-
 def load_causal_lm(name_or_path: str, *, revision: str | None = None,
                    dtype: torch.dtype = torch.float32,
                    quantize_4bit: bool = False,
@@ -242,7 +229,7 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
     ``--bf16`` autocast). ``quantize_4bit``: the linear layers in NF4
     (bitsandbytes, QLoRA's storage; ``pip install "loralab[qlora]"``). The checks run in
     order, each a :class:`LoralabError`: folder/hub id and revision, ``config.json`` (a causal
-    LM?), the tokenizer, then the weights, and last that the tokenizer's ids fit the model's
+    LM?), the tokenizer, the weights (readable, finite), the tokenizer's ids within the
     vocabulary. The model comes back in eval mode (the training loop sets train mode).
     """
     transformers = _transformers()
@@ -274,7 +261,11 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None,
     if quantize_4bit:
         kwargs["quantization_config"] = _quantization(transformers, dtype)
     hf = _load_weights(transformers, source, name, config, kwargs)
-    _check_finite_weights(hf, name)
+    bad = non_finite(dict(hf.named_parameters()))   # the file's fault, not the learning rate's
+    if bad is not None:
+        raise LoralabError(f"--model {name}: its weight {bad[0]!r} holds {bad[1]} NaN/Inf "
+                           "values; the model's files are broken (no learning rate can train "
+                           "it): save or download the model again")
     if quantize_4bit:
         from ..quantizer import keep_float_compute
 
@@ -337,11 +328,7 @@ def module_names(model: nn.Module, *, include_head: bool = False) -> list[str]:
 
 
 def _attr(obj: object, *names: str, default: object = None) -> Any:
-    for n in names:
-        v = getattr(obj, n, None)
-        if v is not None:
-            return v
-    return default
+    return next((v for v in (getattr(obj, n, None) for n in names) if v is not None), default)
 
 
 def hf_shape_fields(config: Any) -> dict[str, Any]:

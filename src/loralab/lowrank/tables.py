@@ -32,9 +32,7 @@ def format_svd(analysis: SvdAnalysis) -> str:
         f"loralab svd: {analysis.label}, shape ({m}, {n}), ‖W‖_F = {sw.frobenius_norm:,.6g}; "
         "one SVD gives every rank",
         f"seed's random update: ΔW = (α/r)·B A, α = {analysis.alpha:g}, B: ({m}, r), "
-        f"A: (r, {n}) ~ N(0, 1)",
-        "",
-    ]
+        f"A: (r, {n}) ~ N(0, 1)", ""]
     theory = None
     if analysis.gaussian:
         theory = gaussian_optimal_error(m, n, std=sw.frobenius_norm / (m * n) ** 0.5)
