@@ -90,7 +90,7 @@ def test_a_refused_run_leaves_no_resume_stamp(run_cli, cache_copy, tiny_preset, 
     code, cap = _run(run_cli, capsys, ["finetune", *TINY_ARGS, "--cache", str(cache), "--out",
                                        str(out)])
     assert code == 2 and "diverged" in one_error_line(cap.err)
-    assert not (out / ".resume").exists()
+    assert not (out / ".resume").exists(), sorted(str(p.relative_to(out)) for p in out.rglob("*"))
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan"])

@@ -80,8 +80,9 @@ class ResumeFolder:
 
     def drop_if_unused(self) -> None:
         """After a failed run: remove this state when it holds nothing to resume (only its
-        ``base.json`` stamp), so a refused run leaves nothing behind in ``--out``."""
-        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {"base.json"}:
+        ``base.json`` stamp, temp files), so a refused run leaves nothing behind in ``--out``."""
+        keep = ("*.done.safetensors", "*.ckpt.json")          # what a rerun resumes from
+        if self.path.is_dir() and not any(any(self.path.glob(g)) for g in keep):
             self.drop()
 
     def drop(self) -> None:
