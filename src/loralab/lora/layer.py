@@ -299,12 +299,12 @@ class LoRALayer(nn.Module):
         that ``W0`` vanishes when ``W0 + ΔW`` is rounded to the base's dtype (what unmerge
         would give back, ``round(W0 + ΔW) − ΔW``, is compared with ``W0``)."""
         w0 = self.read_weight()
-        rounded = wide(exact.to(self.base.weight.dtype))
+        rounded = wide(exact.to(self.weight_out_in().dtype))
         restored = rounded - sum(self.delta_weight(n) for n in names)
         lost = float((restored.double() - w0.double()).abs().max())
         scale = float(w0.abs().max())
         if lost > 0.5 * scale:                        # W0 mostly gone, not a rounding
-            dtype = str(self.base.weight.dtype).removeprefix("torch.")
+            dtype = str(self.weight_out_in().dtype).removeprefix("torch.")
             raise LoralabError(f"merging would destroy W0: the update reaches "
                                f"{float(exact.abs().max()):.3g} while W0 is at most {scale:.3g}, "
                                f"so in {dtype} W0 is lost to rounding (unmerge would give it back "
@@ -340,7 +340,7 @@ class LoRALayer(nn.Module):
                 new_bias is not None and not bool(torch.isfinite(new_bias).all())):
             raise LoralabError("the LoRA update has NaN/Inf entries (training diverged?); "
                                "refusing to merge it into the base weights")
-        if not any(self.use_dora[n] for n in names) and self.base.weight.is_floating_point():
+        if not any(self.use_dora[n] for n in names) and self.weight_out_in().is_floating_point():
             self._check_restorable(exact, names)          # (a quantized base re-quantizes)
         self.merge_error = self.write_weight(exact)
         if new_bias is not None and b is not None:
