@@ -247,6 +247,18 @@ def _drop_unused(kind: type[BaseException] | None, resume: ResumeFolder) -> bool
     return False
 
 
+def _open_resume(out: Path | None, config: ExperimentConfig, work: Workload,
+                 dist: DistContext, stack: contextlib.ExitStack) -> ResumeFolder | None:
+    """The experiment's resume folder inside ``out`` (``None`` without one), opened; on an
+    error it goes again when it holds nothing to resume (:func:`_drop_unused`)."""
+    if out is None:
+        return None
+    resume = ResumeFolder.of(out, config).open(work.base_info.sha256, dist)
+    if dist.is_main:
+        stack.push(lambda kind, exc, tb: _drop_unused(kind, resume))
+    return resume
+
+
 def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
          folder: OutputFolder | None, on_plan: Callable[[list[str]], None] | None,
          study: StudyConfig | None = None, intruders: IntruderSettings | None = None
@@ -262,8 +274,7 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
     plan = (plan_runs(config, work.target_sets) if study is None
             else study.runs(config, work.target_sets))
     with contextlib.ExitStack() as stack:
-        resume = ResumeFolder.of(out, config).open(work.base_info.sha256, dist) \
-            if out is not None else None
+        resume = _open_resume(out, config, work, dist, stack)
         pending = [r for r in plan if resume is None or not resume.done(r).is_file()]
         layout = _layout(work, memory, ctx, len(pending))
         if layout[0] > 1:
@@ -271,8 +282,6 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
                               f"({layout[1]} thread{'s' if layout[1] > 1 else ''} each)")
         if on_plan is not None and dist.is_main:
             on_plan(plan_lines)
-        if resume is not None and out is not None and dist.is_main:
-            stack.push(lambda kind, exc, tb, state=resume: _drop_unused(kind, state))
         fresh: set[str] = set()
         if layout[0] > 1:
             if resume is None:                     # the runs meet in a folder all can write
