@@ -44,6 +44,8 @@ def _check_value(value: Any, hint: Any, where: str) -> None:
         for i, item in enumerate(value):
             if dataclasses.is_dataclass(item):
                 check_numbers(item, f"{where}[{i}]")
+            elif isinstance(item, list):                 # list[list[float]]: each row
+                _check_value(item, hint, f"{where}[{i}]")
             elif "list[float]" in text or "list[int]" in text:
                 why = _bad_number(item, "int" if "list[int]" in text else "float")
                 if why:
