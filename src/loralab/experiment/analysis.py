@@ -126,9 +126,11 @@ def check_windows(model: nn.Module, block_size: int) -> int:
 
 
 def merge_check(model: nn.Module, base: nn.Module, data: LMData, ctx: RunContext, *,
-                val_loss: float, max_batches: int | None = None) -> MergeCheck:
+                val_loss: float, max_batches: int | None = None,
+                batch_size: int = EVAL_BATCH) -> MergeCheck:
     """Merged vs unmerged logits (fp32 and fp64) on :func:`check_windows` val windows and
-    val loss (on the ``max_batches`` val batches ``val_loss`` was measured on), and a
+    val loss (on the ``max_batches`` val batches of ``batch_size`` windows ``val_loss`` was
+    measured on), and a
     save/load round trip, for a LoRA model (not modified)."""
     from ..lora import load_adapter, lora_layers, merge_lora, save_adapter
 
@@ -151,7 +153,7 @@ def merge_check(model: nn.Module, base: nn.Module, data: LMData, ctx: RunContext
         for name, layer in lora_layers(m64).items():
             _oi(plain64.get_submodule(name)).add_(layer.delta_weight())
         diff64 = float((plain64(x) - ref64).abs().max())
-    merged_loss = evaluate(merged, data, EVAL_BATCH, max_batches, device=device,
+    merged_loss = evaluate(merged, data, batch_size, max_batches, device=device,
                            dist=ctx.dist)
     return MergeCheck(label="", max_abs_logit=float(ref.abs().max()), max_abs_logit_diff=diff,
                       max_abs_logit_diff_fp64=diff64,
@@ -240,7 +242,8 @@ def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, n
         if method_spec(runs[label].method).sweep:
             c = (done or {}).get(label) or merge_check(
                 model, base, data, ctx, val_loss=runs[label].final_val_loss,
-                max_batches=result.config.spec.lora.eval_batches)
+                max_batches=result.config.spec.lora.eval_batches,
+                batch_size=result.config.spec.lora.eval_batch_size)
             c.label = label
             checks.append(c)
     return checks
@@ -268,7 +271,8 @@ def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data
             lora = result.lora_run(r, label) if r is not None else None
             rows.append(TruncationRow(
                 targets=label, rank=r,
-                val_loss_truncated=evaluate(model, data, EVAL_BATCH, config.spec.lora.eval_batches,
+                val_loss_truncated=evaluate(model, data, config.spec.lora.eval_batch_size,
+                                            config.spec.lora.eval_batches,
                                             device=ctx.device, dist=ctx.dist),
                 energy_kept=sum(kept) / len(kept),
                 val_loss_lora=lora.final_val_loss if lora else None))

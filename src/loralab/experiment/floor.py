@@ -6,9 +6,11 @@ Counted from the runs' own records, so a changed schedule or target set is count
   :func:`loralab.lm.train.train`: ``6·n·d_in·d_out`` per trained matrix, ``4·…`` per frozen
   one); pretraining the tiny LM, when this run did it, as ``3 ×`` a forward per token;
 * **evaluate**: every val-loss point of every run and of the base, on the windows it
-  evaluated (``eval_batches × 16`` of them, at most the val split), and the general text's;
+  evaluated (``eval_batches × eval_batch_size`` of them, at most the val split), and the
+  source domain's (the general text, the tiny LM's pretraining English) before and after;
 * **analysis**: the merge checks (5 forwards on :func:`~.analysis.check_windows` windows and
-  the merged model's val loss), one val loss per truncation row, and the samples' tokens.
+  the merged model's val loss), one val loss per truncation row, the samples' tokens, and
+  the λ sweep's target and source losses (:mod:`.intruders`).
 
 A forward costs :func:`loralab.lm.cost.forward_flops_per_token` a token. The peak is the
 median over the runs of ``flops_per_s / mfu``: the matmul peak each run measured.
@@ -50,19 +52,23 @@ def experiment_floor(result: ExperimentResult, work: Workload, base: nn.Module) 
     if result.base.pretrain_val_loss is not None and not result.base.cached:
         p = spec.pretrain
         train += 3 * fwd * p.steps * p.batch_size * spec.model.block_size
-    ev = _eval_tokens(ft, spec.lora.eval_batches)
-    tokens = sum(len(r.val_steps) * _eval_tokens(
-        ft, (spec.lora if method_spec(r.method).is_adapter else spec.full).eval_batches)
-        for r in result.runs) + ev
-    if work.general is not None and spec.real is not None:
-        tokens += (len(result.runs) + 1) * _eval_tokens(work.general, spec.real.general_batches)
+    ev = _eval_tokens(ft, spec.lora.eval_batches, spec.lora.eval_batch_size)
+    tokens = ev + sum(len(r.val_steps) * _eval_tokens(ft, tc.eval_batches, tc.eval_batch_size)
+                      for r in result.runs
+                      for tc in [spec.lora if method_spec(r.method).is_adapter else spec.full])
+    source = 0
+    if work.general is not None:        # the source domain: before, and after every run
+        source = _eval_tokens(work.general, spec.real.general_batches if spec.real else None)
+        tokens += (len(result.runs) + 1) * source
     analysis = 0.0
     a = result.analysis
     if a is not None:
         per_check = 5 * check_windows(base, ft.block_size) * ft.block_size + ev
         enc = work.tokenizer.encode
         samples = sum(len(enc(s.prompt + out)) for s in a.samples for out in s.outputs.values())
-        analysis = fwd * (len(a.merge_checks) * per_check + len(a.truncation) * ev + samples)
+        sweep = [p for p in getattr(a.intruders, "lambda_sweep", []) if p.lam < 1.0]
+        analysis = fwd * (len(a.merge_checks) * per_check + len(a.truncation) * ev + samples
+                          + len(sweep) * (ev + source))
     peaks = [r.flops_per_s / r.mfu for r in result.runs if r.mfu and r.mfu > 0]
     return Floor(train_flops=train, evaluate_flops=fwd * tokens, analysis_flops=analysis,
                  peak_flops=statistics.median(peaks) if peaks else float("nan"),

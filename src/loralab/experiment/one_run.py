@@ -137,7 +137,7 @@ def fine_tune(run: RunSpec, work: Workload, config: ExperimentConfig, ctx: RunCo
     check = None
     if merge and run.method_spec.sweep:
         check = merge_check(model.eval(), base, ft, ctx, val_loss=result.final_val_loss,
-                            max_batches=tc.eval_batches)
+                            max_batches=tc.eval_batches, batch_size=tc.eval_batch_size)
         check.label = run.label
     if done is not None and dist.is_main:
         save_weights(done, {n: p for n, p in model.named_parameters() if p.requires_grad},

@@ -254,7 +254,9 @@ def _hf(config: ExperimentConfig, ctx: RunContext) -> Workload:
     ft, info = _hf_data(config, ctx.options, tok, block)
     general = _general_data(config, ctx.options, tok, block)
     wrapper.to(ctx.device).requires_grad_(False).eval()
-    loss = evaluate(wrapper, ft, 16, device=ctx.device, dist=ctx.dist)
+    tc = config.spec.lora                       # the windows every run's val loss is on
+    loss = evaluate(wrapper, ft, tc.eval_batch_size, tc.eval_batches, device=ctx.device,
+                    dist=ctx.dist)
     base_info = BaseInfo(key=f"hf:{config.model}@{config.revision or 'main'}",
                          path=str(config.model), cached=True,
                          params=sum(p.numel() for p in wrapper.parameters()),
