@@ -99,3 +99,18 @@ def test_convergence_title_names_the_model_file_and_fits_the_figure(make_result)
     renderer = fig.canvas.get_renderer()
     box = title.get_window_extent(renderer)
     assert title.get_wrap() and 0 <= box.x0 and box.x1 <= fig.bbox.width
+
+
+@pytest.mark.parametrize("lo, hi", [(3.61, 3.70), (0.5, 6.4), (2.9, 3.05)])
+def test_log_loss_axis_labels_at_least_two_ticks_inside_any_range(lo, hi):
+    from matplotlib.figure import Figure
+
+    from loralab.plots.finetune import _log_loss_axis
+
+    ax = Figure().subplots()
+    ax.plot([0, 1], [lo, hi])
+    ax.set_ylim(lo, hi)
+    _log_loss_axis(ax)
+    ticks = [t for t in ax.get_yticks() if lo <= t <= hi]
+    labels = [ax.yaxis.get_major_formatter()(t, i) for i, t in enumerate(ticks)]
+    assert len(ticks) >= 2 and all(labels) and len(set(labels)) == len(labels)

@@ -47,14 +47,18 @@ _COARSE_TICKS = (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10)
 
 
 def _log_loss_axis(ax: Axes) -> None:
-    """Log-scale y with plain-number ticks at round values inside the current limits."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    """Log-scale y with plain-number ticks at round values inside the current limits (at
+    least two: a range narrower than the round values gets ticks of its own)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
     ax.set_yscale("log")
     lo, hi = ax.get_ylim()
     ticks = [t for t in _FINE_TICKS if lo <= t <= hi]
     if len(ticks) > 9:
         ticks = [t for t in _COARSE_TICKS if lo <= t <= hi]
+    if len(ticks) < 2:            # a narrow range (3.61..3.70): round values of its own
+        ticks = [float(f"{t:.6g}") for t in MaxNLocator(nbins=5).tick_values(lo, hi)
+                 if lo <= t <= hi]
     ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
