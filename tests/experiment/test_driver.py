@@ -388,3 +388,10 @@ def test_the_floor_counts_at_least_the_training_matmuls_and_the_run_cannot_beat_
     assert math.isclose(f.floor_s, f.flops / f.peak_flops)
     assert f.wall_s == result.wall_s and f.ratio >= 1.0        # no run beats its arithmetic
     assert result_from_dict(json.loads(json.dumps(result.to_dict()))).floor == f
+
+
+def test_the_merge_tolerance_is_1e5_or_twice_fp32s_own_error():
+    from loralab.experiment.analysis import MERGE_TOL, merge_tolerance
+
+    assert merge_tolerance(1e-7) == MERGE_TOL == 1e-5
+    assert merge_tolerance(8.1e-5) == pytest.approx(1.62e-4)

@@ -59,3 +59,11 @@ def test_a_sweep_that_scaled_nothing_is_no_evidence():
     study.lambda_sweep[1].intruders = 0
     v = intruder_verdict(study, with_full=True)
     assert v.word == "does not hold" and "mitigation" not in v.reason
+
+
+def test_no_intruder_in_any_run_says_so_instead_of_blaming_a_comparison():
+    study = _intruders(0.0, 0.0, 0.0, 0.0)
+    study.lambda_sweep[1].intruders = 0
+    v = intruder_verdict(study, with_full=True)
+    assert v.word == "does not hold"
+    assert "no run" in v.reason and "ε=0.5" in v.reason and "full has fewer" not in v.reason

@@ -61,6 +61,7 @@ __all__ = [
     "full_update_svd",
     "headline_lora",
     "merge_check",
+    "merge_tolerance",
 ]
 
 MERGE_TOL = 1e-5
@@ -155,12 +156,20 @@ def merge_check(model: nn.Module, base: nn.Module, data: LMData, ctx: RunContext
         diff64 = float((plain64(x) - ref64).abs().max())
     merged_loss = evaluate(merged, data, batch_size, max_batches, device=device,
                            dist=ctx.dist)
+    fp32 = float((ref.double() - ref64).abs().max())
+    tol = merge_tolerance(fp32)
     return MergeCheck(label="", max_abs_logit=float(ref.abs().max()), max_abs_logit_diff=diff,
-                      max_abs_logit_diff_fp64=diff64,
-                      fp32_error=float((ref.double() - ref64).abs().max()),
+                      max_abs_logit_diff_fp64=diff64, fp32_error=fp32,
                       reload_max_abs_logit_diff=reload, val_loss_unmerged=val_loss,
-                      val_loss_merged=merged_loss,
-                      passed=diff <= MERGE_TOL and reload <= MERGE_TOL)
+                      val_loss_merged=merged_loss, passed=diff <= tol and reload <= tol)
+
+
+def merge_tolerance(fp32_error: float) -> float:
+    """What merged-vs-unmerged fp32 logits may differ by: :data:`MERGE_TOL`, or twice fp32's
+    own error on the same logits (unmerged fp32 against fp64) where that is larger: a merge
+    cannot be checked below the rounding of the forward itself (a 135 M-parameter model's
+    logits carry ~1e-4 of it; the tiny LM's ~1e-6)."""
+    return max(MERGE_TOL, 2.0 * fp32_error)
 
 
 def amplification(w0: torch.Tensor, delta: torch.Tensor, rank: int, source: str,

@@ -155,7 +155,8 @@ def _merge_lines(checks: list[MergeCheck]) -> list[str]:
         return []
     worst = max(checks, key=lambda c: c.max_abs_logit_diff)
     over = sum(not c.passed for c in checks)
-    verdict = "within 1e-5 in every run" if not over else f"above 1e-5 in {over} run(s)"
+    verdict = ("within max(1e-5, 2 × fp32's own error) in every run" if not over
+               else f"above max(1e-5, 2 × fp32's own error) in {over} run(s)")
     scale = max(c.max_abs_logit for c in checks)
     fp32 = max(c.fp32_error for c in checks)
     fp64 = max(c.max_abs_logit_diff_fp64 for c in checks)
@@ -196,7 +197,7 @@ def _spectra_lines(a: Analysis, h: str, markdown: bool) -> list[str]:
     many = max(len(ss) for ss in by_mod.values()) > _LIST_LAYERS
     rows = [[m, f"{ss[0].shape[0]}×{ss[0].shape[1]}",
              _over_layers([s.rank90 for s in ss], "d", many),
-             _over_layers([s.relative_norm for s in ss], ".2f", many)]
+             _over_layers([s.relative_norm for s in ss], ".2g", many)]
             for m, ss in by_mod.items()]
     what = ("min / median / max over the layers" if many else "layers 0..L-1")
     return _titled(f"{h}Spectrum of ΔW_full per layer: rank holding 90% of Σσ² ({what})",
@@ -246,7 +247,7 @@ def _amplification_lines(amp: Amplification | None, h: str, markdown: bool) -> l
     if amp is None:
         return []
     rows = [[r.source, str(r.rank), f"{r.delta_norm:.3f}", f"{r.proj_delta:.3f}",
-             f"{r.proj_w:.3f}", f"{r.proj_random:.3f}", f"{r.factor:.1f}"] for r in amp.rows]
+             f"{r.proj_w:.3f}", f"{r.proj_random:.3f}", f"{r.factor:.3g}"] for r in amp.rows]
     return _titled(f"{h}Amplification factor ‖ΔW‖_F / ‖Uᵀ W0 V‖_F for {amp.layer} "
                    f"(‖W0‖_F = {amp.w_norm:.2f})",
                    ["ΔW from", "r", "‖ΔW‖_F", "‖UᵀW0V‖ (ΔW dirs)", "(W0 dirs)",

@@ -130,6 +130,11 @@ def intruder_verdict(study: Intruders, with_full: bool) -> Verdict:
                          "partly" if ok else "does not hold")
     reason = "" if word == "holds" else (
         ("not here: " + "; ".join(bad)) if checks else "nothing to compare")
+    if all(r.at_epsilon == 0 for r in study.rows):     # nothing rotated: no contest at all
+        word, reason = "does not hold", (
+            f"no run, full fine-tuning or LoRA, has an intruder at {eps}: every top-"
+            f"{study.top_k} singular vector of W stays close to one of W0's, as after a short "
+            "run with a small update; the comparison needs longer training")
     return Verdict(study="intruders", claim="LoRA's top singular vectors include intruders "
                    "that full fine-tuning's lack, more at low rank; scaling them down reduces "
                    "forgetting at little cost to the task", source=SHUTTLEWORTH, word=word,
