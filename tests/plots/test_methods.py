@@ -64,3 +64,15 @@ def test_direction_draws_only_the_methods_it_traced(result):
     md = result.analysis.magnitude_direction
     fig = direction_figure(replace(md, correlation={"lora": 0.3}))
     assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["lora"]
+
+
+def test_direction_of_a_deep_model_shows_layers_as_a_colour_scale(result):
+    from dataclasses import replace
+
+    md = result.analysis.magnitude_direction
+    deep = [replace(p, layer=f"hf.model.layers.{i}.self_attn.q_proj")
+            for i in range(12) for p in md.points[:1]]
+    fig = direction_figure(replace(md, points=deep, correlation={"full": 0.1}))
+    panel, bar = fig.axes
+    assert panel.get_legend() is None and bar.get_ylabel() == "layer"
+    assert bar.get_ylim() == (0.0, 11.0)                      # the block numbers of the paths

@@ -95,7 +95,7 @@ def direction_figure(md: MagnitudeDirection) -> Figure:
             color = cmap(i / max(1, len(layers) - 1))
             ax.scatter([p.delta_d for p in mine], [p.delta_m for p in mine], s=18,
                        color=color, alpha=[0.3 + 0.7 * p.step / steps for p in mine],
-                       label=f"layer {layer.split('.')[1]}")
+                       label=f"layer {_block_of(layer)}")
         x = np.array([p.delta_d for p in pts])
         y = np.array([p.delta_m for p in pts])
         if len(pts) >= 2 and np.ptp(x) > 0:
@@ -109,8 +109,23 @@ def direction_figure(md: MagnitudeDirection) -> Figure:
         ax.set_xlabel("ΔD = mean(1 − cos(W_n, W0_n))")
         ax.set_ylabel("ΔM = mean |‖W_n‖ − ‖W0_n‖|")
         ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3))
-    axes[0].legend(fontsize=7, loc="upper left")
+    if len(layers) <= 8:
+        axes[0].legend(fontsize=7, loc="upper left")
+    else:                       # a deep model: the layer as a colour scale, not 30 entries
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        blocks = [_block_of(x) for x in layers]
+        bar = fig.colorbar(ScalarMappable(Normalize(min(blocks), max(blocks)), cmap),
+                           ax=list(axes), fraction=0.03, pad=0.02)
+        bar.set_label("layer")
     rank = f" r={md.rank}" if md.rank else ""
     fig.suptitle(f"DoRA's magnitude/direction view: {md.module} of every layer over training "
-                 f"(adapters{rank} on {md.targets}; later steps darker)", fontweight="bold")
+                 f"(adapters{rank} on {md.targets}; later steps darker)", fontweight="bold",
+                 wrap=True)
     return fig
+
+
+def _block_of(path: str) -> int:
+    """The block a module path sits in: its first integer (``hf.model.layers.12.…`` -> 12)."""
+    return next((int(p) for p in path.split(".") if p.isdigit()), 0)

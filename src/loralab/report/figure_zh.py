@@ -133,6 +133,7 @@ FIGURE_ZH: list[tuple[str, str]] = [
      r"(.+); later steps darker\)", r"DoRA 的幅度/方向视角：训练中每层的 \1（适配器\2，作用于 \3；"
      r"越深越晚）"),
     (r"layer (\d+)", r"第 \1 层"),
+    (r"layer", "层"),                            # the colour bar of a deep model's layers
     (r"no α/√r comparison in this run\n\(add rslora to --methods\)",
      "本次运行没有 α/√r（rsLoRA）对比"),
     # plots/finetune.py
