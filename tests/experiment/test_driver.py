@@ -387,6 +387,10 @@ def test_the_floor_counts_at_least_the_training_matmuls_and_the_run_cannot_beat_
     assert f.evaluate_flops > 0 and f.analysis_flops > 0
     assert math.isclose(f.floor_s, f.flops / f.peak_flops)
     assert f.wall_s == result.wall_s and f.ratio >= 1.0        # no run beats its arithmetic
+    # runs side by side: the machine's peak is the sum of the processes' (each measured its
+    # share while all multiplied at once), so the peak is at least one run's
+    one_run = min(r.flops_per_s / r.mfu for r in result.runs)
+    assert f.peak_flops >= one_run * (1 - 1e-9)
     assert result_from_dict(json.loads(json.dumps(result.to_dict()))).floor == f
 
 
@@ -395,3 +399,17 @@ def test_the_merge_tolerance_is_1e5_or_twice_fp32s_own_error():
 
     assert merge_tolerance(1e-7) == MERGE_TOL == 1e-5
     assert merge_tolerance(8.1e-5) == pytest.approx(1.62e-4)
+
+
+def test_the_floor_of_runs_side_by_side_uses_the_sum_of_their_peaks(experiment):
+    from loralab.experiment.context import RunContext
+    from loralab.experiment.floor import experiment_floor
+    from loralab.experiment.workload import load_workload
+
+    result, _ = experiment
+    work = load_workload(result.config, RunContext(options=result.options,
+                                                   device=torch.device("cpu")))
+    one = experiment_floor(result, work, work.base, 1)
+    two = experiment_floor(result, work, work.base, 2)
+    assert two.flops == one.flops and math.isclose(two.peak_flops, 2 * one.peak_flops)
+    assert math.isclose(two.floor_s, one.floor_s / 2)

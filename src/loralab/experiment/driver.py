@@ -305,7 +305,8 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
                               out_dir=str(out) if out is not None else None)
     result.analysis = _analyse(result, work, models, ctx, checks, intruders)
     result.wall_s = time.perf_counter() - t0
-    result.floor = experiment_floor(result, work, adapter_root(work.base))
+    result.floor = experiment_floor(result, work, adapter_root(work.base),
+                                    layout[0] * dist.world_size)
     if study is not None:
         result.study = study_result(study, result)
     require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "

@@ -13,7 +13,9 @@ Counted from the runs' own records, so a changed schedule or target set is count
   the λ sweep's target and source losses (:mod:`.intruders`).
 
 A forward costs :func:`loralab.lm.cost.forward_flops_per_token` a token. The peak is the
-median over the runs of ``flops_per_s / mfu``: the matmul peak each run measured.
+median over the runs of ``flops_per_s / mfu`` (the matmul peak each run measured) times the
+``processes`` that trained side by side: each of those measured its own share of the cores
+while all multiplied at once, so the machine's peak is their sum.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ def _eval_tokens(data: LMData, batches: int | None, batch: int = EVAL_BATCH) -> 
     return windows * t
 
 
-def experiment_floor(result: ExperimentResult, work: Workload, base: nn.Module) -> Floor:
-    """The :class:`Floor` of ``result`` (its runs, analysis and wall time) on ``work``."""
+def experiment_floor(result: ExperimentResult, work: Workload, base: nn.Module,
+                     processes: int = 1) -> Floor:
+    """The :class:`Floor` of ``result`` (its runs, analysis and wall time) on ``work``;
+    ``processes``: the runs trained side by side (:mod:`.jobs`), 1 when one after another."""
     spec, ft = result.config.spec, work.ft
     fwd = forward_flops_per_token(base)
     train = sum((spec.lora if method_spec(r.method).is_adapter else spec.full).steps
@@ -71,5 +75,6 @@ def experiment_floor(result: ExperimentResult, work: Workload, base: nn.Module) 
                           + len(sweep) * (ev + source))
     peaks = [r.flops_per_s / r.mfu for r in result.runs if r.mfu and r.mfu > 0]
     return Floor(train_flops=train, evaluate_flops=fwd * tokens, analysis_flops=analysis,
-                 peak_flops=statistics.median(peaks) if peaks else float("nan"),
+                 peak_flops=max(1, processes) * statistics.median(peaks) if peaks
+                 else float("nan"),
                  wall_s=result.wall_s)
