@@ -31,6 +31,7 @@ from torch import nn
 from ..lm.corpus import LMData, from_pig_latin, pig_latin_word_rate
 from ..lm.model import generate
 from ..lm.train import EVAL_BATCH, evaluate
+from ..lora.targets import block_index
 from ..lowrank import energy_ranks, svd_factors, truncate
 from ..method_specs import method_spec, runs_of
 from ..results.finetune import (
@@ -72,11 +73,6 @@ CHECK_WINDOWS, CHECK_BUDGET = 64, 4e9
 SAMPLE_TEMPERATURE = 0.5   # samples: softmax(logits / 0.5), seeded per prompt (reproducible)
 
 
-def _layer_index(path: str) -> int:
-    """The block a module path sits in: its first integer (``blocks.2.attn.q_proj`` -> 2)."""
-    return next((int(p) for p in path.split(".") if p.isdigit()), 0)
-
-
 def _linear_deltas(base: nn.Module, tuned: nn.Module, modules: tuple[str, ...]
                    ) -> dict[str, torch.Tensor]:
     """``{layer path: W_tuned − W0}`` as ``(d_out, d_in)``, for the base's weight layers
@@ -111,7 +107,7 @@ def delta_spectra(base: nn.Module, full: nn.Module, modules: tuple[str, ...],
             continue
         w0 = base.get_submodule(name).weight
         rows.append(LayerSpectrum(
-            name=name, module=name.rsplit(".", 1)[-1], layer=_layer_index(name),
+            name=name, module=name.rsplit(".", 1)[-1], layer=block_index(name),
             shape=[u.shape[0], vh.shape[1]], delta_norm=float(s.norm()),
             relative_norm=float(s.norm() / w0.double().norm()),
             rank90=energy_ranks(s, (0.9,))["90%"],

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..lm.train import evaluate
+from ..lora.targets import block_index
 from ..lowrank.intruder import (
     check_intruder_args,
     intruder_cosines,
@@ -50,18 +51,14 @@ __all__ = ["ALL_BLOCKS", "analysed_layers", "check_top_k", "intruder_study"]
 ALL_BLOCKS = 4
 
 
-def _block(path: str) -> int:
-    return next((int(p) for p in path.split(".") if p.isdigit()), 0)
-
-
 def analysed_layers(base: nn.Module, modules: tuple[str, ...]) -> list[str]:
     """The paths of ``modules`` in the analysed blocks (module doc), in layer order."""
     paths = [p for m in modules for p in layer_paths(base, m)]
-    blocks = sorted({_block(p) for p in paths})
+    blocks = sorted({block_index(p) for p in paths})
     if len(blocks) > ALL_BLOCKS:
         blocks = [blocks[0], blocks[len(blocks) // 2], blocks[-1]]
-    keep = [p for p in paths if _block(p) in blocks]
-    return sorted(keep, key=lambda p: (_block(p), modules.index(p.rsplit(".", 1)[-1])))
+    keep = [p for p in paths if block_index(p) in blocks]
+    return sorted(keep, key=lambda p: (block_index(p), modules.index(p.rsplit(".", 1)[-1])))
 
 
 def check_top_k(base: nn.Module, target_sets: list[tuple[str, tuple[str, ...]]],

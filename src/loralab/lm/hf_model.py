@@ -84,6 +84,10 @@ class HFCausalLM(nn.Module):
         self.vocab_size = int(weight.shape[0]) if weight is not None else int(
             hf.config.vocab_size)
         self.block_size = _max_positions(hf.config)
+        # the key/value cache's argument: ``cache`` in transformers 5.2x, ``past_key_values``
+        # before (read once here, not per decoded token)
+        self._cache_arg = ("cache" if "cache" in inspect.signature(hf.forward).parameters
+                           else "past_key_values")
         self.train(hf.training)                   # the wrapper's mode is the model's
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -108,11 +112,8 @@ class HFCausalLM(nn.Module):
         if total > self.block_size:
             raise LoralabError(f"sequence length {total} is not allowed; the model's "
                                f"context is {self.block_size} tokens")
-        # transformers 5.2x names the cache ``cache``; earlier versions ``past_key_values``
-        name = "cache" if "cache" in inspect.signature(self.hf.forward).parameters \
-            else "past_key_values"
         out = self.hf(input_ids=idx, use_cache=True, return_dict=True, logits_to_keep=1,
-                      **{name: past})
+                      **{self._cache_arg: past})
         cache = getattr(out, "cache", None) or out.past_key_values
         return out.logits[0, -1].float(), cache                        # (V,), the cache
 

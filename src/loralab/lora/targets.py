@@ -31,6 +31,7 @@ from .layer import LoRALayer
 from .storage import is_conv1d
 
 __all__ = [
+    "block_index",
     "LAYER_TYPES",
     "find_targets",
     "is_conv1d",
@@ -43,6 +44,12 @@ __all__ = [
 LAYER_TYPES = ("nn.Linear, transformers' Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, "
                "nn.Conv3d, nn.MultiheadAttention")
 SEQ_CLS_HEAD_NAMES = ("score", "classifier")
+
+
+def block_index(path: str) -> int:
+    """The block a module path sits in: its first integer part (``hf.model.layers.12.mlp``
+    -> 12; ``blocks.2.attn.q_proj`` -> 2; 0 when it has none)."""
+    return next((int(p) for p in path.split(".") if p.isdigit()), 0)
 
 
 def lora_kind(module: nn.Module) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..lora.targets import block_index
 from ..method_specs import METHOD_SPECS, full_run, method_spec, runs_of
 from . import COLORS, new_figure
 
@@ -95,7 +96,7 @@ def direction_figure(md: MagnitudeDirection) -> Figure:
             color = cmap(i / max(1, len(layers) - 1))
             ax.scatter([p.delta_d for p in mine], [p.delta_m for p in mine], s=18,
                        color=color, alpha=[0.3 + 0.7 * p.step / steps for p in mine],
-                       label=f"layer {_block_of(layer)}")
+                       label=f"layer {block_index(layer)}")
         x = np.array([p.delta_d for p in pts])
         y = np.array([p.delta_m for p in pts])
         if len(pts) >= 2 and np.ptp(x) > 0:
@@ -115,7 +116,7 @@ def direction_figure(md: MagnitudeDirection) -> Figure:
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
 
-        blocks = [_block_of(x) for x in layers]
+        blocks = [block_index(x) for x in layers]
         bar = fig.colorbar(ScalarMappable(Normalize(min(blocks), max(blocks)), cmap),
                            ax=list(axes), fraction=0.03, pad=0.02)
         bar.set_label("layer")
@@ -125,7 +126,3 @@ def direction_figure(md: MagnitudeDirection) -> Figure:
                  wrap=True)
     return fig
 
-
-def _block_of(path: str) -> int:
-    """The block a module path sits in: its first integer (``hf.model.layers.12.…`` -> 12)."""
-    return next((int(p) for p in path.split(".") if p.isdigit()), 0)
