@@ -25,5 +25,6 @@ STUDIES: dict[str, str] = {
     "lr": "full fine-tuning and LoRA at each rank over a log grid of learning rates (--lrs): "
           "each curve's best learning rate, LoRA's best over full's (Schulman et al. 2025)",
     "placement": "LoRA on attention only, MLP only and all linear layers at matched "
-                 "trainable-parameter counts, full fine-tuning beside",
+                 "trainable-parameter counts, full fine-tuning beside (--ranks: the budgets, "
+                 "all linear layers at r; default 4,16, a --model 8,32)",
 }

@@ -157,3 +157,32 @@ def test_study_bad_input_is_one_line_exit_2_nothing_created(run_cli, argv: list[
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_placement_on_a_model_matches_peft_counts(llama6, tmp_path: Path) -> None:
+    """A user's Llama (hidden 32, k/v to 16, MLP 64): attention q, k, v, o trains 224 per unit
+    of rank a block, the MLP gate, up, down 288, all 512; at r_all = 4 the matched ranks
+    are 9 and 7, and every run's trainable count is PEFT's for the same LoRA."""
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    from loralab.experiment import ExperimentConfig, RunOptions, run_experiment
+    from loralab.results.study_plan import StudyConfig
+
+    model, text = llama6
+    config = ExperimentConfig(preset="quick", ranks=(4,), steps=2, model=str(model),
+                              data=str(text))
+    result = run_experiment(config, RunOptions(device="cpu", cache_dir=str(tmp_path / "c"),
+                                               jobs=1), study=StudyConfig("placement"))
+    rows = result.study.placement
+    assert [(r.targets, r.rank) for r in rows] == [
+        ("all weights", None), ("attn", 9), ("mlp", 7), ("attn+mlp", 4)]
+    sets = {"attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
+            "mlp": ["gate_proj", "up_proj", "down_proj"]}
+    sets["attn+mlp"] = sets["attn"] + sets["mlp"]
+    for row in rows[1:]:
+        base = transformers.AutoModelForCausalLM.from_pretrained(model)
+        peft_model = peft.get_peft_model(base, peft.LoraConfig(
+            r=row.rank, lora_alpha=16, target_modules=sets[row.targets]))
+        assert row.trainable_params == peft_model.get_nb_trainable_parameters()[0]
+        assert abs(row.param_ratio - 1) <= 0.05
+    assert result.study.verdicts[0].study == "placement"

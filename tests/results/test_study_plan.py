@@ -13,10 +13,12 @@ from loralab.results.study_plan import (
     DEFAULT_LRS,
     PLACEMENT_TOLERANCE,
     REAL_LRS,
+    REAL_STUDY_RANKS,
     StudyConfig,
     check_lrs,
     placement_ranks,
     set_width,
+    tiny_widths,
 )
 
 
@@ -39,7 +41,7 @@ def test_set_width_is_the_sum_of_d_in_plus_d_out(label: str) -> None:
 @pytest.mark.parametrize("rank_all", [4, 8, 16])
 def test_placement_ranks_match_the_budget_within_the_tolerance(rank_all: int) -> None:
     model = ExperimentConfig(preset="default").spec.model
-    ranks = placement_ranks(model, rank_all)
+    ranks = placement_ranks(tiny_widths(model), rank_all)
     assert ranks["attn+mlp"] == rank_all
     budget = _lora_params(model, "attn+mlp", rank_all)
     for label, r in ranks.items():
@@ -51,7 +53,9 @@ def test_placement_ranks_match_the_budget_within_the_tolerance(rank_all: int) ->
 def test_a_rank_whose_counts_cannot_match_is_refused() -> None:
     model = ExperimentConfig(preset="default").spec.model
     with pytest.raises(LoralabError, match="rank 1 is not allowed for the placement study"):
-        placement_ranks(model, 1)
+        placement_ranks(tiny_widths(model), 1)
+    with pytest.raises(LoralabError, match="past the rank bound 8"):
+        placement_ranks(tiny_widths(model), 4, max_rank=8)
     with pytest.raises(LoralabError, match="rank 1 is not allowed"):
         StudyConfig("placement").prepare(ExperimentConfig(preset="default", ranks=(1, 4)))
 
@@ -85,10 +89,26 @@ def test_bad_studies_are_refused(kwargs: dict, message: str) -> None:
         StudyConfig(**kwargs)
 
 
-def test_placement_needs_the_tiny_lm() -> None:
-    config = ExperimentConfig(preset="quick", model="some/model")
-    with pytest.raises(LoralabError, match="placement study is not allowed with a --model"):
-        StudyConfig("placement").prepare(config)
+def test_placement_on_a_model_matches_smollm2s_counts_from_its_widths() -> None:
+    """SmolLM2-135M (d = 576, d_ff = 1536, k/v to 192, 30 layers): attention trains
+    3,840 per unit of rank a layer, the MLP (gate, up, down) 6,336, both 10,176."""
+    config = StudyConfig("placement").prepare(
+        ExperimentConfig(preset="smollm2", ranks=REAL_STUDY_RANKS["placement"]))
+    assert config.targets == ("attn", "mlp", "attn+mlp")
+    d, f, kv = 576, 1536, 192
+    attn, mlp = 2 * (d + d) + 2 * (d + kv), 3 * (d + f)
+    widths = {"attn": 30 * attn, "mlp": 30 * mlp, "attn+mlp": 30 * (attn + mlp)}
+    sets = [("attn", ("q_proj",)), ("mlp", ("up_proj",)), ("all", ("q_proj", "up_proj"))]
+    runs = StudyConfig("placement").runs(config, sets, widths, max_rank=kv)
+    assert [(r.rank, r.targets) for r in runs[1:]] == [
+        (21, "attn"), (13, "mlp"), (8, "all"), (85, "attn"), (51, "mlp"), (32, "all")]
+    for r_all, (a, m, _) in zip((8, 32), (runs[1:4], runs[4:7]), strict=True):
+        budget = r_all * widths["attn+mlp"]
+        assert abs(a.rank * widths["attn"] / budget - 1) <= PLACEMENT_TOLERANCE
+        assert abs(m.rank * widths["mlp"] / budget - 1) <= PLACEMENT_TOLERANCE
+    with pytest.raises(LoralabError, match="rank 4 is not allowed for the placement study: mlp"):
+        StudyConfig("placement").runs(config.with_changes(ranks=(4,)), sets, widths)
+    assert len(StudyConfig("placement").runs(config, [])) == 7   # before the model loads
 
 
 def test_lr_plan_runs_every_kind_at_every_rate_with_its_own_label() -> None:

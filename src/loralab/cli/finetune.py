@@ -219,10 +219,11 @@ def _config(args: argparse.Namespace
     targets = args.targets or (real.targets if real else ("attn", "attn+mlp"))
     steps = args.steps
     if study is not None:
-        from ..results.study_plan import STUDY_RANKS, STUDY_STEPS
+        from ..results.study_plan import REAL_STUDY_RANKS, STUDY_RANKS, STUDY_STEPS
 
-        ranks = args.ranks or STUDY_RANKS[study.name]
-        if steps is None and real is None and args.model is None:
+        tiny = real is None and args.model is None
+        ranks = args.ranks or (STUDY_RANKS if tiny else REAL_STUDY_RANKS)[study.name]
+        if steps is None and tiny:
             steps = STUDY_STEPS[study.name]
     config = ExperimentConfig(preset=args.preset, methods=tuple(methods),
                               ranks=tuple(ranks), targets=tuple(targets),

@@ -56,7 +56,7 @@ from .methods import adapter_root, plain_adapter
 from .one_run import fine_tune
 from .outputs import write_outputs
 from .resume import COMMAND, STATE, ResumeFolder
-from .studies import study_result
+from .studies import model_widths, study_result
 from .workload import Workload, load_workload
 
 __all__ = [
@@ -84,6 +84,15 @@ def _sets(config: ExperimentConfig) -> list[tuple[str, tuple[str, ...]]]:
 
     return ([parse_targets(t) for t in config.targets] if config.model is None
             else [(t, ()) for t in config.targets])
+
+
+def _widths(study: StudyConfig, config: ExperimentConfig, work: Workload
+            ) -> tuple[dict[str, int] | None, int | None]:
+    """A placement study's set widths and rank bound on a ``--model`` (its layers' shapes);
+    ``(None, None)`` otherwise (the tiny LM's follow from its config)."""
+    if study.name != "placement" or config.model is None:
+        return None, None
+    return model_widths(work.base, work.target_sets)
 
 
 def _steps_to_full(runs: list[RunResult]) -> None:
@@ -272,7 +281,7 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
     if config.model is not None:        # the labels of the model's own module names
         config = config.with_changes(targets=tuple(label for label, _ in work.target_sets))
     plan = (plan_runs(config, work.target_sets) if study is None
-            else study.runs(config, work.target_sets))
+            else study.runs(config, work.target_sets, *_widths(study, config, work)))
     with contextlib.ExitStack() as stack:
         resume = _open_resume(out, config, work, dist, stack)
         pending = [r for r in plan if resume is None or not resume.done(r).is_file()]

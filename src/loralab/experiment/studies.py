@@ -14,20 +14,24 @@
 * **placement** (:func:`placement_rows`, :func:`placement_verdict`): at each parameter
   budget, attention only against the MLP only and all linear layers; the claim (all layers
   and the MLP do at least as well as attention only at equal counts) holds when both are
-  within :data:`TIE` of attention only or better at every budget.
+  within :data:`TIE` of attention only or better at every budget. On a ``--model`` the
+  three sets' widths ``P = Σ (d_in + d_out)`` come from its layers (:func:`model_widths`).
 """
 
 from __future__ import annotations
 
 import math
 
+from torch import nn
+
 from ..results.finetune import ExperimentResult, RunResult
 from ..results.study import LrCurve, PlacementRow, StudyResult
 from ..results.study_plan import PLACEMENT_SETS, StudyConfig, placement_ranks
 from ..results.verdict import Verdict
+from .workload import layer_paths, weight_out_in
 
 __all__ = ["HALF_DECADE", "SOURCE", "TIE", "best_lr_fit", "lr_curves", "lr_verdicts",
-           "placement_rows", "placement_verdict", "study_result"]
+           "model_widths", "placement_rows", "placement_verdict", "study_result"]
 
 SOURCE = "Schulman and Thinking Machines 2025, LoRA Without Regret"
 HALF_DECADE = math.sqrt(10.0)
@@ -113,20 +117,39 @@ def lr_verdicts(curves: list[LrCurve]) -> tuple[list[Verdict], dict[str, float]]
     return [ratio_v, rank_v], ratios
 
 
+def model_widths(base: nn.Module, target_sets: list[tuple[str, tuple[str, ...]]]
+                 ) -> tuple[dict[str, int], int]:
+    """``({set: P}, bound)`` of ``base``'s placement sets (``target_sets`` in the order of
+    :data:`PLACEMENT_SETS`): ``P = Σ (d_in + d_out)`` over every layer of the set's modules,
+    and the least ``min(d_out, d_in)`` of those layers (a LoRA's rank bound)."""
+    widths, bound = {}, None
+    for key, (_, modules) in zip(PLACEMENT_SETS, target_sets, strict=True):
+        shapes = [weight_out_in(base.get_submodule(p)).shape for m in modules
+                  for p in layer_paths(base, m)]
+        widths[key] = sum(o + i for o, i in shapes)
+        bound = min([bound or math.inf, *(min(s) for s in shapes)])
+    return widths, int(bound)
+
+
 def placement_rows(result: ExperimentResult) -> list[PlacementRow]:
     """Full fine-tuning, then per budget rank ``r_all`` the three placements with their
-    trainable parameters over the all-linear run's."""
+    trainable parameters over the all-linear run's. The sets are the config's target sets
+    in the order of :data:`PLACEMENT_SETS` (a model's are labelled ``attn``, ``mlp``,
+    ``all``); each set's width is its runs' ``trainable / rank`` (a LoRA trains ``r·P``)."""
     full = next((r for r in result.runs if r.method == "full"), None)
     by_label = {r.label: r for r in result.runs}
+    key = dict(zip(result.config.targets, PLACEMENT_SETS, strict=False))
+    widths = {key[r.targets]: r.trainable_params // r.rank for r in result.runs
+              if r.method == "lora" and r.rank and r.targets in key}
     rows = []
     if full is not None:
         rows.append(PlacementRow(label=full.label, targets="all weights", rank=None,
                                  budget_rank=None, trainable_params=full.trainable_params,
                                  param_ratio=None, final_val_loss=full.final_val_loss))
     for r_all in result.config.ranks:
-        ranks = placement_ranks(result.config.spec.model, r_all)
+        ranks = placement_ranks(widths, r_all)
         runs = {t: next(r for r in by_label.values() if r.method == "lora"
-                        and r.targets == t and r.rank == k) for t, k in ranks.items()}
+                        and key.get(r.targets) == t and r.rank == k) for t, k in ranks.items()}
         budget = runs["attn+mlp"].trainable_params
         rows += [PlacementRow(label=r.label, targets=t, rank=r.rank, budget_rank=r_all,
                               trainable_params=r.trainable_params,

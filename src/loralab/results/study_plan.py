@@ -14,13 +14,17 @@ reproduce one published claim:
   attention only at equal parameter counts.
 
 A LoRA layer on a ``(d_out, d_in)`` weight trains ``r·(d_in + d_out)`` parameters, so a set
-of layers trains ``r·P`` with ``P = Σ (d_in + d_out)`` over its layers; at the budget of all
-linear layers at rank ``r_all``, each set's rank is ``round(r_all·P_all / P_set)``.
+of layers trains ``r·P`` with ``P = Σ (d_in + d_out)`` over its layers (its *width*); at the
+budget of all linear layers at rank ``r_all``, each set's rank is ``round(r_all·P_all / P_set)``.
+The tiny LM's widths follow from its config (:func:`tiny_widths`); a ``--model``'s from its
+layers' shapes once it is loaded (:func:`loralab.experiment.studies.model_widths`), its sets
+being ``attn`` (q/k/v/o_proj), ``mlp`` (gate/up/down_proj) and both.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -30,8 +34,8 @@ from .finetune_config import ExperimentConfig, RunSpec, lr_tag
 from .presets import TARGET_PRESETS, parse_targets
 
 __all__ = ["DEFAULT_LRS", "PLACEMENT_SETS", "PLACEMENT_TOLERANCE", "REAL_LRS", "STUDY_NAMES",
-           "STUDY_RANKS", "STUDY_STEPS", "Study", "StudyConfig", "check_lrs",
-           "placement_ranks", "set_width"]
+           "REAL_STUDY_RANKS", "STUDY_RANKS", "STUDY_STEPS", "Study", "StudyConfig",
+           "check_lrs", "placement_ranks", "set_width", "tiny_widths"]
 
 Study = Literal["lr", "placement"]
 STUDY_NAMES: tuple[str, ...] = get_args(Study)
@@ -40,6 +44,8 @@ STUDY_NAMES: tuple[str, ...] = get_args(Study)
 DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 REAL_LRS: tuple[float, ...] = (2e-5, 2e-4, 2e-3)
 STUDY_RANKS: dict[str, tuple[int, ...]] = {"lr": (1, 4, 16), "placement": (4, 16)}
+# SmolLM2's MLP (gate, up, down: 3·(d + d_ff) a layer) cannot match r_all = 4 within 5 %
+REAL_STUDY_RANKS: dict[str, tuple[int, ...]] = {"lr": (1, 4, 16), "placement": (8, 32)}
 STUDY_STEPS: dict[str, int] = {"lr": 80, "placement": 150}   # the tiny LM's, per run
 PLACEMENT_SETS: tuple[str, ...] = ("attn", "mlp", "attn+mlp")
 PLACEMENT_TOLERANCE = 0.05     # matched counts within 5 % of the all-linear budget
@@ -73,24 +79,32 @@ def set_width(model: TinyLMConfig, label: str) -> int:
     return model.n_layers * sum(each[m] for m in TARGET_PRESETS[label])
 
 
-def placement_ranks(model: TinyLMConfig, rank_all: int) -> dict[str, int]:
-    """``{set: rank}`` for attention only, MLP only and all linear layers at the parameter
-    budget of all linear layers at ``rank_all`` (``rank = max(1, round(r_all·P_all/P))``);
-    raises ``LoralabError`` when a set's count misses the budget by more than
-    :data:`PLACEMENT_TOLERANCE` or its rank exceeds the width."""
-    budget = rank_all * set_width(model, "attn+mlp")
+def tiny_widths(model: TinyLMConfig) -> dict[str, int]:
+    """``{set: P}`` of the placement sets (:data:`PLACEMENT_SETS`) on the tiny LM."""
+    return {label: set_width(model, label) for label in PLACEMENT_SETS}
+
+
+def placement_ranks(widths: Mapping[str, int], rank_all: int,
+                    max_rank: int | None = None) -> dict[str, int]:
+    """``{set: rank}`` for attention only, MLP only and all linear layers (the keys of
+    :data:`PLACEMENT_SETS`, ``widths[set] = P``) at the parameter budget of all linear layers
+    at ``rank_all`` (``rank = max(1, round(r_all·P_all/P))``); raises ``LoralabError`` when a
+    set's count misses the budget by more than :data:`PLACEMENT_TOLERANCE` or its rank
+    exceeds ``max_rank`` (the smallest ``min(d_out, d_in)`` of the layers)."""
+    budget = rank_all * widths["attn+mlp"]
     out = {}
     for label in PLACEMENT_SETS:
-        width = set_width(model, label)
+        width = widths[label]
         rank = max(1, round(budget / width))
         off = rank * width / budget - 1
-        if abs(off) > PLACEMENT_TOLERANCE or rank > model.d_model:
+        too_big = max_rank is not None and rank > max_rank
+        if abs(off) > PLACEMENT_TOLERANCE or too_big:
             raise LoralabError(
                 f"rank {rank_all} is not allowed for the placement study: {label} at rank "
                 f"{rank} trains {rank * width:,} parameters against {budget:,} "
                 f"({100 * off:+.1f} %, more than {100 * PLACEMENT_TOLERANCE:.0f} % off"
-                f"{'' if rank <= model.d_model else ', or past d_model'}); give ranks such as "
-                "4,8,16")
+                f"{f', or past the rank bound {max_rank}' if too_big else ''}); give ranks "
+                "such as 4,8,16")
         out[label] = rank
     return out
 
@@ -122,32 +136,39 @@ class StudyConfig:
     def prepare(self, config: ExperimentConfig) -> ExperimentConfig:
         """``config`` as the study runs it, checked: methods full and lora, no rsLoRA; the
         lr study on the last target set given, placement on attn, mlp and attn+mlp (the
-        tiny LM only, every rank's matched counts within :data:`PLACEMENT_TOLERANCE`)."""
-        if self.name == "placement":
-            if config.model is not None:
-                raise LoralabError("the placement study is not allowed with a --model: it "
-                                   "compares the tiny LM's attn, mlp and attn+mlp sets")
+        tiny LM's matched counts within :data:`PLACEMENT_TOLERANCE` here, a model's once it
+        is loaded)."""
+        if self.name == "placement" and config.model is None:
+            d = config.spec.model.d_model
             for r in config.ranks:
-                placement_ranks(config.spec.model, r)
+                placement_ranks(tiny_widths(config.spec.model), r, max_rank=d)
         targets = PLACEMENT_SETS if self.name == "placement" else config.targets[-1:]
         return config.with_changes(methods=("full", "lora"), rslora_ranks=(),
                                    targets=targets)
 
-    def runs(self, config: ExperimentConfig,
-             target_sets: list[tuple[str, tuple[str, ...]]]) -> list[RunSpec]:
+    def runs(self, config: ExperimentConfig, target_sets: list[tuple[str, tuple[str, ...]]],
+             widths: Mapping[str, int] | None = None, max_rank: int | None = None
+             ) -> list[RunSpec]:
         """The study's runs. ``lr``: at each rate of the grid (ascending) full
         fine-tuning, then LoRA at every rank on the last target set. ``placement``: full
         fine-tuning, then for every rank ``r_all`` LoRA on attention only, the MLP only and
-        all linear layers at the ranks of :func:`placement_ranks`."""
+        all linear layers (``target_sets`` in that order, as resolved on the model) at the
+        ranks of :func:`placement_ranks` for ``widths`` (default: the tiny LM's; a model's
+        before it is loaded: every set at ``r_all``, enough to count the steps)."""
         if self.name == "lr":
             label, mods = target_sets[-1]
             return [run for lr in self.grid(config) for run in (
                 RunSpec("full", lr=lr), *(RunSpec("lora", r, label, mods, lr=lr)
                                           for r in config.ranks))]
+        if widths is None:
+            widths = (tiny_widths(config.spec.model) if config.model is None
+                      else dict.fromkeys(PLACEMENT_SETS, 1))
+            max_rank = config.spec.model.d_model if config.model is None else None
+        sets = dict(zip(PLACEMENT_SETS, target_sets, strict=False))
         runs = [RunSpec("full")]
         for r_all in config.ranks:
-            for label, rank in placement_ranks(config.spec.model, r_all).items():
-                run = RunSpec("lora", rank, *parse_targets(label))
+            for key, rank in placement_ranks(widths, r_all, max_rank).items():
+                run = RunSpec("lora", rank, *(sets.get(key) or parse_targets(key)))
                 if run not in runs:
                     runs.append(run)
         return runs
