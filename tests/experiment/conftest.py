@@ -1,11 +1,46 @@
-"""Fixtures of the experiment tests: a small random Llama saved as a user's model."""
+"""Fixtures of the experiment tests: a small random Llama saved as a user's model, and the
+check that a verdict says in Chinese what it says in English, with the same numbers."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+
+from loralab.results.verdict import Verdict
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:e[-+]?\d+)?")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# English words a Chinese text may keep: method names, target sets and run labels' parts.
+_KEPT = {"LoRA", "rsLoRA", "MLP", "lora", "rslora", "full", "attn", "mlp", "all"}
+
+
+def _numbers(text: str) -> list[str]:
+    return sorted(_NUMBER.findall(text))
+
+
+def _english_words(text: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z]{3,}", text)) - _KEPT
+
+
+def _check_bilingual(v: Verdict) -> None:
+    """``v``'s claim, measured names and reason in Chinese: Chinese text with no English
+    word but names, the same quantities in the same order with the same values (a value in
+    words: the same numbers), and a reason exactly when the English has one, with the same
+    numbers."""
+    assert _CJK.search(v.claim_zh) and not _english_words(v.claim_zh), v.claim_zh
+    assert len(v.measured_zh) == len(v.measured) > 0
+    for (en, x), (zh, y) in zip(v.measured.items(), v.measured_zh.items(), strict=True):
+        assert _numbers(zh) == _numbers(en) and not _english_words(zh), (en, zh)
+        assert x == y or (_CJK.search(y) and _numbers(x) == _numbers(y)), (x, y)
+        assert _CJK.search(zh) or zh == en, (en, zh)       # a run's name stays as it is
+    assert bool(v.reason) == bool(v.reason_zh), (v.reason, v.reason_zh)
+    if v.reason:
+        assert _CJK.search(v.reason_zh) and not _english_words(v.reason_zh), v.reason_zh
+        assert _numbers(v.reason_zh) == _numbers(v.reason), (v.reason, v.reason_zh)
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +68,9 @@ def llama6(tmp_path_factory) -> tuple[Path, Path]:
     model.save_pretrained(root / "model")
     fast.save_pretrained(root / "model")
     return root / "model", root / "text.txt"
+
+
+@pytest.fixture
+def bilingual() -> Callable[[Verdict], None]:
+    """Checks a verdict's Chinese against its English (:func:`_check_bilingual`)."""
+    return _check_bilingual

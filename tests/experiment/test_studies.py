@@ -54,44 +54,69 @@ def _curves(full_best: float, lora_best: dict[int, float]) -> list:
     return lr_curves(runs)
 
 
-def test_the_papers_picture_holds() -> None:
+def test_the_papers_picture_holds(bilingual) -> None:
     curves = _curves(1e-3, {1: 1e-2, 4: 1e-2, 16: 1e-2})
     assert [c.label for c in curves] == ["full", "lora-r1", "lora-r4", "lora-r16"]
     verdicts, ratios = lr_verdicts(curves)
     assert [v.word for v in verdicts] == ["holds", "holds"]
     assert ratios == pytest.approx({"lora-r1": 10.0, "lora-r4": 10.0, "lora-r16": 10.0})
+    for v in verdicts:
+        bilingual(v)
 
 
-def test_one_rank_judges_only_the_ratio() -> None:
+def test_one_rank_judges_only_the_ratio(bilingual) -> None:
     verdicts, ratios = lr_verdicts(_curves(1e-3, {4: 1e-2}))
     assert [v.claim for v in verdicts] == ["LoRA's best learning rate is about 10x full "
                                            "fine-tuning's"] and list(ratios) == ["lora-r4"]
+    bilingual(verdicts[0])
 
 
-def test_equal_best_rates_do_not_hold_and_moving_ones_are_named() -> None:
+def test_equal_best_rates_do_not_hold_and_moving_ones_are_named(bilingual) -> None:
     verdicts, ratios = lr_verdicts(_curves(3e-3, {1: 3e-3, 4: 3e-3}))
     assert verdicts[0].word == "does not hold" and ratios["lora-r1"] == pytest.approx(1.0)
+    bilingual(verdicts[0])
     verdicts, _ = lr_verdicts(_curves(1e-3, {1: 1e-3, 16: 3e-2}))
     assert verdicts[1].word == "does not hold" and "30.0x across ranks" in verdicts[1].reason
+    assert "相差 30.0 倍" in verdicts[1].reason_zh
+    for v in verdicts:
+        bilingual(v)
 
 
-def test_a_best_at_the_grids_edge_is_partly_and_unresolved() -> None:
+def test_some_ranks_near_ten_and_a_middling_spread_are_partly(bilingual) -> None:
+    verdicts, _ = lr_verdicts(_curves(1e-3, {1: 1e-2, 4: 1e-3}))
+    assert [v.word for v in verdicts] == ["partly", "partly"]
+    assert "2 个秩中有 1 个" in verdicts[0].reason_zh
+    for v in verdicts:
+        bilingual(v)
+
+
+def test_a_best_at_the_grids_edge_is_partly_and_unresolved(bilingual) -> None:
     curves = _curves(1e-4, {1: 1e-3, 4: 1e-3})
     assert curves[0].at_edge and not curves[1].at_edge
     verdicts, _ = lr_verdicts(curves)
     assert verdicts[0].word == "partly" and "unresolved" in verdicts[0].reason
     assert "full at 0.0001" in verdicts[0].reason
+    assert "full 在 0.0001" in verdicts[0].reason_zh and "无法判定" in verdicts[0].reason_zh
+    for v in verdicts:
+        bilingual(v)
 
 
-def test_placement_verdict_counts_the_budgets() -> None:
+def test_placement_verdict_counts_the_budgets(bilingual) -> None:
     def rows(b: int, attn: float, mlp: float, both: float) -> list[PlacementRow]:
         return [PlacementRow(f"{t}-{b}", t, b, b, 100, 1.0, v)
                 for t, v in (("attn", attn), ("mlp", mlp), ("attn+mlp", both))]
 
-    assert placement_verdict(rows(4, 2.0, 1.9, 1.8) + rows(16, 2.0, 2.0, 1.7)).word == "holds"
+    full = [PlacementRow("full", "all weights", None, None, 1000, None, 1.5)]
+    v = placement_verdict(full + rows(4, 2.0, 1.9, 1.8) + rows(16, 2.0, 2.0, 1.7))
+    assert v.word == "holds" and v.measured_zh["全参微调"] == "1.500"
+    bilingual(v)
     v = placement_verdict(rows(4, 2.0, 2.1, 1.8) + rows(16, 2.0, 1.9, 1.7))
     assert v.word == "partly" and "at 1 of 2 budgets" in v.reason
+    assert "2 个预算中有 1 个" in v.reason_zh
+    assert list(v.measured_zh) == ["预算 r=4（100 个参数）", "预算 r=16（100 个参数）"]
+    bilingual(v)
     assert placement_verdict(rows(4, 1.0, 2.0, 2.0)).word == "does not hold"
+    bilingual(placement_verdict(rows(4, 1.0, 2.0, 2.0)))
 
 
 # ---------------------------------------------------------------- end to end (quick preset)

@@ -1,6 +1,9 @@
-"""The studies' verdicts: each word from hand-made numbers; Spearman against numpy."""
+"""The studies' verdicts: each word from hand-made numbers, each said in Chinese too with the
+same numbers; Spearman against numpy."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,9 +33,19 @@ def _forgetting(lora: list[tuple[float, float]]) -> Forgetting:
     ([(1.5, 1.2), (1.2, 1.5)], "partly"),         # learns less, forgets more
     ([(0.9, 1.2), (0.8, 1.5)], "does not hold"),  # learns more, forgets more
 ])
-def test_forgetting_verdict_words(lora, word):
+def test_forgetting_verdict_words(lora, word, bilingual):
     v = forgetting_verdict(_forgetting(lora), None)
     assert v.word == word and (word == "holds" or v.reason)
+    bilingual(v)
+
+
+def test_forgetting_verdict_with_the_full_updates_rank_in_both_languages(bilingual):
+    analysis = SimpleNamespace(spectra=[SimpleNamespace(rank90=k) for k in (3, 12, 7)])
+    v = forgetting_verdict(_forgetting([(0.9, 1.2), (1.2, 0.5)]), analysis)
+    assert v.measured["ΔW_full's median 90%-energy rank"] == "7"
+    assert list(v.measured_zh.values()) == list(v.measured.values())
+    assert v.word == "partly" and v.reason_zh.startswith("1/2 次 LoRA")
+    bilingual(v)
 
 
 def _intruders(full: float, low: float, high: float, gain: float) -> Intruders:
@@ -49,21 +62,40 @@ def _intruders(full: float, low: float, high: float, gain: float) -> Intruders:
     ((0.0, 1.0, 2.0, 0.1), "partly"),             # fewer at low rank
     ((3.0, 1.0, 2.0, -0.1), "does not hold"),     # full has more; mitigation forgets more
 ])
-def test_intruder_verdict_words(args, word):
+def test_intruder_verdict_words(args, word, bilingual):
     v = intruder_verdict(_intruders(*args), with_full=True)
     assert v.word == word and (word == "holds" or v.reason)
+    bilingual(v)
 
 
-def test_a_sweep_that_scaled_nothing_is_no_evidence():
+def test_each_failed_intruder_check_is_named_in_both_languages(bilingual):
+    v = intruder_verdict(_intruders(3.0, 1.0, 2.0, -0.1), with_full=True)
+    assert v.reason.count(";") == v.reason_zh.count("；") == 2
+    assert "全参微调的入侵维度少于 LoRA" in v.reason_zh and "低秩时更多" in v.reason_zh
+    v = intruder_verdict(_intruders(3.0, 2.0, 1.0, 0.1), with_full=False)   # no full: 2 checks
+    assert v.word == "holds" and v.reason == v.reason_zh == ""
+    bilingual(v)
+
+
+def test_a_sweep_that_scaled_nothing_is_no_evidence(bilingual):
     study = _intruders(0.0, 0.0, 0.0, 1e-6)                 # no intruder, float noise only
     study.lambda_sweep[1].intruders = 0
     v = intruder_verdict(study, with_full=True)
     assert v.word == "does not hold" and "mitigation" not in v.reason
+    bilingual(v)
+    study = _intruders(0.0, 2.0, 1.0, 1e-6)                 # a λ that scaled nothing, said so
+    study.lambda_sweep[1].intruders = 0
+    v = intruder_verdict(study, with_full=True)
+    assert v.measured["λ=0.75"] == "no intruder at ε=0.5 to scale"
+    assert v.measured_zh["λ=0.75"] == "ε=0.5 时没有可缩放的入侵维度"
+    bilingual(v)
 
 
-def test_no_intruder_in_any_run_says_so_instead_of_blaming_a_comparison():
+def test_no_intruder_in_any_run_says_so_instead_of_blaming_a_comparison(bilingual):
     study = _intruders(0.0, 0.0, 0.0, 0.0)
     study.lambda_sweep[1].intruders = 0
     v = intruder_verdict(study, with_full=True)
     assert v.word == "does not hold"
     assert "no run" in v.reason and "ε=0.5" in v.reason and "full has fewer" not in v.reason
+    assert "ε=0.5" in v.reason_zh and "前 10 个奇异向量" in v.reason_zh
+    bilingual(v)

@@ -1,5 +1,6 @@
-"""The studies on the report page: table, verdicts (word and claim in the page's language),
-figures with translated labels, and a folder without a study refused in one line."""
+"""The studies on the report page: table, verdicts (word, claim, measured names and reason in
+the page's language, the numbers the same), figures with translated labels, and a folder
+without a study refused in one line."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from loralab.errors import LoralabError
 from loralab.experiment.studies import lr_curves, lr_verdicts, placement_verdict
-from loralab.report.studies import CLAIM_KEYS, read_study_results, study_figures, study_values
+from loralab.report.studies import read_study_results, study_figures, study_values
 from loralab.report.text import t
 from loralab.results import ExperimentResult, RunResult, result_from_dict
 from loralab.results.study import PlacementRow, StudyResult
@@ -48,10 +49,31 @@ def studies() -> list[ExperimentResult]:
 
 
 def test_every_verdict_claim_has_its_sentence_in_both_languages(studies) -> None:
-    claims = {v.claim for r in studies for v in r.study.verdicts}
-    assert claims == set(CLAIM_KEYS)
-    for key in CLAIM_KEYS.values():
-        assert t(key, "en") and re.search(r"[\u4e00-\u9fff]", t(key, "zh"))
+    verdicts = [v for r in studies for v in r.study.verdicts]
+    assert len({v.claim for v in verdicts}) == 3                    # ratio, rank, placement
+    for v in verdicts:
+        assert v.claim and re.search(r"[\u4e00-\u9fff]", v.claim_zh)
+
+
+def test_the_chinese_page_says_each_verdict_in_chinese(studies) -> None:
+    """Claim, measured names and reason as the verdict wrote them in Chinese, each value the
+    English one; no English reason left on the page."""
+    rows = [PlacementRow("a", "attn", 9, 4, 72, 1.0, 1.6),              # attention only wins
+            PlacementRow("m", "mlp", 7, 4, 70, 0.97, 1.7),
+            PlacementRow("x", "attn+mlp", 4, 4, 72, 1.0, 1.65)]
+    studies[1].study.verdicts.append(placement_verdict(rows))
+    verdicts = [v for r in studies for v in r.study.verdicts]
+    assert [v.word for v in verdicts] == ["partly", "partly", "holds", "does not hold"]
+    shown = [x for page in study_values(studies, "zh") for x in page["verdicts"]]
+    for page, v in zip(shown, verdicts, strict=True):
+        assert (page["claim"], page["reason"]) == (v.claim_zh, v.reason_zh)
+        assert page["measured"] == "；".join(f"{k}：{x}" for k, x in v.measured_zh.items())
+        assert list(v.measured_zh.values()) == list(v.measured.values())
+        assert not v.reason or v.reason not in str(page)
+        assert not any(k in page["measured"] for k in v.measured if k not in v.measured_zh)
+    en = [x for page in study_values(studies, "en") for x in page["verdicts"]]
+    assert [(x["claim"], x["reason"]) for x in en] == [(v.claim, v.reason) for v in verdicts]
+    assert "预算 r=4（72 个参数）：attn 1.900, mlp 1.700, attn+mlp 1.600" in shown[2]["measured"]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -34,3 +34,42 @@ def test_round_trip_and_line():
 def test_malformed_dict_is_one_line():
     with pytest.raises(LoralabError, match="malformed"):
         verdict_from_dict({"study": "lr"})
+
+
+def _bilingual() -> Verdict:
+    return Verdict("lr", "LoRA's best moves", "Schulman 2025", "partly",
+                   {"spread max/min": "3.10x", "ranks": "1, 4"}, "it moves 3.1x",
+                   claim_zh="最优学习率会移动",
+                   measured_zh={"最大/最小之比": "3.10x", "秩": "1, 4"},
+                   reason_zh="相差 3.1 倍")
+
+
+def test_the_chinese_round_trips_and_texts_pick_the_language():
+    v = _bilingual()
+    assert verdict_from_dict(v.to_dict()) == v
+    en, zh = v.texts("en"), v.texts("zh")
+    assert (en.word, en.claim, en.measured, en.reason) == (
+        "partly", v.claim, v.measured, v.reason)
+    assert (zh.word, zh.claim, zh.reason) == ("部分成立", "最优学习率会移动", "相差 3.1 倍")
+    assert list(zh.measured.items()) == [("最大/最小之比", "3.10x"), ("秩", "1, 4")]
+    assert v.line() == ("lr: partly. LoRA's best moves (Schulman 2025). spread max/min 3.10x, "
+                        "ranks 1, 4; it moves 3.1x")                # the console: English only
+
+
+def test_an_older_dict_without_the_chinese_loads_and_shows_the_english():
+    d = _bilingual().to_dict()
+    for key in ("claim_zh", "measured_zh", "reason_zh"):
+        del d[key]
+    v = verdict_from_dict(d)
+    assert (v.claim_zh, v.measured_zh, v.reason_zh) == ("", {}, "")
+    zh = v.texts("zh")
+    assert (zh.word, zh.claim, zh.measured, zh.reason) == (
+        "部分成立", v.claim, v.measured, v.reason)
+
+
+def test_chinese_that_does_not_match_the_english_is_refused():
+    d = _bilingual().to_dict()
+    with pytest.raises(LoralabError, match="1 Chinese measured names for 2 quantities"):
+        verdict_from_dict({**d, "measured_zh": {"秩": "1, 4"}})
+    with pytest.raises(LoralabError, match="a reason in one language only"):
+        verdict_from_dict({**d, "reason_zh": ""})

@@ -27,7 +27,7 @@ from torch import nn
 from ..results.finetune import ExperimentResult, RunResult
 from ..results.study import LrCurve, PlacementRow, StudyResult
 from ..results.study_plan import PLACEMENT_SETS, StudyConfig, placement_ranks
-from ..results.verdict import Verdict
+from ..results.verdict import Verdict, VerdictWord
 from .workload import layer_paths, weight_out_in
 
 __all__ = ["HALF_DECADE", "SOURCE", "TIE", "best_lr_fit", "lr_curves", "lr_verdicts",
@@ -74,10 +74,63 @@ def lr_curves(runs: list[RunResult]) -> list[LrCurve]:
     return curves
 
 
-def _edge_note(curves: list[LrCurve]) -> str:
-    edges = [f"{c.label} at {c.best_lr:g}" for c in curves if c.at_edge]
-    return ("" if not edges else "the best sits at the grid's edge for " + ", ".join(edges)
-            + ", so the true best may lie outside the grid and the claim is unresolved there")
+def _edge_note(curves: list[LrCurve]) -> tuple[str, str]:
+    """Which curves have their best at the grid's edge, in English and Chinese (empty: none)."""
+    edges = [(c.label, f"{c.best_lr:g}") for c in curves if c.at_edge]
+    if not edges:
+        return "", ""
+    return ("the best sits at the grid's edge for " + ", ".join(f"{k} at {x}" for k, x in edges)
+            + ", so the true best may lie outside the grid and the claim is unresolved there",
+            "最优点位于网格边缘：" + "、".join(f"{k} 在 {x}" for k, x in edges)
+            + "，真正的最优点可能在网格之外，该结论在此无法判定")
+
+
+def _with_note(word: VerdictWord, why: tuple[str, str], note: tuple[str, str]
+               ) -> tuple[VerdictWord, str, str]:
+    """``(word, reason, reason_zh)``: a note on the grid's edge makes the word *partly* and
+    joins the reason."""
+    if not note[0]:
+        return word, *why
+    return ("partly", "; ".join(x for x in (why[0], note[0]) if x),
+            "；".join(x for x in (why[1], note[1]) if x))
+
+
+def _ratio_verdict(full: LrCurve, lora: list[LrCurve], ratios: dict[str, float]) -> Verdict:
+    """LoRA's best rate against full fine-tuning's: within half a decade of 10 at each rank."""
+    near = [k for k, v in ratios.items() if 10 / HALF_DECADE <= v <= 10 * HALF_DECADE]
+    word: VerdictWord = ("holds" if len(near) == len(ratios) else "partly" if near
+                         else "does not hold")
+    why = ("", "") if word == "holds" else (
+        f"the ratio lies within half a decade of 10 for {len(near)} of {len(ratios)} ranks",
+        f"{len(ratios)} 个秩中有 {len(near)} 个的比值在 10 的半个数量级以内")
+    word, reason, reason_zh = _with_note(word, why, _edge_note([full, *lora]))
+    values = [f"{full.best_lr_fit:.2g}", *(f"{c.best_lr_fit:.2g} ({ratios[c.label]:.1f}x)"
+                                           for c in lora)]
+    return Verdict(study="lr", claim="LoRA's best learning rate is about 10x full "
+                   "fine-tuning's", source=SOURCE, word=word,
+                   measured=dict(zip(["full best", *(f"{c.label} best" for c in lora)],
+                                     values, strict=True)), reason=reason,
+                   claim_zh="LoRA 的最优学习率约为全参微调的 10 倍",
+                   measured_zh=dict(zip(["全参最优", *(f"{c.label} 最优" for c in lora)],
+                                        values, strict=True)), reason_zh=reason_zh)
+
+
+def _rank_verdict(lora: list[LrCurve]) -> Verdict:
+    """LoRA's best rates across ranks: their spread max/min within half a decade."""
+    bests = [c.best_lr_fit for c in lora]
+    spread = max(bests) / min(bests)
+    word: VerdictWord = ("holds" if spread <= HALF_DECADE else "partly" if spread <= 10
+                         else "does not hold")
+    why = ("", "") if word == "holds" else (f"LoRA's best moves {spread:.1f}x across ranks",
+                                            f"LoRA 的最优学习率在各秩之间相差 {spread:.1f} 倍")
+    word, reason, reason_zh = _with_note(word, why, _edge_note(lora))
+    values = [", ".join(str(c.rank) for c in lora), f"{spread:.2f}x"]
+    return Verdict(study="lr", claim="LoRA's best learning rate barely depends on the rank "
+                   "(alpha fixed, scale alpha/r)", source=SOURCE, word=word,
+                   measured=dict(zip(["ranks", "spread max/min"], values, strict=True)),
+                   reason=reason, claim_zh="LoRA 的最优学习率几乎不随秩变化（α 固定，缩放 α/r）",
+                   measured_zh=dict(zip(["秩", "最大/最小之比"], values, strict=True)),
+                   reason_zh=reason_zh)
 
 
 def lr_verdicts(curves: list[LrCurve]) -> tuple[list[Verdict], dict[str, float]]:
@@ -89,32 +142,9 @@ def lr_verdicts(curves: list[LrCurve]) -> tuple[list[Verdict], dict[str, float]]
     if full is None or not lora:
         return [], {}
     ratios = {c.label: c.best_lr_fit / full.best_lr_fit for c in lora}
-    note = _edge_note([full, *lora])
-    near = [k for k, v in ratios.items() if 10 / HALF_DECADE <= v <= 10 * HALF_DECADE]
-    word = ("holds" if len(near) == len(ratios) else "partly" if near else "does not hold")
-    why = ("" if word == "holds" else
-           f"the ratio lies within half a decade of 10 for {len(near)} of {len(ratios)} ranks")
-    if note:
-        word, why = "partly", "; ".join(x for x in (why, note) if x)
-    measured = {"full best": f"{full.best_lr_fit:.2g}",
-                **{f"{k} best": f"{c.best_lr_fit:.2g} ({ratios[k]:.1f}x)"
-                   for k, c in zip(ratios, lora, strict=True)}}
-    ratio_v = Verdict(study="lr", claim="LoRA's best learning rate is about 10x full "
-                      "fine-tuning's", source=SOURCE, word=word, measured=measured, reason=why)
     if len(lora) < 2:                    # one rank: nothing to say about the rank
-        return [ratio_v], ratios
-    bests = [c.best_lr_fit for c in lora]
-    spread = max(bests) / min(bests)
-    word = "holds" if spread <= HALF_DECADE else "partly" if spread <= 10 else "does not hold"
-    why = "" if word == "holds" else f"LoRA's best moves {spread:.1f}x across ranks"
-    lora_note = _edge_note(lora)
-    if lora_note:
-        word, why = "partly", "; ".join(x for x in (why, lora_note) if x)
-    rank_v = Verdict(study="lr", claim="LoRA's best learning rate barely depends on the rank "
-                     "(alpha fixed, scale alpha/r)", source=SOURCE, word=word,
-                     measured={"ranks": ", ".join(str(c.rank) for c in lora),
-                               "spread max/min": f"{spread:.2f}x"}, reason=why)
-    return [ratio_v, rank_v], ratios
+        return [_ratio_verdict(full, lora, ratios)], ratios
+    return [_ratio_verdict(full, lora, ratios), _rank_verdict(lora)], ratios
 
 
 def model_widths(base: nn.Module, target_sets: list[tuple[str, tuple[str, ...]]]
@@ -161,23 +191,31 @@ def placement_rows(result: ExperimentResult) -> list[PlacementRow]:
 def placement_verdict(rows: list[PlacementRow]) -> Verdict:
     """All linear layers and the MLP only against attention only at every budget."""
     budgets = sorted({r.budget_rank for r in rows if r.budget_rank is not None})
-    wins, measured = 0, {}
+    wins, measured, measured_zh = 0, {}, {}
     for b in budgets:
         at = {r.targets: r for r in rows if r.budget_rank == b}
         attn = at["attn"].final_val_loss
         ok = all(at[t].final_val_loss <= attn * (1 + TIE) for t in PLACEMENT_SETS[1:])
         wins += ok
-        measured[f"budget r={b} ({at['attn+mlp'].trainable_params:,} params)"] = ", ".join(
-            f"{t} {at[t].final_val_loss:.3f}" for t in PLACEMENT_SETS)
+        params = f"{at['attn+mlp'].trainable_params:,}"
+        value = ", ".join(f"{t} {at[t].final_val_loss:.3f}" for t in PLACEMENT_SETS)
+        measured[f"budget r={b} ({params} params)"] = value
+        measured_zh[f"预算 r={b}（{params} 个参数）"] = value
     full = next((r for r in rows if r.budget_rank is None), None)
     if full is not None:
-        measured["full fine-tuning"] = f"{full.final_val_loss:.3f}"
+        measured["full fine-tuning"] = measured_zh["全参微调"] = f"{full.final_val_loss:.3f}"
     word = "holds" if wins == len(budgets) else "partly" if wins else "does not hold"
-    why = ("" if word == "holds" else f"MLP only and all layers reach attention only's loss "
-           f"(within {100 * TIE:.1f} %) at {wins} of {len(budgets)} budgets")
+    why, why_zh = ("", "") if word == "holds" else (
+        f"MLP only and all layers reach attention only's loss (within {100 * TIE:.1f} %) at "
+        f"{wins} of {len(budgets)} budgets",
+        f"{len(budgets)} 个预算中有 {wins} 个，仅 MLP 与全部层达到了仅注意力的损失（相差在 "
+        f"{100 * TIE:.1f} % 以内）")
     return Verdict(study="placement", claim="at equal trainable parameters, LoRA on all "
                    "layers and on the MLP does at least as well as attention only",
-                   source=SOURCE, word=word, measured=measured, reason=why)
+                   source=SOURCE, word=word, measured=measured, reason=why,
+                   claim_zh="在相同可训练参数量下，作用于全部层和 MLP 的 LoRA 至少与仅注意力的"
+                   "一样好",
+                   measured_zh=measured_zh, reason_zh=why_zh)
 
 
 def study_result(study: StudyConfig, result: ExperimentResult) -> StudyResult:

@@ -51,6 +51,14 @@ def spearman(x: list[float], y: list[float]) -> float:
     return sxy / (sxx * syy) ** 0.5 if sxx and syy else float("nan")
 
 
+def _pair(measured: dict[str, str], en: str, zh: str, value: str,
+          measured_zh: dict[str, str], value_zh: str | None = None) -> None:
+    """One measured quantity under its English and Chinese names (same value unless
+    ``value_zh`` says it in Chinese)."""
+    measured[en] = value
+    measured_zh[zh] = value if value_zh is None else value_zh
+
+
 def forgetting_verdict(study: Forgetting, analysis: Analysis | None) -> Verdict | None:
     """Biderman et al.'s claim on ``study`` (module doc); ``None`` without full fine-tuning
     or a LoRA run."""
@@ -63,33 +71,72 @@ def forgetting_verdict(study: Forgetting, analysis: Analysis | None) -> Verdict 
     n = len(lora)
     rho = spearman([p.target_val_loss for p in study.points],
                    [p.forgetting for p in study.points])
-    measured = {"full: target loss": f"{full.target_val_loss:.3f}",
-                "full: forgetting": f"{full.forgetting:+.3f}",
-                "LoRA: target loss": f"{min(p.target_val_loss for p in lora):.3f}–"
-                                     f"{max(p.target_val_loss for p in lora):.3f}",
-                "LoRA: forgetting": f"{min(p.forgetting for p in lora):+.3f}–"
-                                    f"{max(p.forgetting for p in lora):+.3f}",
-                "LoRA runs that learn less": f"{learns}/{n}",
-                "LoRA runs that forget less": f"{forgets}/{n}",
-                "rank correlation (target loss, forgetting)": f"{rho:+.2f}"}
+    en: dict[str, str] = {}
+    zh: dict[str, str] = {}
+    for e, z, value in (
+            ("full: target loss", "全参：目标损失", f"{full.target_val_loss:.3f}"),
+            ("full: forgetting", "全参：遗忘", f"{full.forgetting:+.3f}"),
+            ("LoRA: target loss", "LoRA：目标损失", f"{min(p.target_val_loss for p in lora):.3f}–"
+                                                  f"{max(p.target_val_loss for p in lora):.3f}"),
+            ("LoRA: forgetting", "LoRA：遗忘", f"{min(p.forgetting for p in lora):+.3f}–"
+                                              f"{max(p.forgetting for p in lora):+.3f}"),
+            ("LoRA runs that learn less", "学得更少的 LoRA 运行", f"{learns}/{n}"),
+            ("LoRA runs that forget less", "忘得更少的 LoRA 运行", f"{forgets}/{n}"),
+            ("rank correlation (target loss, forgetting)", "秩相关（目标损失，遗忘）",
+             f"{rho:+.2f}")):
+        _pair(en, e, z, value, zh)
     spectra = analysis.spectra if analysis is not None else []
     if spectra:
         r90 = sorted(s.rank90 for s in spectra)
-        measured["ΔW_full's median 90%-energy rank"] = str(r90[len(r90) // 2])
+        _pair(en, "ΔW_full's median 90%-energy rank", "ΔW_full 的 90% 能量秩（中位数）",
+              str(r90[len(r90) // 2]), zh)
     word: VerdictWord
     if learns == n and forgets == n:
-        word, reason = "holds", ""
+        word, reason, reason_zh = "holds", "", ""
     elif learns == n or forgets == n or (2 * learns >= n and 2 * forgets >= n):
         word = "partly"
         reason = (f"{learns}/{n} LoRA runs learn less and {forgets}/{n} forget less than full "
                   "fine-tuning")
+        reason_zh = f"{learns}/{n} 次 LoRA 运行学得比全参微调少，{forgets}/{n} 次忘得比全参微调少"
     else:
         word = "does not hold"
         reason = (f"only {learns}/{n} LoRA runs learn less and {forgets}/{n} forget less "
                   "than full fine-tuning")
+        reason_zh = (f"只有 {learns}/{n} 次 LoRA 运行学得比全参微调少，{forgets}/{n} 次忘得比"
+                     "全参微调少")
     return Verdict(study="forgetting", claim="LoRA learns less and forgets less than full "
                    "fine-tuning, on one learning–forgetting trade-off", source=BIDERMAN,
-                   word=word, measured=measured, reason=reason)
+                   word=word, measured=en, reason=reason,
+                   claim_zh="与全参微调相比，LoRA 学得少、忘得少，两者落在同一条学习–遗忘"
+                   "权衡曲线上",
+                   measured_zh=zh, reason_zh=reason_zh)
+
+
+# The intruder study's three checks: (English, Chinese) of each, as a failed one is named.
+_FULL_FEWER = ("full has fewer than LoRA", "全参微调的入侵维度少于 LoRA")
+_LOW_RANK = ("more at low rank", "低秩时更多")
+_MITIGATION = ("mitigation lowers forgetting at little cost", "缓解以很小的代价降低了遗忘")
+
+
+def _mitigation(study: Intruders, en: dict[str, str], zh: dict[str, str]) -> bool | None:
+    """The first λ < 1 against λ = 1: its numbers into ``en`` / ``zh``; whether it lowers
+    forgetting by more than it raises the target loss (``None``: nothing to judge)."""
+    sweep = study.lambda_sweep
+    one = sweep[0] if sweep else None
+    mit = next((p for p in sweep if p.lam < 1.0), None)
+    if one is None or mit is None:
+        return None
+    lam = f"λ={mit.lam:g}"
+    _pair(en, f"{lam} on {one.label}: forgetting", f"{lam}（{one.label}）：遗忘",
+          f"{one.forgetting:+.3f} → {mit.forgetting:+.3f}", zh)
+    _pair(en, f"{lam}: target loss", f"{lam}：目标损失",
+          f"{one.target_val_loss:.3f} → {mit.target_val_loss:.3f}", zh)
+    if mit.intruders == 0:                # with nothing scaled the copy is the run itself
+        eps = f"ε={study.epsilon:g}"
+        _pair(en, lam, lam, f"no intruder at {eps} to scale", zh, f"{eps} 时没有可缩放的入侵维度")
+        return None
+    gain = one.forgetting - mit.forgetting
+    return gain > 0 and mit.target_val_loss - one.target_val_loss < gain
 
 
 def intruder_verdict(study: Intruders, with_full: bool) -> Verdict:
@@ -100,42 +147,39 @@ def intruder_verdict(study: Intruders, with_full: bool) -> Verdict:
     full = next((r for r in study.rows if r.method == "full"), None)
     mean_lora = sum(r.at_epsilon for r in every) / len(every)
     eps = f"ε={study.epsilon:g}"
-    measured = {f"intruders per matrix at {eps}, full": f"{full.at_epsilon:.2f}"
-                if full else "—"}
-    measured |= {f"LoRA r={r.rank} {r.targets}": f"{r.at_epsilon:.2f}" for r in lora}
-    measured |= {f"rsLoRA r={r.rank} {r.targets}": f"{r.at_epsilon:.2f}" for r in study.rows
-                 if r.method == "rslora"}
-    checks: dict[str, bool] = {}
+    en: dict[str, str] = {}
+    zh: dict[str, str] = {}
+    _pair(en, f"intruders per matrix at {eps}, full", f"{eps} 时每个矩阵的入侵维度，全参",
+          f"{full.at_epsilon:.2f}" if full else "—", zh)
+    for r in [*lora, *(r for r in study.rows if r.method == "rslora")]:
+        name = f"{'LoRA' if r.method == 'lora' else 'rsLoRA'} r={r.rank} {r.targets}"
+        _pair(en, name, name, f"{r.at_epsilon:.2f}", zh)
+    checks: dict[tuple[str, str], bool] = {}
     if with_full and full is not None:
-        checks["full has fewer than LoRA"] = full.at_epsilon < mean_lora
+        checks[_FULL_FEWER] = full.at_epsilon < mean_lora
     if len(lora) >= 2:
-        checks["more at low rank"] = lora[0].at_epsilon > lora[-1].at_epsilon
-    sweep = study.lambda_sweep
-    one = sweep[0] if sweep else None
-    mit = next((p for p in sweep if p.lam < 1.0), None)
-    if one is not None and mit is not None:
-        cost = mit.target_val_loss - one.target_val_loss
-        gain = one.forgetting - mit.forgetting
-        measured[f"λ={mit.lam:g} on {one.label}: forgetting"] = (
-            f"{one.forgetting:+.3f} → {mit.forgetting:+.3f}")
-        measured[f"λ={mit.lam:g}: target loss"] = (
-            f"{one.target_val_loss:.3f} → {mit.target_val_loss:.3f}")
-        if mit.intruders > 0:             # with nothing scaled the copy is the run itself
-            checks["mitigation lowers forgetting at little cost"] = gain > 0 and cost < gain
-        else:
-            measured[f"λ={mit.lam:g}"] = f"no intruder at ε={study.epsilon:g} to scale"
-    ok = [k for k, v in checks.items() if v]
+        checks[_LOW_RANK] = lora[0].at_epsilon > lora[-1].at_epsilon
+    mitigates = _mitigation(study, en, zh)
+    if mitigates is not None:
+        checks[_MITIGATION] = mitigates
     bad = [k for k, v in checks.items() if not v]
     word: VerdictWord = ("holds" if checks and not bad else
-                         "partly" if ok else "does not hold")
-    reason = "" if word == "holds" else (
-        ("not here: " + "; ".join(bad)) if checks else "nothing to compare")
+                         "partly" if len(bad) < len(checks) else "does not hold")
+    reason, reason_zh = ("", "") if word == "holds" else (
+        ("not here: " + "; ".join(e for e, _ in bad), "此处不成立：" + "；".join(z for _, z in bad))
+        if checks else ("nothing to compare", "没有可比较的结果"))
     if all(r.at_epsilon == 0 for r in study.rows):     # nothing rotated: no contest at all
         word, reason = "does not hold", (
             f"no run, full fine-tuning or LoRA, has an intruder at {eps}: every top-"
             f"{study.top_k} singular vector of W stays close to one of W0's, as after a short "
             "run with a small update; the comparison needs longer training")
+        reason_zh = (f"没有任何运行（全参微调或 LoRA）在 {eps} 时有入侵维度：W 的前 {study.top_k} "
+                     "个奇异向量都与 W0 的某个奇异向量接近，就像更新很小的短训练之后那样；"
+                     "这一比较需要更长的训练")
     return Verdict(study="intruders", claim="LoRA's top singular vectors include intruders "
                    "that full fine-tuning's lack, more at low rank; scaling them down reduces "
                    "forgetting at little cost to the task", source=SHUTTLEWORTH, word=word,
-                   measured=measured, reason=reason)
+                   measured=en, reason=reason,
+                   claim_zh="LoRA 的主要奇异向量中有全参微调没有的入侵维度，低秩时更多；"
+                   "把它们缩小可以减少遗忘，而对任务的代价很小",
+                   measured_zh=zh, reason_zh=reason_zh)

@@ -1,25 +1,24 @@
 """The fine-tuning chapter's two studies: learning against forgetting (Biderman et al., 2024)
 and intruder dimensions with the λ mitigation (Shuttleworth et al., 2024), from an
-:class:`ExperimentResult` that measured them, with their verdicts (claim, numbers, one word).
-The page shows their tables and verdicts; their figures are ``forgetting.png`` and
-``intruders.png`` in the finetune's ``--out``."""
+:class:`ExperimentResult` that measured them, with their verdicts (claim, numbers, one word,
+in the page's language). The page shows their tables and verdicts; their figures are
+``forgetting.png`` and ``intruders.png`` in the finetune's ``--out``."""
 
 from __future__ import annotations
 
 from ..results import ExperimentResult
-from ..results.verdict import VERDICT_WORDS_ZH, Verdict
-from .text import t
+from ..results.verdict import Verdict
 
 __all__ = ["study_values"]
 
 
 def _verdict(v: Verdict, lang: str) -> dict:
-    word = VERDICT_WORDS_ZH[v.word] if lang == "zh" else v.word
-    claims = {"forgetting": t("ft_claim_forgetting", lang),
-              "intruders": t("ft_claim_intruders", lang)}
-    return {"word": word, "claim": claims.get(v.study, v.claim), "source": v.source,
-            "measured": "; ".join(f"{k} {val}" for k, val in v.measured.items()),
-            "reason": v.reason}
+    """The verdict in the page's language (:meth:`Verdict.texts`), its numbers as written."""
+    w = v.texts(lang)
+    sep = "；" if lang == "zh" else "; "
+    return {"word": w.word, "claim": w.claim, "source": v.source,
+            "measured": sep.join(f"{k} {val}" for k, val in w.measured.items()),
+            "reason": w.reason}
 
 
 def study_values(result: ExperimentResult, lang: str) -> dict:

@@ -2,9 +2,9 @@
 
 A study's folder (``loralab finetune --study NAME --out DIR``) is shown by ``loralab report
 --finetune DIR`` (with the rest of that run) or beside any chapter by ``--study DIR``
-(repeatable; :func:`read_study_results`). The verdict's word and the claim are the page's
-language (the claim by :data:`CLAIM_KEYS`, the catalogue's sentence); the numbers and the
-reason stay as the study wrote them.
+(repeatable; :func:`read_study_results`). Each verdict is shown in the page's language: its
+word, claim, measured names and reason as the study wrote them in that language
+(:meth:`~loralab.results.verdict.Verdict.texts`), the numbers the same in both.
 """
 
 from __future__ import annotations
@@ -12,27 +12,12 @@ from __future__ import annotations
 from ..errors import LoralabError
 from ..plots.studies import lr_figure, placement_figure
 from ..results import ExperimentResult
-from ..results.verdict import VERDICT_WORDS_ZH, Verdict
+from ..results.verdict import Verdict
 from .figure_zh import localized_png as _png
 from .methods import read_finetune_result
 from .text import t
 
-__all__ = ["CLAIM_KEYS", "read_study_results", "study_figures", "study_values"]
-
-CLAIM_KEYS: dict[str, str] = {
-    "LoRA's best learning rate is about 10x full fine-tuning's": "st_claim_ratio",
-    "LoRA's best learning rate barely depends on the rank (alpha fixed, scale alpha/r)":
-        "st_claim_rank",
-    "at equal trainable parameters, LoRA on all layers and on the MLP does at least as well "
-    "as attention only": "st_claim_placement",
-}
-
-
-def _claim(key: str, lang: str) -> str:
-    """The catalogue's sentence of a claim (each key named here, for the catalogue test)."""
-    return {"st_claim_ratio": lambda: t("st_claim_ratio", lang),
-            "st_claim_rank": lambda: t("st_claim_rank", lang),
-            "st_claim_placement": lambda: t("st_claim_placement", lang)}[key]()
+__all__ = ["read_study_results", "study_figures", "study_values"]
 
 
 def _title(name: str, lang: str) -> str:
@@ -57,12 +42,11 @@ def read_study_results(folders: tuple[str, ...]) -> list[ExperimentResult]:
 
 
 def _verdict(v: Verdict, lang: str) -> dict:
-    key = CLAIM_KEYS.get(v.claim)
-    return {"word": VERDICT_WORDS_ZH[v.word] if lang == "zh" else v.word,
-            "ok": v.word == "holds", "claim": _claim(key, lang) if key else v.claim,
-            "source": v.source,
-            "measured": "; ".join(f"{k}: {x}" for k, x in v.measured.items()),
-            "reason": v.reason}
+    w = v.texts(lang)
+    colon, sep = ("：", "；") if lang == "zh" else (": ", "; ")
+    return {"word": w.word, "ok": v.word == "holds", "claim": w.claim, "source": v.source,
+            "measured": sep.join(f"{k}{colon}{x}" for k, x in w.measured.items()),
+            "reason": w.reason}
 
 
 def _rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
