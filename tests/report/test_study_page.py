@@ -74,6 +74,8 @@ def test_the_chinese_page_says_each_verdict_in_chinese(studies) -> None:
     en = [x for page in study_values(studies, "en") for x in page["verdicts"]]
     assert [(x["claim"], x["reason"]) for x in en] == [(v.claim, v.reason) for v in verdicts]
     assert "预算 r=4（72 个参数）：attn 1.900, mlp 1.700, attn+mlp 1.600" in shown[2]["measured"]
+    heads = [h for page in study_values(studies, "zh") for h in page["head"]]
+    assert not [h for h in heads if re.search(r"[A-Za-z]{2,}", h)]       # r and rates only
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -49,7 +49,7 @@ def _verdict(v: Verdict, lang: str) -> dict:
             "reason": w.reason}
 
 
-def _rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
+def _rows(result: ExperimentResult, lang: str) -> tuple[list[str], list[list[str]]]:
     s = result.study
     assert s is not None
     if s.name == "lr":
@@ -59,12 +59,14 @@ def _rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
                  f"{c.best_lr:g}{'*' if c.at_edge else ''}", f"{c.best_lr_fit:.2g}",
                  "1" if c.method == "full" else f"{s.ratios.get(c.label, float('nan')):.1f}"]
                 for c in s.curves]
-        return ["run", *(f"{lr:g}" for lr in grid), "best", "fit", "÷ full"], rows
+        return [t("ft_run", lang), *(f"{lr:g}" for lr in grid), t("st_best", lang),
+                t("st_fit", lang), t("st_vs_full", lang)], rows
     rows = [[r.label, r.targets, "—" if r.rank is None else str(r.rank),
              f"{r.trainable_params:,}",
              "—" if r.param_ratio is None else f"{100 * (r.param_ratio - 1):+.1f} %",
              f"{r.final_val_loss:.3f}"] for r in s.placement]
-    return ["run", "targets", "r", "trainable", "vs budget", "val loss"], rows
+    return [t("ft_run", lang), t("st_targets", lang), "r", t("st_trainable", lang),
+            t("st_vs_budget", lang), t("st_val_loss", lang)], rows
 
 
 def study_values(results: list[ExperimentResult], lang: str) -> list[dict]:
@@ -74,7 +76,7 @@ def study_values(results: list[ExperimentResult], lang: str) -> list[dict]:
         s = result.study
         if s is None:
             continue
-        head, rows = _rows(result)
+        head, rows = _rows(result, lang)
         floor = "—" if s.floor_s is None else f"{s.floor_s:.1f}"
         out.append({"title": _title(s.name, lang), "head": head, "rows": rows,
                     "verdicts": [_verdict(v, lang) for v in s.verdicts],
