@@ -286,6 +286,23 @@ def test_every_cli_command_and_flag_is_documented():
     assert not missing, "not documented:\n" + "\n".join(missing)
 
 
+def test_cli_help_blocks_are_the_parsers_help(monkeypatch):
+    """Each ```text block of docs/cli.md that starts ``usage: loralab [CMD]`` is that parser's
+    ``--help`` at 100 columns, so a flag or a default changed in the code shows on the page."""
+    from loralab.cli import COMMANDS, build_parser
+
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and set(COMMANDS) <= set(a.choices))
+    helps = {"": parser.format_help()} | {n: sub.choices[n].format_help() for n in COMMANDS}
+    cli_doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```text\n(usage: loralab(?: (\w+))?[^\n]*\n.*?)\n```", cli_doc, re.S)
+    assert sorted(name for _, name in blocks) == sorted(helps)
+    stale = [name or "loralab" for text, name in blocks if text != helps[name].rstrip("\n")]
+    assert not stale, (f"docs/cli.md's help of {', '.join(stale)} differs from the parser's "
+                       "(paste `COLUMNS=100 loralab CMD --help`)")
+
+
 # (e) the words around the code: docstrings, comments, paths and flags ------------------------
 
 SRC = ROOT / "src" / "loralab"

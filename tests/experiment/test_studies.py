@@ -211,3 +211,20 @@ def test_placement_on_a_model_matches_peft_counts(llama6, tmp_path: Path) -> Non
         assert row.trainable_params == peft_model.get_nb_trainable_parameters()[0]
         assert abs(row.param_ratio - 1) <= 0.05
     assert result.study.verdicts[0].study == "placement"
+
+
+def test_placement_budget_a_model_cannot_match_is_refused_before_training(llama6,
+                                                                          tmp_path: Path) -> None:
+    """At r_all = 1 the Llama's attention would need r = 2.3: r = 2 misses by -12.5 %."""
+    from loralab.errors import LoralabError
+    from loralab.experiment import ExperimentConfig, RunOptions, run_experiment
+    from loralab.results.study_plan import StudyConfig
+
+    model, text = llama6
+    config = ExperimentConfig(preset="quick", ranks=(1,), steps=2, model=str(model),
+                              data=str(text))
+    with pytest.raises(LoralabError, match=r"rank 1 is not allowed for the placement study: "
+                                           r"attn at rank 2 trains 1,792 .*-12\.5 %"):
+        run_experiment(config, RunOptions(device="cpu", cache_dir=str(tmp_path / "c"), jobs=1),
+                       out_dir=tmp_path / "o", study=StudyConfig("placement"))
+    assert not (tmp_path / "o").exists()

@@ -3,6 +3,7 @@
 * :func:`forgetting_figure`: Biderman et al.'s learning–forgetting plane: each run's target
   val loss against its forgetting (source val loss after − before), full fine-tuning and every
   method and rank; beside it, the λ mitigation's path for one LoRA run in the same plane.
+  Points that fall together share one label (:func:`~loralab.plots.labels.annotate_apart`).
 * :func:`intruder_figure`: Shuttleworth et al.'s picture: one matrix's ``|Uᵀ U0|`` (W's top
   singular vectors against W0's) for full fine-tuning beside LoRA at each rank and rsLoRA,
   and under them the intruders per matrix against ε for every run.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..method_specs import METHOD_SPECS
 from . import COLORS, new_figure
+from .labels import annotate_apart
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -42,8 +44,7 @@ def forgetting_figure(study: Forgetting, intruders: Intruders | None = None) -> 
         ax.scatter([p.forgetting], [p.target_val_loss], color=_color(p.method), s=36,
                    label=None if p.method in seen else p.method)
         seen.add(p.method)
-        ax.annotate(p.label, (p.forgetting, p.target_val_loss), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+    annotate_apart(ax, [(p.forgetting, p.target_val_loss, p.label) for p in study.points])
     ax.set_xlabel(f"forgetting: source val loss − base's ({study.source})")
     ax.set_ylabel("target val loss (lower: learned more)")
     ax.set_title("Learning vs forgetting, one point per run (Biderman et al., 2024); base: "
@@ -57,9 +58,8 @@ def forgetting_figure(study: Forgetting, intruders: Intruders | None = None) -> 
         xs = [p.forgetting for p in sweep]
         ys = [p.target_val_loss for p in sweep]
         ax2.plot(xs, ys, "-o", color=COLORS["lora"], label=f"{sweep[0].label}, mitigated")
-        for p in sweep:
-            ax2.annotate(f"λ={p.lam:g}", (p.forgetting, p.target_val_loss), fontsize=8,
-                         xytext=(4, -10), textcoords="offset points")
+        annotate_apart(ax2, [(p.forgetting, p.target_val_loss, f"λ={p.lam:g}")
+                             for p in sweep], fontsize=8)
         ax2.set_xlabel("forgetting: source val loss − base's")
         ax2.set_ylabel("target val loss")
         ax2.set_title(f"Intruder directions scaled by λ (top {intruders.top_k}, "
