@@ -84,27 +84,38 @@ def tiny_widths(model: TinyLMConfig) -> dict[str, int]:
     return {label: set_width(model, label) for label in PLACEMENT_SETS}
 
 
+def _matched(widths: Mapping[str, int], rank_all: int, label: str,
+             max_rank: int | None) -> tuple[int, float, bool]:
+    """``(rank, off, ok)`` of set ``label`` at the budget of all linear layers at ``rank_all``."""
+    budget = rank_all * widths["attn+mlp"]
+    rank = max(1, round(budget / widths[label]))
+    off = rank * widths[label] / budget - 1
+    return rank, off, abs(off) <= PLACEMENT_TOLERANCE and (max_rank is None or rank <= max_rank)
+
+
 def placement_ranks(widths: Mapping[str, int], rank_all: int,
                     max_rank: int | None = None) -> dict[str, int]:
     """``{set: rank}`` for attention only, MLP only and all linear layers (the keys of
     :data:`PLACEMENT_SETS`, ``widths[set] = P``) at the parameter budget of all linear layers
     at ``rank_all`` (``rank = max(1, round(r_all·P_all/P))``); raises ``LoralabError`` when a
     set's count misses the budget by more than :data:`PLACEMENT_TOLERANCE` or its rank
-    exceeds ``max_rank`` (the smallest ``min(d_out, d_in)`` of the layers)."""
+    exceeds ``max_rank`` (the smallest ``min(d_out, d_in)`` of the layers), naming budgets
+    that do match."""
     budget = rank_all * widths["attn+mlp"]
     out = {}
     for label in PLACEMENT_SETS:
-        width = widths[label]
-        rank = max(1, round(budget / width))
-        off = rank * width / budget - 1
-        too_big = max_rank is not None and rank > max_rank
-        if abs(off) > PLACEMENT_TOLERANCE or too_big:
+        rank, off, ok = _matched(widths, rank_all, label, max_rank)
+        if not ok:
+            fits = [r for r in range(1, 129) if all(
+                _matched(widths, r, s, max_rank)[2] for s in PLACEMENT_SETS)][:4]
+            too_big = max_rank is not None and rank > max_rank
             raise LoralabError(
                 f"rank {rank_all} is not allowed for the placement study: {label} at rank "
-                f"{rank} trains {rank * width:,} parameters against {budget:,} "
+                f"{rank} trains {rank * widths[label]:,} parameters against {budget:,} "
                 f"({100 * off:+.1f} %, more than {100 * PLACEMENT_TOLERANCE:.0f} % off"
-                f"{f', or past the rank bound {max_rank}' if too_big else ''}); give ranks "
-                "such as 4,8,16")
+                f"{f', or past the rank bound {max_rank}' if too_big else ''}); "
+                + (f"ranks that match here: {','.join(map(str, fits))}" if fits
+                   else "no rank up to 128 matches on this model"))
         out[label] = rank
     return out
 
