@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -219,7 +220,7 @@ def _targets(result: ExperimentResult, lora: RunResult) -> Targets:
     return t
 
 
-def _samples(models: dict[str, nn.Module], data: LMData, tok: Any, n: int,
+def _samples(models: Mapping[str, nn.Module], data: LMData, tok: Any, n: int,
              max_new: int, pig_latin: bool = True) -> list[Sample]:
     """Continuations of the first words of ``n`` val lines (Pig Latin: read back into
     English; a user's text: its first 24 characters as the prompt, no reading)."""
@@ -235,7 +236,7 @@ def _samples(models: dict[str, nn.Module], data: LMData, tok: Any, n: int,
     return out
 
 
-def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, nn.Module],
+def _merge_checks(result: ExperimentResult, base: nn.Module, models: Mapping[str, nn.Module],
                   data: LMData, ctx: RunContext, done: dict[str, MergeCheck] | None = None
                   ) -> list[MergeCheck]:
     """:func:`merge_check` for every LoRA and rsLoRA run (plain adapters on the float base,
@@ -243,10 +244,10 @@ def _merge_checks(result: ExperimentResult, base: nn.Module, models: dict[str, n
     training) are taken as they are."""
     runs = {r.label: r for r in result.runs}
     checks = []
-    for label, model in models.items():
+    for label in models:                 # a model is read only when its check is still to make
         if method_spec(runs[label].method).sweep:
             c = (done or {}).get(label) or merge_check(
-                model, base, data, ctx, val_loss=runs[label].final_val_loss,
+                models[label], base, data, ctx, val_loss=runs[label].final_val_loss,
                 max_batches=result.config.spec.lora.eval_batches,
                 batch_size=result.config.spec.lora.eval_batch_size)
             c.label = label
@@ -285,7 +286,7 @@ def _truncation(result: ExperimentResult, base: nn.Module, full: nn.Module, data
 
 
 def _amplification(result: ExperimentResult, base: nn.Module,
-                   models: dict[str, nn.Module], sets: TargetSets) -> Amplification:
+                   models: Mapping[str, nn.Module], sets: TargetSets) -> Amplification:
     """The LoRA paper's amplification factor on the middle block's ``q_proj`` (or the first
     targeted module), for LoRA at every rank and for the full update."""
     config = result.config
@@ -321,7 +322,7 @@ def _rslora_rows(result: ExperimentResult) -> list[RsLoraRow]:
     return rows
 
 
-def analyse(result: ExperimentResult, work: Workload, models: dict[str, nn.Module],
+def analyse(result: ExperimentResult, work: Workload, models: Mapping[str, nn.Module],
             ctx: RunContext, merge_checks: dict[str, MergeCheck] | None = None) -> Analysis:
     """Every analysis of the module doc, from the trained ``models`` (not modified) on
     ``work``'s base, data, tokenizer and target sets. Without a full fine-tuning run, what

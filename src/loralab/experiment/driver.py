@@ -27,7 +27,7 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from .methods import adapter_root, plain_adapter
 from .one_run import fine_tune
 from .outputs import write_outputs
 from .resume import COMMAND, STATE, ResumeFolder
+from .run_models import ConvertedModels, RunModels
 from .studies import model_widths, study_result
 from .workload import Workload, load_workload
 
@@ -235,7 +236,7 @@ def _train_side_by_side(pending: list[RunSpec], layout: tuple[int, int], work: W
     return {r.label for r in pending}
 
 
-def _analyse(result: ExperimentResult, work: Workload, models: dict[str, nn.Module],
+def _analyse(result: ExperimentResult, work: Workload, models: Mapping[str, nn.Module],
              ctx: RunContext, checks: dict[str, MergeCheck], intruders: IntruderSettings
              ) -> Analysis:
     """Every analysis of the trained ``models``: :func:`.analysis.analyse`, DoRA's view, the
@@ -296,14 +297,15 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
             if resume is None:                     # the runs meet in a folder all can write
                 resume = ResumeFolder(Path(stack.enter_context(tempfile.TemporaryDirectory())))
             fresh = _train_side_by_side(pending, layout, work, config, ctx, resume)
-        models: dict[str, nn.Module] = {}
+        models = RunModels(work.base, config, len(plan))
         runs: list[RunResult] = []
         checks: dict[str, MergeCheck] = {}
         for run in plan:
             model, result, check = fine_tune(
                 run, work, config, ctx.with_progress(None) if run.label in fresh else ctx,
                 resume)
-            models[run.label] = model.eval()
+            models.add(run, model)
+            del model                                  # lazily kept: its tensors only
             runs.append(result)
             if check is not None:
                 checks[run.label] = check
@@ -322,8 +324,9 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
                    "lower the learning rate")                  # never printed nor saved
     if folder is not None and out is not None:
         staged = folder.staging()
-        write_outputs(result, {r.label: plain_adapter(work.base, r, config, models[r.label])
-                               for r in plan}, staged)
+        by_label = {r.label: r for r in plan}
+        write_outputs(result, ConvertedModels(models, lambda label, m: plain_adapter(
+            work.base, by_label[label], config, m)), staged)
         folder.commit(staged)
         ResumeFolder.of(out, config).drop()
     dist.barrier()

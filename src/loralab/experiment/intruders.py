@@ -17,6 +17,7 @@ evaluations. The verdict weighs the paper's three claims.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -86,7 +87,7 @@ def _weight(base: nn.Module, model: nn.Module, run: RunResult, path: str) -> tor
     return _oi(mod).detach()
 
 
-def _rows_and_maps(result: ExperimentResult, work: Workload, models: dict[str, nn.Module],
+def _rows_and_maps(result: ExperimentResult, work: Workload, models: Mapping[str, nn.Module],
                    s: IntruderSettings, layers: list[str], map_layer: str
                    ) -> tuple[list[IntruderRow], list[IntruderMap]]:
     base = work.base
@@ -132,7 +133,7 @@ def _mitigated_copy(base: nn.Module, model: nn.Module, run: RunResult, lam: floa
     return out, total
 
 
-def _lambda_sweep(result: ExperimentResult, work: Workload, models: dict[str, nn.Module],
+def _lambda_sweep(result: ExperimentResult, work: Workload, models: Mapping[str, nn.Module],
                   ctx: RunContext, s: IntruderSettings, run: RunResult) -> list[LambdaPoint]:
     """The run as trained (λ = 1) and mitigated at each λ: target and source val loss."""
     config, tc = result.config, result.config.spec.lora
@@ -155,7 +156,7 @@ def _lambda_sweep(result: ExperimentResult, work: Workload, models: dict[str, nn
     return points
 
 
-def intruder_study(result: ExperimentResult, work: Workload, models: dict[str, nn.Module],
+def intruder_study(result: ExperimentResult, work: Workload, models: Mapping[str, nn.Module],
                    ctx: RunContext, settings: IntruderSettings) -> Intruders | None:
     """The module doc's analysis; ``None`` without a LoRA run. Without a source domain (a
     user's ``--model``) the counts and maps only: no λ sweep."""

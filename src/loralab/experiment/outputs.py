@@ -13,6 +13,7 @@ The driver writes them into a staging folder inside ``--out`` and moves them int
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from torch import nn
@@ -51,7 +52,7 @@ def _save_loftq_base(model: nn.Module, path: Path) -> None:
     atomic_write(path, lambda fh: fh.write(data))
 
 
-def write_outputs(result: ExperimentResult, models: dict[str, nn.Module], out: Path) -> None:
+def write_outputs(result: ExperimentResult, models: Mapping[str, nn.Module], out: Path) -> None:
     """Write tables, JSON, samples, figures and every LoRA adapter into ``out``."""
     (out / "adapters").mkdir(exist_ok=True)
     specs = {r.label: method_spec(r.method) for r in result.runs}
