@@ -312,6 +312,11 @@ def test_ctrl_c_then_rerun_resumes_with_the_same_numbers(experiment, cache,
     ref = result.run("lora-r2-attn")
     assert resumed.val_loss == pytest.approx(ref.val_loss, abs=1e-6)
     assert again.run("full").final_val_loss == result.run("full").final_val_loss
+    f = again.floor                                 # full was restored, not run: not counted
+    assert f.restored_runs == 1 and "1 run restored from an earlier invocation" in f.line()
+    steps = config.spec.lora.steps
+    assert f.train_flops == pytest.approx(sum(steps * r.flops_per_s * r.step_time_s
+                                              for r in again.runs if r.method != "full"))
 
 
 # ---------------------------------------------------------------- CLI

@@ -317,7 +317,8 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
     result.analysis = _analyse(result, work, models, ctx, checks, intruders)
     result.wall_s = time.perf_counter() - t0
     result.floor = experiment_floor(result, work, adapter_root(work.base),
-                                    layout[0] * dist.world_size)
+                                    layout[0] * dist.world_size,
+                                    frozenset(r.label for r in plan) - {r.label for r in pending})
     if study is not None:
         result.study = study_result(study, result)
     require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "

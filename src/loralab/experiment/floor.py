@@ -46,24 +46,28 @@ def _eval_tokens(data: LMData, batches: int | None, batch: int = EVAL_BATCH) -> 
 
 
 def experiment_floor(result: ExperimentResult, work: Workload, base: nn.Module,
-                     processes: int = 1) -> Floor:
+                     processes: int = 1, restored: frozenset[str] = frozenset()) -> Floor:
     """The :class:`Floor` of ``result`` (its runs, analysis and wall time) on ``work``;
-    ``processes``: the runs trained side by side (:mod:`.jobs`), 1 when one after another."""
+    ``processes``: the runs trained side by side (:mod:`.jobs`), 1 when one after another;
+    ``restored``: labels of runs an earlier invocation finished (restored from the resume
+    folder: their training, evaluations and merge checks are not in this wall time, nor
+    counted here)."""
     spec, ft = result.config.spec, work.ft
     fwd = forward_flops_per_token(base)
+    ran = [r for r in result.runs if r.label not in restored]
     train = sum((spec.lora if method_spec(r.method).is_adapter else spec.full).steps
-                * r.flops_per_s * r.step_time_s for r in result.runs)
+                * r.flops_per_s * r.step_time_s for r in ran)
     if result.base.pretrain_val_loss is not None and not result.base.cached:
         p = spec.pretrain
         train += 3 * fwd * p.steps * p.batch_size * spec.model.block_size
     ev = _eval_tokens(ft, spec.lora.eval_batches, spec.lora.eval_batch_size)
     tokens = ev + sum(len(r.val_steps) * _eval_tokens(ft, tc.eval_batches, tc.eval_batch_size)
-                      for r in result.runs
+                      for r in ran
                       for tc in [spec.lora if method_spec(r.method).is_adapter else spec.full])
     source = 0
     if work.general is not None:        # the source domain: before, and after every run
         source = _eval_tokens(work.general, spec.real.general_batches if spec.real else None)
-        tokens += (len(result.runs) + 1) * source
+        tokens += (len(ran) + 1) * source
     analysis = 0.0
     a = result.analysis
     if a is not None:
@@ -71,10 +75,11 @@ def experiment_floor(result: ExperimentResult, work: Workload, base: nn.Module,
         enc = work.tokenizer.encode
         samples = sum(len(enc(s.prompt + out)) for s in a.samples for out in s.outputs.values())
         sweep = [p for p in getattr(a.intruders, "lambda_sweep", []) if p.lam < 1.0]
-        analysis = fwd * (len(a.merge_checks) * per_check + len(a.truncation) * ev + samples
+        checks = sum(c.label not in restored for c in a.merge_checks)
+        analysis = fwd * (checks * per_check + len(a.truncation) * ev + samples
                           + len(sweep) * (ev + source))
-    peaks = [r.flops_per_s / r.mfu for r in result.runs if r.mfu and r.mfu > 0]
+    peaks = [r.flops_per_s / r.mfu for r in ran or result.runs if r.mfu and r.mfu > 0]
     return Floor(train_flops=train, evaluate_flops=fwd * tokens, analysis_flops=analysis,
                  peak_flops=max(1, processes) * statistics.median(peaks) if peaks
                  else float("nan"),
-                 wall_s=result.wall_s)
+                 wall_s=result.wall_s, restored_runs=len(result.runs) - len(ran))

@@ -293,7 +293,8 @@ def _floor_from_dict(data: dict | None) -> Floor | None:
     if data is None:
         return None
     return Floor(**{k: data[k] for k in ("train_flops", "evaluate_flops", "analysis_flops",
-                                         "peak_flops", "wall_s")})
+                                         "peak_flops", "wall_s")},
+                 restored_runs=int(data.get("restored_runs", 0)))
 
 
 def _md_from_dict(data: dict | None) -> MagnitudeDirection | None:

@@ -20,13 +20,16 @@ __all__ = ["Floor"]
 class Floor:
     """FLOPs by part (``train``: the optimizer steps; ``evaluate``: every val-loss forward,
     the general text's included; ``analysis``: the merge checks', truncations' and samples'
-    forwards), the peak in FLOP/s, and the experiment's wall time."""
+    forwards), the peak in FLOP/s, and the experiment's wall time. ``restored_runs``: runs
+    finished by an earlier invocation and restored from the resume folder, counted in neither
+    the FLOPs nor the wall."""
 
     train_flops: float
     evaluate_flops: float
     analysis_flops: float
     peak_flops: float
     wall_s: float
+    restored_runs: int = 0
 
     @property
     def flops(self) -> float:
@@ -50,10 +53,13 @@ class Floor:
                 f"{self.train_flops / 1e12:.1f}, evaluate {self.evaluate_flops / 1e12:.1f}, "
                 f"analysis {self.analysis_flops / 1e12:.1f}, at {self.peak_flops / 1e9:.1f} "
                 f"GFLOP/s, the matmul peak measured in this run); wall {self.wall_s:,.0f} s "
-                f"= {self.ratio:.2f}× the floor")
+                f"= {self.ratio:.2f}× the floor"
+                + (f" ({self.restored_runs} run{'s' if self.restored_runs > 1 else ''} "
+                   "restored from an earlier invocation counted in neither)"
+                   if self.restored_runs else ""))
 
     def to_dict(self) -> dict:
         return {"train_flops": self.train_flops, "evaluate_flops": self.evaluate_flops,
                 "analysis_flops": self.analysis_flops, "peak_flops": self.peak_flops,
                 "wall_s": self.wall_s, "flops": self.flops, "floor_s": self.floor_s,
-                "ratio": self.ratio}
+                "ratio": self.ratio, "restored_runs": self.restored_runs}
