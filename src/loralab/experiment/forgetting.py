@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..results.finetune import ExperimentResult
 from ..results.forgetting import Forgetting, ForgettingPoint
-from .verdicts import forgetting_verdict
+from .verdicts import compared_runs, forgetting_verdict, only_runs
 
 __all__ = ["forgetting_study"]
 
@@ -23,5 +23,6 @@ def forgetting_study(result: ExperimentResult, source: str) -> Forgetting | None
               for r in result.runs if r.general_val_loss is not None]
     study = Forgetting(source=source, base_target_val_loss=result.base_val_loss,
                        base_source_val_loss=before, points=points)
-    study.verdict = forgetting_verdict(study, result.analysis)
+    compared = compared_runs(result.runs)
+    study.verdict = forgetting_verdict(only_runs(study, compared), result.analysis, compared)
     return study

@@ -32,7 +32,7 @@ from ..lowrank.intruder import (
     mitigate_intruders,
     similarity_map,
 )
-from ..method_specs import full_run, method_spec
+from ..method_specs import method_spec
 from ..results.finetune import ExperimentResult, RunResult
 from ..results.intruders import (
     EPSILON_GRID,
@@ -43,7 +43,7 @@ from ..results.intruders import (
     LambdaPoint,
 )
 from .context import RunContext
-from .verdicts import intruder_verdict
+from .verdicts import compared_runs, intruder_verdict, only_runs
 from .workload import Workload, general_loss, layer_paths
 from .workload import weight_out_in as _oi
 
@@ -176,5 +176,8 @@ def intruder_study(result: ExperimentResult, work: Workload, models: Mapping[str
                       rows=rows, maps=maps,
                       lambda_sweep=_lambda_sweep(result, work, models, ctx, settings, pick)
                       if work.general is not None else [])
-    study.verdict = intruder_verdict(study, full_run(rows) is not None)
+    labels = compared_runs(result.runs)
+    compared = only_runs(study, labels)
+    study.verdict = intruder_verdict(compared, any(r.method == "full" for r in compared.rows),
+                                     labels)
     return study

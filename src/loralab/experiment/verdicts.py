@@ -11,16 +11,22 @@ numbers and one word (:class:`loralab.results.verdict.Verdict`).
   has more at its lowest rank than at its highest (on the last target set), (c) scaling them
   by λ (the first λ < 1) lowers forgetting by more than it raises the target loss. *holds*:
   all three; *partly*: one or two; *does not hold*: none.
+
+In a learning-rate study (every run at its own rate) both compare each curve (full
+fine-tuning, LoRA at each rank) at its best learning rate, as the papers compare methods each
+tuned (:func:`compared_runs`); the λ sweep stays on the run with the most intruders.
 """
 
 from __future__ import annotations
 
-from ..results.finetune import Analysis
+from dataclasses import replace
+
+from ..results.finetune import Analysis, RunResult
 from ..results.forgetting import Forgetting
 from ..results.intruders import Intruders
 from ..results.verdict import Verdict, VerdictWord
 
-__all__ = ["forgetting_verdict", "intruder_verdict", "spearman"]
+__all__ = ["compared_runs", "forgetting_verdict", "intruder_verdict", "only_runs", "spearman"]
 
 BIDERMAN = "Biderman et al., 2024"
 SHUTTLEWORTH = "Shuttleworth et al., 2024"
@@ -51,6 +57,30 @@ def spearman(x: list[float], y: list[float]) -> float:
     return sxy / (sxx * syy) ** 0.5 if sxx and syy else float("nan")
 
 
+def compared_runs(runs: list[RunResult]) -> set[str] | None:
+    """The runs a verdict compares: ``None`` (all) unless the runs carry their own learning
+    rates (an lr study); then, per curve (method, rank, target set), the label of the run
+    with the least final val loss: each method at its best rate on the grid."""
+    if all(r.lr is None for r in runs):
+        return None
+    best: dict[tuple, RunResult] = {}
+    for r in runs:
+        key = (r.method, r.rank, r.targets)
+        if key not in best or r.final_val_loss < best[key].final_val_loss:
+            best[key] = r
+    return {r.label for r in best.values()}
+
+
+def only_runs(study: Forgetting | Intruders, labels: set[str] | None
+              ) -> Forgetting | Intruders:
+    """``study`` with only the points / rows of ``labels`` (all when ``None``)."""
+    if labels is None:
+        return study
+    if isinstance(study, Forgetting):
+        return replace(study, points=[p for p in study.points if p.label in labels])
+    return replace(study, rows=[r for r in study.rows if r.label in labels])
+
+
 def _pair(measured: dict[str, str], en: str, zh: str, value: str,
           measured_zh: dict[str, str], value_zh: str | None = None) -> None:
     """One measured quantity under its English and Chinese names (same value unless
@@ -59,9 +89,18 @@ def _pair(measured: dict[str, str], en: str, zh: str, value: str,
     measured_zh[zh] = value if value_zh is None else value_zh
 
 
-def forgetting_verdict(study: Forgetting, analysis: Analysis | None) -> Verdict | None:
+def _compared(en: dict[str, str], zh: dict[str, str], labels: set[str] | None) -> None:
+    """Name the runs compared when they are each curve's best rate (:func:`compared_runs`)."""
+    if labels is not None:
+        _pair(en, "compared: each curve at its best learning rate",
+              "比较的运行：每条曲线在其最优学习率处", ", ".join(sorted(labels)), zh)
+
+
+def forgetting_verdict(study: Forgetting, analysis: Analysis | None,
+                       compared: set[str] | None = None) -> Verdict | None:
     """Biderman et al.'s claim on ``study`` (module doc); ``None`` without full fine-tuning
-    or a LoRA run."""
+    or a LoRA run. ``compared``: the labels :func:`compared_runs` kept (named in the
+    verdict)."""
     full = next((p for p in study.points if p.method == "full"), None)
     lora = [p for p in study.points if p.method in ("lora", "rslora")]
     if full is None or not lora:
@@ -85,6 +124,7 @@ def forgetting_verdict(study: Forgetting, analysis: Analysis | None) -> Verdict 
             ("rank correlation (target loss, forgetting)", "秩相关（目标损失，遗忘）",
              f"{rho:+.2f}")):
         _pair(en, e, z, value, zh)
+    _compared(en, zh, compared)
     spectra = analysis.spectra if analysis is not None else []
     if spectra:
         r90 = sorted(s.rank90 for s in spectra)
@@ -139,8 +179,10 @@ def _mitigation(study: Intruders, en: dict[str, str], zh: dict[str, str]) -> boo
     return gain > 0 and mit.target_val_loss - one.target_val_loss < gain
 
 
-def intruder_verdict(study: Intruders, with_full: bool) -> Verdict:
-    """Shuttleworth et al.'s three claims on ``study`` (module doc)."""
+def intruder_verdict(study: Intruders, with_full: bool,
+                     compared: set[str] | None = None) -> Verdict:
+    """Shuttleworth et al.'s three claims on ``study`` (module doc); ``compared`` as in
+    :func:`forgetting_verdict`."""
     every = [r for r in study.rows if r.method == "lora"]
     last = every[-1].targets                       # the ranks compared on one target set
     lora = sorted((r for r in every if r.targets == last), key=lambda r: r.rank or 0)
@@ -154,6 +196,7 @@ def intruder_verdict(study: Intruders, with_full: bool) -> Verdict:
     for r in [*lora, *(r for r in study.rows if r.method == "rslora")]:
         name = f"{'LoRA' if r.method == 'lora' else 'rsLoRA'} r={r.rank} {r.targets}"
         _pair(en, name, name, f"{r.at_epsilon:.2f}", zh)
+    _compared(en, zh, compared)
     checks: dict[tuple[str, str], bool] = {}
     if with_full and full is not None:
         checks[_FULL_FEWER] = full.at_epsilon < mean_lora
