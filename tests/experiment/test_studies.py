@@ -141,6 +141,10 @@ def test_lr_and_placement_studies_end_to_end(cache: Path, tmp_path: Path, capsys
     assert all(c["at_edge"] for c in study["curves"])          # two points: an edge each
     assert [v["word"] for v in study["verdicts"]] == ["partly"]    # one rank: the ratio
     assert (out / "lr_study.png").is_file() and not (out / "bridge.png").exists()
+    best = {min((r for r in data["runs"] if r["method"] == m), key=lambda r: r["final_val_loss"])
+            ["label"] for m in ("full", "lora")}          # an lr study maps its compared runs
+    maps = {m["label"] for m in data["intruders"]["maps"]}
+    assert best <= maps and len(maps) <= len(best) + 1
     assert "Learning-rate study" in printed and "[partly]" in printed
     f = data["floor"]                  # the study's floor is the experiment's: FLOPs / peak
     flops = f["train_flops"] + f["evaluate_flops"] + f["analysis_flops"]

@@ -172,11 +172,13 @@ def intruder_study(result: ExperimentResult, work: Workload, models: Mapping[str
     rows, maps = _rows_and_maps(result, work, models, settings, layers, map_layer)
     by_label = {r.label: r for r in rows}
     pick = max(lora, key=lambda r: (by_label[r.label].at_epsilon, -(r.rank or 0)))
+    labels = compared_runs(result.runs)
+    if labels is not None:               # an lr study: the maps of the compared runs only
+        maps = [m for m in maps if m.label in labels | {pick.label}]
     study = Intruders(top_k=settings.top_k, epsilon=settings.epsilon, layers=layers,
                       rows=rows, maps=maps,
                       lambda_sweep=_lambda_sweep(result, work, models, ctx, settings, pick)
                       if work.general is not None else [])
-    labels = compared_runs(result.runs)
     compared = only_runs(study, labels)
     study.verdict = intruder_verdict(compared, any(r.method == "full" for r in compared.rows),
                                      labels)
