@@ -104,33 +104,26 @@ def test_no_intruder_in_any_run_says_so_instead_of_blaming_a_comparison(bilingua
 def test_an_lr_study_compares_each_curve_at_its_best_rate(bilingual):
     """Full at 1e-4 and 1e-2, LoRA at both: mixing rates would pair LoRA's best (1e-2) with
     full's worst; the verdict takes each curve's best run, and names them."""
-    from loralab.experiment.verdicts import compared_runs, only_runs
-    from loralab.results import RunResult
+    from test_studies import _run as run
 
-    def run(method: str, rank: int | None, lr: float, loss: float) -> RunResult:
-        return RunResult(label=f"{method}-r{rank}-lr{lr:g}", method=method, rank=rank,
-                         targets="all", modules=[], rslora=False, scaling=None,
-                         trainable_params=1, total_params=1, final_val_loss=loss,
-                         step_time_s=0.1, tokens_per_s=1.0, flops_per_s=1.0, mfu=0.5,
-                         optimizer_state_bytes=0, peak_memory_bytes=0, peak_memory_kind="",
-                         wall_s=1.0, lr=lr)
+    from loralab.experiment.verdicts import compared_runs, only_runs
 
     runs = [run("full", None, 1e-4, 1.0), run("full", None, 1e-2, 4.0),
             run("lora", 4, 1e-4, 3.0), run("lora", 4, 1e-2, 1.5)]
     labels = compared_runs(runs)
-    assert labels == {"full-rNone-lr0.0001", "lora-r4-lr0.01"}
+    assert labels == {"full-None-0.0001", "lora-4-0.01"}
     assert compared_runs([replace_lr(r) for r in runs]) is None
-    forgetting = {"full-rNone-lr0.0001": 0.5, "full-rNone-lr0.01": 9.0,
-                  "lora-r4-lr0.0001": 0.1, "lora-r4-lr0.01": 0.3}
+    forgetting = {"full-None-0.0001": 0.5, "full-None-0.01": 9.0,
+                  "lora-4-0.0001": 0.1, "lora-4-0.01": 0.3}
     pts = [ForgettingPoint(r.label, r.method, r.rank, r.final_val_loss,
                            2.0 + forgetting[r.label], forgetting[r.label]) for r in runs]
     study = Forgetting("src", 5.0, 2.0, pts)
     kept = only_runs(study, labels)
-    assert [p.label for p in kept.points] == ["full-rNone-lr0.0001", "lora-r4-lr0.01"]
+    assert [p.label for p in kept.points] == ["full-None-0.0001", "lora-4-0.01"]
     v = forgetting_verdict(kept, None, labels)
     assert v.word == "holds"           # at their bests: LoRA 1.5 > 1.0, forgets 0.3 < 0.5
     assert v.measured["compared: each curve at its best learning rate"] == \
-        "full-rNone-lr0.0001, lora-r4-lr0.01"
+        "full-None-0.0001, lora-4-0.01"
     bilingual(v)
 
 
