@@ -324,11 +324,18 @@ def _run(config: ExperimentConfig, ctx: RunContext, out: Path | None,
     require_finite(result.to_dict(), "the experiment's", "a run diverged or overflowed: "
                    "lower the learning rate")                  # never printed nor saved
     if folder is not None and out is not None:
-        staged = folder.staging()
-        by_label = {r.label: r for r in plan}
-        write_outputs(result, ConvertedModels(models, lambda label, m: plain_adapter(
-            work.base, by_label[label], config, m)), staged)
-        folder.commit(staged)
-        ResumeFolder.of(out, config).drop()
+        _write(result, work, models, plan, folder, out)
     dist.barrier()
     return result
+
+
+def _write(result: ExperimentResult, work: Workload, models: RunModels, plan: list[RunSpec],
+           folder: OutputFolder, out: Path) -> None:
+    """Every output into ``folder``'s staging copy, committed; the resume state dropped.
+    Adapters are read one run at a time (a PiSSA / OLoRA run as a plain LoRA)."""
+    config, staged = result.config, folder.staging()
+    by_label = {r.label: r for r in plan}
+    write_outputs(result, ConvertedModels(models, lambda label, m: plain_adapter(
+        work.base, by_label[label], config, m)), staged)
+    folder.commit(staged)
+    ResumeFolder.of(out, config).drop()
