@@ -173,7 +173,9 @@ def intruder_study(result: ExperimentResult, work: Workload, models: Mapping[str
     by_label = {r.label: r for r in rows}
     pick = max(lora, key=lambda r: (by_label[r.label].at_epsilon, -(r.rank or 0)))
     labels = compared_runs(result.runs)
-    if labels is not None:               # an lr study: the maps of the compared runs only
+    # An lr study shows the maps of the compared runs only. They were all made in the counting
+    # pass, where each model is at hand: a second pass would rebuild lazily kept models.
+    if labels is not None:
         maps = [m for m in maps if m.label in labels | {pick.label}]
     study = Intruders(top_k=settings.top_k, epsilon=settings.epsilon, layers=layers,
                       rows=rows, maps=maps,
